@@ -1,0 +1,199 @@
+"""`pikube lab ...`: build, inspect, use and remove the virtual LAN."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pikube.errors import PikubeError
+from pikube.lab.checks import PROBE_KINDS, Probe, reachability
+from pikube.lab.lab import DEFAULT_LAB, Lab, LabStatus
+from pikube.lab.processes import LAB_ENV
+
+_name_option = click.option(
+    "--name",
+    "-n",
+    default=lambda: os.environ.get(LAB_ENV, DEFAULT_LAB),
+    show_default=f"${LAB_ENV} or {DEFAULT_LAB}",
+    help="Lab name; several labs can exist at once.",
+)
+
+
+def _console() -> Console:
+    # Off a terminal (CI logs, pipes) rich assumes 80 columns and truncates the tables.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+@click.group()
+def lab() -> None:
+    """The virtual LAN: the seed's Raspberry Pis, PC and router as network namespaces."""
+
+
+@lab.command()
+@_name_option
+def up(name: str) -> None:
+    """Build the lab (idempotent)."""
+    the_lab = Lab(name)
+    report = the_lab.up()
+    verb = "built" if report.created else "already up"
+    _console().print(f"lab {name!r} {verb} in {report.elapsed_s:.2f} s")
+    _print_hosts(the_lab.status())
+
+
+@lab.command()
+@_name_option
+def down(name: str) -> None:
+    """Remove the lab: every namespace, link and process it started."""
+    report = Lab(name).down()
+    if not report.existed:
+        _console().print(f"lab {name!r} does not exist; nothing to do")
+        return
+    _console().print(
+        f"lab {name!r} removed: {len(report.namespaces_removed)} namespaces, "
+        f"{len(report.processes_stopped)} processes stopped"
+    )
+
+
+@lab.command()
+@_name_option
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def status(name: str, output: str) -> None:
+    """Show the lab's hosts, addresses and processes."""
+    st = Lab(name).status()
+    if output == "json":
+        click.echo(json.dumps(_status_json(st), indent=2))
+        return
+    if not st.exists:
+        _console().print(f"lab {name!r} does not exist")
+        sys.exit(3)
+    _print_hosts(st)
+    if st.processes:
+        table = Table("host", "process", "pid", "state", "command", box=None)
+        for p in st.processes:
+            rec = p.record
+            table.add_row(
+                rec.host,
+                rec.name,
+                str(rec.pid),
+                "running" if p.running else "exited",
+                " ".join(rec.argv),
+            )
+        _console().print(table)
+    else:
+        _console().print("no processes")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@_name_option
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, host: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside HOST, e.g. `pikube lab exec client -- ping node01`."""
+    the_lab = Lab(name)
+    the_lab.topology.host(host)
+    the_lab.require_up()
+    argv = the_lab.command(host, list(command))
+    sys.stdout.flush()
+    try:
+        os.execvpe(argv[0], argv, the_lab.environment())
+    except OSError as exc:
+        raise PikubeError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+
+
+@lab.command()
+@click.option("--name", "-n", default="demo", show_default=True, help="Lab name for the demo.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def demo(name: str, keep: bool) -> None:
+    """The seed's LAN, for real: build it, show it working, tear it down."""
+    console = _console()
+    the_lab = Lab(name)
+    console.print(
+        "[bold]pikube lab demo[/bold]: the seed's home LAN (a router, a PC, a master and three "
+        "worker Raspberry Pis) built from network namespaces on this machine"
+    )
+    ok = False
+    try:
+        report = the_lab.up()
+        console.print(
+            f"\nlab {name!r} up in {report.elapsed_s:.2f} s: one bridge (the LAN switch) in "
+            f"namespace {the_lab.topology.lan_namespace}, one namespace per host"
+        )
+        _print_hosts(the_lab.status())
+        console.print("\nFrom [bold]client[/bold] (the PC on the LAN) to every host:")
+        started = time.monotonic()
+        probes = reachability(the_lab, "client")
+        _print_probes(probes)
+        failed = [p for p in probes if not p.ok]
+        elapsed = time.monotonic() - started
+        if failed:
+            console.print(f"[red]{len(failed)} of {len(probes)} probes failed[/red]")
+        else:
+            console.print(f"all {len(probes)} probes answered ({elapsed:.2f} s)")
+        ok = not failed
+    finally:
+        if keep:
+            console.print(f"\nlab {name!r} left up: `pikube lab status -n {name}`")
+        else:
+            down_started = time.monotonic()
+            down_report = the_lab.down()
+            console.print(
+                f"\nlab {name!r} torn down in {time.monotonic() - down_started:.2f} s "
+                f"({len(down_report.namespaces_removed)} namespaces removed)"
+            )
+    if not ok:
+        sys.exit(1)
+
+
+def _print_hosts(st: LabStatus) -> None:
+    table = Table("host", "role", "IPv4", "IPv6", "MAC", "namespace", box=None)
+    for h in st.hosts:
+        table.add_row(
+            h.host.name,
+            h.host.role.value,
+            str(h.host.ipv4),
+            str(h.host.ipv6),
+            h.host.mac,
+            h.namespace if h.present else f"{h.namespace} (missing)",
+        )
+    _console().print(table)
+
+
+def _print_probes(probes: list[Probe]) -> None:
+    table = Table("host", *PROBE_KINDS, box=None)
+    by_target: dict[str, dict[str, Probe]] = {}
+    for p in probes:
+        by_target.setdefault(p.target, {})[p.kind] = p
+    for target, kinds in by_target.items():
+        cells = []
+        for kind in PROBE_KINDS:
+            p = kinds[kind]
+            cells.append(p.detail if p.ok else f"[red]FAILED: {p.detail}[/red]")
+        table.add_row(target, *cells)
+    _console().print(table)
+
+
+def _status_json(st: LabStatus) -> dict[str, object]:
+    return {
+        "lab": st.lab,
+        "exists": st.exists,
+        "complete": st.complete,
+        "hosts": {
+            h.host.name: {
+                "role": h.host.role.value,
+                "namespace": h.namespace,
+                "present": h.present,
+                "ipv4": str(h.host.ipv4),
+                "ipv6": str(h.host.ipv6),
+                "mac": h.host.mac,
+                "addresses": list(h.addresses),
+            }
+            for h in st.hosts
+        },
+        "processes": [{**p.record.to_json(), "running": p.running} for p in st.processes],
+    }

@@ -1,0 +1,1 @@
+"""The load balancer: a MetalLB-compatible speaker and controller (see docs/architecture.md)."""

@@ -1,0 +1,78 @@
+"""Fixtures shared by all tests: fresh labs for lab tests, and a leak check at session end.
+
+Lab tests (marker `lab`) need root and network namespaces; they are skipped elsewhere and
+always run in CI, which runs as root. Every lab a test builds gets a name from `new_lab_name()`;
+when the session ends, any namespace or process of those labs that is still there fails the run
+(and is removed, so one leak does not poison the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from pikube.lab import netns
+from pikube.lab.lab import Lab
+from pikube.lab.processes import kill_all, marked_pids
+from pikube.lab.topology import lab_of_namespace
+
+_SESSION_LABS: set[str] = set()
+
+
+def new_lab_name() -> str:
+    """A lab name unique to this test session ("t" and 8 hex digits)."""
+    name = "t" + secrets.token_hex(4)
+    _SESSION_LABS.add(name)
+    return name
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if is_root():
+        return
+    skip = pytest.mark.skip(reason="lab tests need root (network namespaces); CI runs as root")
+    for item in items:
+        if "lab" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """A freshly built lab, removed after the test whatever happens."""
+    the_lab = Lab(new_lab_name())
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+def _leftovers() -> tuple[list[str], list[int]]:
+    namespaces = [ns for ns in netns.list_namespaces() if lab_of_namespace(ns) in _SESSION_LABS]
+    pids = [pid for name in _SESSION_LABS for pid in marked_pids(name)]
+    return namespaces, pids
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not is_root() or not _SESSION_LABS:
+        return
+    namespaces, pids = _leftovers()
+    if not namespaces and not pids:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = (
+        f"LEAK: lab tests left behind namespaces {namespaces} and processes {pids}; "
+        "every lab must be torn down, also when a test fails"
+    )
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    kill_all(pids)
+    for ns in namespaces:
+        netns.remove(ns)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
