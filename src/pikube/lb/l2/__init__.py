@@ -1,0 +1,1 @@
+"""Layer 2 announcement: ARP and NDP codecs, responders and gratuitous announcements."""

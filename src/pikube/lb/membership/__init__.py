@@ -1,0 +1,1 @@
+"""Speaker membership: authenticated heartbeats on the announcing interfaces."""

@@ -1,0 +1,266 @@
+"""Speaker membership: the heartbeat codec and the view of live peers. Pure: no sockets, no clock.
+
+Theory of operation
+-------------------
+Every speaker broadcasts a heartbeat every `interval_ms` on each announcing interface (so a
+dead NIC is a dead announcer). A heartbeat carries the sender's node name, its MAC, an epoch
+(its incarnation, strictly increasing across restarts), a sequence number (strictly increasing
+within an epoch), its timers, the interfaces it has up, a LEAVING flag, and the IPs it
+currently announces (its *claims*). It ends with an HMAC-SHA256 (truncated to 16 bytes) over
+everything before it, keyed by the cluster's shared key.
+
+A receiver drops (and counts) a heartbeat that is malformed, fails authentication, or is not
+newer than the last one accepted from that node ((epoch, seq) compared as a pair): a LAN host
+without the key cannot forge one, and a captured one cannot be replayed. A peer is live until
+`interval_ms x multiplier` (its own timers, as in BFD) after its last accepted heartbeat.
+
+Times are passed in as seconds on a monotonic clock; callers own the clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MAGIC = b"PKHB"
+VERSION = 1
+MAC_LEN = 16  # bytes of HMAC-SHA256 kept
+MIN_KEY_LEN = 16
+DEFAULT_PORT = 7950
+
+FLAG_LEAVING = 0x01
+
+# magic, version, flags, interval_ms, multiplier, epoch, seq, mac
+_FIXED = struct.Struct("!4sBBHBQQ6s")
+_U8 = struct.Struct("!B")
+_U16 = struct.Struct("!H")
+
+
+class HeartbeatError(ValueError):
+    """Why a datagram was not accepted as a heartbeat."""
+
+
+class Malformed(HeartbeatError):
+    pass
+
+
+class Unauthenticated(HeartbeatError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    node: str
+    epoch: int
+    seq: int
+    interval_ms: int
+    multiplier: int
+    mac: bytes
+    interfaces: tuple[str, ...]
+    claims: frozenset[bytes]  # packed addresses: 4 bytes IPv4, 16 bytes IPv6
+    leaving: bool = False
+
+    @property
+    def detect_s(self) -> float:
+        return self.interval_ms * self.multiplier / 1000.0
+
+
+def _short_text(value: str, what: str) -> bytes:
+    raw = value.encode()
+    if not raw or len(raw) > 255:
+        raise ValueError(f"{what} must be 1-255 bytes: {value!r}")
+    return _U8.pack(len(raw)) + raw
+
+
+def encode(heartbeat: Heartbeat, key: bytes) -> bytes:
+    """Serialise and sign a heartbeat."""
+    v4 = sorted(c for c in heartbeat.claims if len(c) == 4)
+    v6 = sorted(c for c in heartbeat.claims if len(c) == 16)
+    if len(v4) + len(v6) != len(heartbeat.claims):
+        raise ValueError("claims must be packed IPv4 or IPv6 addresses")
+    parts = [
+        _FIXED.pack(
+            MAGIC,
+            VERSION,
+            FLAG_LEAVING if heartbeat.leaving else 0,
+            heartbeat.interval_ms,
+            heartbeat.multiplier,
+            heartbeat.epoch,
+            heartbeat.seq,
+            heartbeat.mac,
+        ),
+        _short_text(heartbeat.node, "node name"),
+        _U8.pack(len(heartbeat.interfaces)),
+        *(_short_text(name, "interface name") for name in heartbeat.interfaces),
+        _U16.pack(len(v4)),
+        *v4,
+        _U16.pack(len(v6)),
+        *v6,
+    ]
+    body = b"".join(parts)
+    return body + hmac.digest(key, body, "sha256")[:MAC_LEN]
+
+
+class _Reader:
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes, offset: int) -> None:
+        self.data = data
+        self.offset = offset
+
+    def take(self, n: int) -> bytes:
+        end = self.offset + n
+        if end > len(self.data):
+            raise Malformed("truncated heartbeat")
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        value: int = _U16.unpack(self.take(2))[0]
+        return value
+
+    def text(self) -> str:
+        raw = self.take(self.u8())
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise Malformed("name is not UTF-8") from exc
+
+
+def decode(data: bytes, key: bytes) -> Heartbeat:
+    """Verify and parse a heartbeat; raise Malformed or Unauthenticated."""
+    if len(data) < _FIXED.size + MAC_LEN:
+        raise Malformed(f"{len(data)} bytes is too short for a heartbeat")
+    body, tag = data[:-MAC_LEN], data[-MAC_LEN:]
+    if body[:4] != MAGIC:
+        raise Malformed("bad magic")
+    if not hmac.compare_digest(hmac.digest(key, body, "sha256")[:MAC_LEN], tag):
+        raise Unauthenticated("HMAC does not match the cluster key")
+    magic, version, flags, interval_ms, multiplier, epoch, seq, mac = _FIXED.unpack_from(body)
+    if version != VERSION:
+        raise Malformed(f"unsupported version {version}")
+    if interval_ms == 0 or multiplier == 0:
+        raise Malformed("zero interval or multiplier")
+    reader = _Reader(body, _FIXED.size)
+    node = reader.text()
+    if not node:
+        raise Malformed("empty node name")
+    interfaces = tuple(reader.text() for _ in range(reader.u8()))
+    claims = [reader.take(4) for _ in range(reader.u16())]
+    claims += [reader.take(16) for _ in range(reader.u16())]
+    if reader.offset != len(body):
+        raise Malformed("trailing bytes")
+    return Heartbeat(
+        node=node,
+        epoch=epoch,
+        seq=seq,
+        interval_ms=interval_ms,
+        multiplier=multiplier,
+        mac=mac,
+        interfaces=interfaces,
+        claims=frozenset(claims),
+        leaving=bool(flags & FLAG_LEAVING),
+    )
+
+
+class Change(enum.Enum):
+    """What a received heartbeat changed in the view."""
+
+    NONE = "none"  # liveness refreshed, nothing else
+    JOINED = "joined"  # a node not live before (new, or a new epoch)
+    UPDATED = "updated"  # claims, interfaces or the LEAVING flag changed
+    STALE = "stale"  # replayed or older than what we have: dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    heartbeat: Heartbeat
+    last_heard_s: float
+
+    @property
+    def deadline_s(self) -> float:
+        return self.last_heard_s + self.heartbeat.detect_s
+
+
+@dataclass
+class Counters:
+    accepted: int = 0
+    malformed: int = 0
+    unauthenticated: int = 0
+    replayed: int = 0
+    expired: int = 0
+
+
+@dataclass
+class View:
+    """The live peers as this speaker sees them (itself excluded)."""
+
+    self_node: str
+    peers: dict[str, Peer] = field(default_factory=dict)
+    # The newest (epoch, seq) accepted per node, kept after a peer expires so that its old
+    # heartbeats cannot be replayed to bring it back.
+    newest: dict[str, tuple[int, int]] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+
+    def receive(self, heartbeat: Heartbeat, now_s: float) -> Change:
+        if heartbeat.node == self.self_node:
+            return Change.NONE  # our own broadcast, looped back
+        stamp = (heartbeat.epoch, heartbeat.seq)
+        last = self.newest.get(heartbeat.node)
+        if last is not None and stamp <= last:
+            self.counters.replayed += 1
+            return Change.STALE
+        self.newest[heartbeat.node] = stamp
+        self.counters.accepted += 1
+        previous = self.peers.get(heartbeat.node)
+        self.peers[heartbeat.node] = Peer(heartbeat, now_s)
+        if previous is None or previous.heartbeat.epoch != heartbeat.epoch:
+            return Change.JOINED
+        old = previous.heartbeat
+        if (old.claims, old.interfaces, old.leaving) != (
+            heartbeat.claims,
+            heartbeat.interfaces,
+            heartbeat.leaving,
+        ):
+            return Change.UPDATED
+        return Change.NONE
+
+    def reject(self, error: HeartbeatError) -> None:
+        if isinstance(error, Unauthenticated):
+            self.counters.unauthenticated += 1
+        else:
+            self.counters.malformed += 1
+
+    def expire(self, now_s: float) -> list[str]:
+        """Drop peers whose detection time has passed; return their names."""
+        gone = [name for name, peer in self.peers.items() if peer.deadline_s <= now_s]
+        for name in gone:
+            del self.peers[name]
+        self.counters.expired += len(gone)
+        return gone
+
+    def next_deadline_s(self) -> float | None:
+        return min((p.deadline_s for p in self.peers.values()), default=None)
+
+    def drop(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            self.peers.pop(node, None)
+
+    def claims_by_node(self) -> dict[str, frozenset[bytes]]:
+        return {name: peer.heartbeat.claims for name, peer in self.peers.items()}
+
+
+def load_key(raw: bytes) -> bytes:
+    """The cluster key from a key file's contents (surrounding whitespace ignored)."""
+    key = raw.strip()
+    if len(key) < MIN_KEY_LEN:
+        raise ValueError(f"the key is {len(key)} bytes; at least {MIN_KEY_LEN} are required")
+    return hashlib.sha256(b"pikube-membership-v1" + key).digest()
