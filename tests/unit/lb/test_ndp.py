@@ -21,7 +21,7 @@ VIP = ndp.ip6("2001:db8:68::230")
 CLIENT = ndp.ip6("2001:db8:68::10")
 
 
-def _scapy_ns(src: str = "2001:db8:68::10", with_lladdr: bool = True) -> bytes:
+def _scapy_ns(with_lladdr: bool = True) -> bytes:
     packet = ICMPv6ND_NS(tgt="2001:db8:68::230")
     if with_lladdr:
         packet = packet / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:10")

@@ -102,7 +102,7 @@ def reply_for(request: ArpFrame, owned: Container[bytes], mac: bytes) -> bytes |
     """
     if request.op != ArpOp.REQUEST or request.target_ip not in owned:
         return None
-    if request.eth_dst != BROADCAST_MAC and request.eth_dst != mac:
+    if request.eth_dst not in (BROADCAST_MAC, mac):
         return None
     if request.is_gratuitous:
         return None  # someone announcing the address, not asking for it

@@ -1,4 +1,4 @@
-"""IPv6 Neighbor Discovery (RFC 4861) for service IPs: a sans-I/O codec and the responder's decision.
+"""IPv6 Neighbor Discovery (RFC 4861) for service IPs: sans-I/O codec and responder decision.
 
 Owns: parsing ICMPv6 Neighbor Solicitations as a raw ICMPv6 socket delivers them (the ICMPv6
 message without the IPv6 header; source address and hop limit come from the socket), building

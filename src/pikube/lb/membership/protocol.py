@@ -144,7 +144,7 @@ def decode(data: bytes, key: bytes) -> Heartbeat:
         raise Malformed("bad magic")
     if not hmac.compare_digest(hmac.digest(key, body, "sha256")[:MAC_LEN], tag):
         raise Unauthenticated("HMAC does not match the cluster key")
-    magic, version, flags, interval_ms, multiplier, epoch, seq, mac = _FIXED.unpack_from(body)
+    _magic, version, flags, interval_ms, multiplier, epoch, seq, mac = _FIXED.unpack_from(body)
     if version != VERSION:
         raise Malformed(f"unsupported version {version}")
     if interval_ms == 0 or multiplier == 0:
