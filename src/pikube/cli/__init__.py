@@ -6,6 +6,7 @@ anything else is a bug, reported in one line too (PIKUBE_DEBUG=1 shows the trace
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -15,9 +16,27 @@ import click
 from pikube import __version__
 from pikube.errors import PikubeError
 
+# Command groups, imported only when used: `pikube lb speaker` is a long-running daemon that
+# must not pay for the lab's imports (pyroute2, rich) in start-up time or memory.
+_GROUPS = {
+    "lab": "pikube.cli.lab:lab",
+}
+
 
 class _Group(click.Group):
-    """A click group that turns PikubeError into a one-line message."""
+    """The top-level group: lazy sub-groups, and PikubeError turned into a one-line message."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _GROUPS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -31,16 +50,6 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="pikube")
 def cli() -> None:
     """Bare-metal Kubernetes on Raspberry Pi: cluster builder, load balancer, and lab."""
-
-
-def _register() -> None:
-    # Imported here: the group modules import this one's `cli` object indirectly.
-    from pikube.cli.lab import lab  # noqa: PLC0415
-
-    cli.add_command(lab)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
