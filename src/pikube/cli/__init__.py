@@ -20,6 +20,7 @@ from pikube.errors import PikubeError
 # must not pay for the lab's imports (pyroute2, rich) in start-up time or memory.
 _GROUPS = {
     "lab": "pikube.cli.lab:lab",
+    "lb": "pikube.cli.lb:lb",
 }
 
 

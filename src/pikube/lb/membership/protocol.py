@@ -5,8 +5,8 @@ Theory of operation
 Every speaker broadcasts a heartbeat every `interval_ms` on each announcing interface (so a
 dead NIC is a dead announcer). A heartbeat carries the sender's node name, its MAC, an epoch
 (its incarnation, strictly increasing across restarts), a sequence number (strictly increasing
-within an epoch), its timers, the interfaces it has up, a LEAVING flag, and the IPs it
-currently announces (its *claims*). It ends with an HMAC-SHA256 (truncated to 16 bytes) over
+within an epoch), its timers, the interfaces it has up, the LEAVING and JOINING flags, and the
+IPs it currently announces (its *claims*). It ends with an HMAC-SHA256 (truncated to 16 bytes) over
 everything before it, keyed by the cluster's shared key.
 
 A receiver drops (and counts) a heartbeat that is malformed, fails authentication, or is not
@@ -33,6 +33,7 @@ MIN_KEY_LEN = 16
 DEFAULT_PORT = 7950
 
 FLAG_LEAVING = 0x01
+FLAG_JOINING = 0x02
 
 # magic, version, flags, interval_ms, multiplier, epoch, seq, mac
 _FIXED = struct.Struct("!4sBBHBQQ6s")
@@ -63,6 +64,7 @@ class Heartbeat:
     interfaces: tuple[str, ...]
     claims: frozenset[bytes]  # packed addresses: 4 bytes IPv4, 16 bytes IPv6
     leaving: bool = False
+    joining: bool = False  # listening before taking part: not a candidate yet
 
     @property
     def detect_s(self) -> float:
@@ -86,7 +88,7 @@ def encode(heartbeat: Heartbeat, key: bytes) -> bytes:
         _FIXED.pack(
             MAGIC,
             VERSION,
-            FLAG_LEAVING if heartbeat.leaving else 0,
+            (FLAG_LEAVING if heartbeat.leaving else 0) | (FLAG_JOINING if heartbeat.joining else 0),
             heartbeat.interval_ms,
             heartbeat.multiplier,
             heartbeat.epoch,
@@ -168,6 +170,7 @@ def decode(data: bytes, key: bytes) -> Heartbeat:
         interfaces=interfaces,
         claims=frozenset(claims),
         leaving=bool(flags & FLAG_LEAVING),
+        joining=bool(flags & FLAG_JOINING),
     )
 
 
@@ -225,10 +228,11 @@ class View:
         if previous is None or previous.heartbeat.epoch != heartbeat.epoch:
             return Change.JOINED
         old = previous.heartbeat
-        if (old.claims, old.interfaces, old.leaving) != (
+        if (old.claims, old.interfaces, old.leaving, old.joining) != (
             heartbeat.claims,
             heartbeat.interfaces,
             heartbeat.leaving,
+            heartbeat.joining,
         ):
             return Change.UPDATED
         return Change.NONE
