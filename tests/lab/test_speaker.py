@@ -37,10 +37,25 @@ def fleet(lab: Lab) -> SpeakerFleet:
 
 
 def one_owner(fleet: SpeakerFleet, ip: str = SEED_VIP, timeout_s: float = 5.0) -> str:
-    owners = wait_until(
-        lambda: (o := fleet.owners(ip)) and len(o) == 1 and o, timeout_s, f"one owner of {ip}"
-    )
-    return owners[0]
+    def found() -> str | None:
+        owners = fleet.owners(ip)
+        return owners[0] if len(owners) == 1 else None
+
+    return wait_until(found, timeout_s, f"one owner of {ip}")
+
+
+def another_owner(fleet: SpeakerFleet, old: str, timeout_s: float = 5.0) -> str:
+    def found() -> str | None:
+        owners = fleet.owners()
+        return owners[0] if len(owners) == 1 and owners[0] != old else None
+
+    return wait_until(found, timeout_s, f"an owner other than {old}")
+
+
+def rejoined(fleet: SpeakerFleet, observer: str, node: str) -> bool:
+    peers = fleet.status(observer)["peers"]
+    assert isinstance(peers, dict)
+    return node in peers and not peers[node]["joining"]
 
 
 def neighbour_mac(lab: Lab, ip: str) -> str | None:
@@ -68,9 +83,7 @@ def test_a_crashed_owner_is_replaced_and_clients_learn_it_by_gratuitous_arp(
     assert neighbour_mac(lab, SEED_VIP) == lab.topology.host(owner).mac
     fleet.lab.supervisor.signal(fleet.records[owner], signal.SIGKILL)
     netns.set_link_state(lab.namespace(owner), "eth0", up=False)
-    new_owner = wait_until(
-        lambda: (o := fleet.owners()) and o[0] != owner and o[0], 5, "a new owner"
-    )
+    new_owner = another_owner(fleet, owner)
     # The client sent nothing: only the new owner's gratuitous ARP can have changed its cache.
     wait_until(
         lambda: neighbour_mac(lab, SEED_VIP) == lab.topology.host(new_owner).mac,
@@ -86,19 +99,9 @@ def test_link_down_stops_the_owner_at_once_and_its_return_moves_nothing(
     owner = one_owner(fleet)
     netns.set_link_state(lab.namespace(owner), "eth0", up=False)
     wait_until(lambda: fleet.status(owner)["announcing"] == [], 2, "the owner to stop claiming")
-    new_owner = wait_until(
-        lambda: (o := fleet.owners()) and o[0] != owner and o[0], 5, "a new owner"
-    )
+    new_owner = another_owner(fleet, owner)
     netns.set_link_state(lab.namespace(owner), "eth0", up=True)
-    wait_until(
-        lambda: (
-            (p := fleet.status(new_owner)["peers"])
-            and owner in p  # type: ignore[operator]
-            and not p[owner]["joining"]
-        ),  # type: ignore[index]
-        5,
-        f"{owner} to rejoin",
-    )
+    wait_until(lambda: rejoined(fleet, new_owner, owner), 5, f"{owner} to rejoin")
     assert fleet.owners() == [new_owner]  # no failback
     assert answering_host(lab, SEED_VIP) == new_owner
 
@@ -120,15 +123,9 @@ def test_a_returning_node_takes_nothing_back(fleet: SpeakerFleet) -> None:
     owner = one_owner(fleet)
     fleet.lab.supervisor.signal(fleet.records[owner], signal.SIGKILL)
     fleet.lab.supervisor.wait(fleet.records[owner], 5)
-    new_owner = wait_until(
-        lambda: (o := fleet.owners()) and o[0] != owner and o[0], 5, "a new owner"
-    )
+    new_owner = another_owner(fleet, owner)
     fleet.start(owner)
-    wait_until(
-        lambda: not fleet.status(owner)["joining"] and new_owner in fleet.status(owner)["peers"],  # type: ignore[operator]
-        5,
-        f"{owner} to finish joining",
-    )
+    wait_until(lambda: rejoined(fleet, new_owner, owner), 5, f"{owner} to finish joining")
     assert fleet.owners() == [new_owner]
 
 
@@ -211,7 +208,7 @@ def test_an_ip_used_by_another_host_is_refused_and_reported(lab: Lab) -> None:
     fleet.start_all()
 
     def conflicts() -> list[str]:
-        found = []
+        found: list[str] = []
         for node in fleet.nodes:
             found += fleet.status(node)["conflicts"]  # type: ignore[arg-type]
         return found
