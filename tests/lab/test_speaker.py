@@ -181,6 +181,7 @@ def test_forged_and_replayed_heartbeats_are_dropped_and_counted(fleet: SpeakerFl
 def test_split_brain_after_a_partition_heals_leaves_one_owner(fleet: SpeakerFleet) -> None:
     lab = fleet.lab
     one_owner(fleet)
+    wait_until(fleet.settled, 5, "every speaker to hear the others")
     partition = (
         "table bridge partition {\n  chain forward {\n"
         "    type filter hook forward priority 0;\n"
@@ -196,8 +197,8 @@ def test_split_brain_after_a_partition_heals_leaves_one_owner(fleet: SpeakerFlee
          "partition"],
         check=True,
     )  # fmt: skip
-    survivor = one_owner(fleet, timeout_s=2)
-    wait_until(lambda: answering_host(lab, SEED_VIP) == survivor, 2, "ARP to follow the winner")
+    survivor = one_owner(fleet)
+    wait_until(lambda: answering_host(lab, SEED_VIP) == survivor, 5, "ARP to follow the winner")
 
 
 def test_an_ip_used_by_another_host_is_refused_and_reported(lab: Lab) -> None:

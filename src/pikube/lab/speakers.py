@@ -165,6 +165,16 @@ class SpeakerFleet:
     def status(self, node: str) -> dict[str, object]:
         return speaker_status(self.lab, node)
 
+    def settled(self) -> bool:
+        """Every speaker has joined and hears all the others."""
+        for node in self.nodes:
+            status = self.status(node)
+            peers = status["peers"]
+            assert isinstance(peers, dict)
+            if status["joining"] or set(peers) != set(self.nodes) - {node}:
+                return False
+        return True
+
     def owners(self, ip: str = SEED_VIP) -> list[str]:
         """Nodes whose speaker says it announces `ip` right now."""
         found = []

@@ -191,6 +191,8 @@ class Speaker:
     _interfaces: dict[str, _Interface] = field(default_factory=dict)
     _handover: dict[str, float] = field(default_factory=dict)
     _speaker_ips: set[bytes] = field(default_factory=set)  # ever claimed by some speaker
+    _speaker_macs: set[bytes] = field(default_factory=set)  # of every speaker ever heard
+    _conflict_logged: dict[bytes, float] = field(default_factory=dict)
     _conflicts: dict[str, tuple[float, str]] = field(default_factory=dict)  # key: (retry, why)
     _probing: dict[str, float] = field(default_factory=dict)  # key: verdict time
     _probe_answers: dict[bytes, bytes] = field(default_factory=dict)  # ip: answering mac
@@ -433,6 +435,7 @@ class Speaker:
             if heartbeat.node != self.settings.node:
                 self.metrics.heartbeats_received.inc("accepted")
                 self._speaker_ips |= heartbeat.claims
+                self._speaker_macs.add(heartbeat.mac)
             if change is protocol.Change.JOINED:
                 log.info("peer %s joined (epoch %d)", heartbeat.node, heartbeat.epoch)
             changed |= change is not protocol.Change.NONE
@@ -687,21 +690,27 @@ class Speaker:
         self._loop.call_later(self.settings.refresh_s * jitter, self._refresh)
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
-        speaker_macs = {p.heartbeat.mac for p in self.view.peers.values()}
-        if mac in speaker_macs:
-            return  # another speaker: membership and the election deal with it
+        if mac in self._speaker_macs:
+            # Another speaker (perhaps one we cannot hear right now: a partition). Heartbeats
+            # and the election settle it once they flow again; it is not a foreign host.
+            return
         if any(
             ip in (iface.announcer.watched if iface.announcer else ())
             for iface in self._interfaces.values()
         ):
             self._probe_answers.setdefault(ip, mac)
             return
-        log.error(
-            "IP conflict: host %s claims %s, which this node announces", _mac(mac), text_ip(ip)
-        )
         self.metrics.conflicts.inc(text_ip(ip))
-        key = next((k for k, a in self.claimed.items() if text_ip(ip) in a.target.ips), None)
         now = self.clock()
+        if now - self._conflict_logged.get(ip, -1e9) > self.settings.conflict_retry_s:
+            self._conflict_logged[ip] = now
+            log.error(
+                "IP conflict: host %s, which is not a speaker, claims %s, which this node "
+                "announces; find that host and remove the address from it",
+                _mac(mac),
+                text_ip(ip),
+            )
+        key = next((k for k, a in self.claimed.items() if text_ip(ip) in a.target.ips), None)
         if key is not None and now - self._defended.get(key, -1e9) > 1.0:
             self._defended[key] = now  # defend once a second at most (RFC 5227 section 2.4)
             self._announce(self.claimed[key])
