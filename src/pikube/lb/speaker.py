@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -141,6 +142,7 @@ class SpeakerMetrics:
         self.malformed_packets.inc(protocol_name)
 
 
+@functools.lru_cache(maxsize=65536)
 def packed(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
@@ -193,6 +195,8 @@ class Speaker:
     _speaker_ips: set[bytes] = field(default_factory=set)  # ever claimed by some speaker
     _speaker_macs: set[bytes] = field(default_factory=set)  # of every speaker ever heard
     _conflict_logged: dict[bytes, float] = field(default_factory=dict)
+    _claims: frozenset[bytes] = frozenset()  # packed IPs of `claimed`, for heartbeats
+    _was_joining: bool = True
     _conflicts: dict[str, tuple[float, str]] = field(default_factory=dict)  # key: (retry, why)
     _probing: dict[str, float] = field(default_factory=dict)  # key: verdict time
     _probe_answers: dict[bytes, bytes] = field(default_factory=dict)  # ip: answering mac
@@ -389,7 +393,6 @@ class Speaker:
 
     def _heartbeat(self) -> protocol.Heartbeat:
         self._seq += 1
-        claims = frozenset(packed(ip) for a in self.claimed.values() for ip in a.target.ips)
         mac = next((i.link.mac for i in self._interfaces.values() if i.link), b"\x00" * 6)
         return protocol.Heartbeat(
             node=self.settings.node,
@@ -399,7 +402,7 @@ class Speaker:
             multiplier=self.settings.multiplier,
             mac=mac,
             interfaces=tuple(i.name for i in self._interfaces.values() if i.up),
-            claims=claims,
+            claims=self._claims,
             leaving=self.leaving,
             joining=self._joining(),
         )
@@ -419,26 +422,29 @@ class Speaker:
         changed = False
         for data in datagrams:
             try:
-                heartbeat = protocol.decode(data, self.settings.key)
-            except protocol.Unauthenticated:
-                self.view.reject(protocol.Unauthenticated())
+                change, node = self.view.receive_datagram(data, self.settings.key, now)
+            except protocol.Unauthenticated as exc:
+                self.view.reject(exc)
                 self.metrics.heartbeats_received.inc("unauthenticated")
                 continue
-            except protocol.HeartbeatError:
-                self.view.reject(protocol.Malformed())
+            except protocol.HeartbeatError as exc:
+                self.view.reject(exc)
                 self.metrics.heartbeats_received.inc("malformed")
                 continue
-            change = self.view.receive(heartbeat, now)
             if change is protocol.Change.STALE:
                 self.metrics.heartbeats_received.inc("replayed")
                 continue
-            if heartbeat.node != self.settings.node:
-                self.metrics.heartbeats_received.inc("accepted")
-                self._speaker_ips |= heartbeat.claims
-                self._speaker_macs.add(heartbeat.mac)
+            if node == self.settings.node:
+                continue
+            self.metrics.heartbeats_received.inc("accepted")
+            if change is protocol.Change.NONE:
+                continue
+            heartbeat = self.view.peers[node].heartbeat
+            self._speaker_ips |= heartbeat.claims
+            self._speaker_macs.add(heartbeat.mac)
             if change is protocol.Change.JOINED:
-                log.info("peer %s joined (epoch %d)", heartbeat.node, heartbeat.epoch)
-            changed |= change is not protocol.Change.NONE
+                log.info("peer %s joined (epoch %d)", node, heartbeat.epoch)
+            changed = True
         self.metrics.peers.set(len(self.view.peers))
         if changed:
             deadline = self.view.next_deadline_s()
@@ -478,7 +484,19 @@ class Speaker:
             )
         self.metrics.expired.inc(amount=len(gone))
         self.metrics.peers.set(len(self.view.peers))
-        self._evaluate()
+        now = self.clock()
+        joined = self._was_joining and not self._joining()
+        due = (
+            gone
+            or joined
+            or any(t <= now for t in self._handover.values())
+            or any(t <= now for t in self._probing.values())
+            or any(retry <= now for retry, _ in self._conflicts.values())
+        )
+        if due:
+            self._evaluate()
+        else:
+            self._rearm()
 
     def _rearm(self) -> None:
         now = self.clock()
@@ -502,17 +520,26 @@ class Speaker:
         peers = {name: peer.heartbeat for name, peer in self.view.peers.items()}
         me = self.settings.node
         result = {}
+        joining = self._joining()
         for announcement in self.desired.announcements:
             target = announcement.target
             wanted = announcement.interfaces
+            # A target no speaker ever held (a cold start) may go to a node that is still
+            # joining: it claims it when it has joined, and a fleet started together spreads
+            # out. A target someone held (a failover) goes only to nodes ready now.
+            fresh = not any(packed(ip) in self._speaker_ips for ip in target.ips)
             able = {
                 name
                 for name, hb in peers.items()
                 if not hb.leaving
-                and not hb.joining
+                and (fresh or not hb.joining)
                 and (not wanted or set(wanted) & set(hb.interfaces))
             }
-            if not self.leaving and not self._joining() and self._usable_interfaces(announcement):
+            if (
+                not self.leaving
+                and (fresh or not joining)
+                and self._usable_interfaces(announcement)
+            ):
                 able.add(me)
             eligible = able if target.eligible is None else able & target.eligible
             result[target.key] = (announcement, replace(target, eligible=frozenset(eligible)))
@@ -520,6 +547,7 @@ class Speaker:
 
     def _evaluate(self) -> None:
         now = self.clock()
+        self._was_joining = self._joining()
         me = self.settings.node
         targets = self._candidate_targets()
         ip_to_key = {packed(ip): key for key, (_, t) in targets.items() for ip in t.ips}
@@ -554,9 +582,10 @@ class Speaker:
                 if now >= deadline:
                     self._release(key, "handover-timeout", f"{owner} did not claim it")
 
-        for key, owner in owners.items():
-            if owner == me and key not in self.claimed:
-                self._acquire(targets[key][0], now)
+        if not self._joining():
+            for key, owner in owners.items():
+                if owner == me and key not in self.claimed:
+                    self._acquire(targets[key][0], now)
 
         for key in list(self._conflicts):
             if key not in targets:
@@ -578,6 +607,7 @@ class Speaker:
                 if iface.announcer is not None:
                     iface.announcer.release(packed(ip))
         self.claimed[key] = announcement
+        self._claims_changed()
         self._claim_ips(announcement)
 
     # -- acquiring and releasing ------------------------------------------------------------
@@ -612,6 +642,7 @@ class Speaker:
             return
         self._conflicts.pop(key, None)
         self.claimed[key] = announcement
+        self._claims_changed()
         self._speaker_ips.update(ips)
         self._claim_ips(announcement)
         self.metrics.takeovers.inc()
@@ -628,6 +659,9 @@ class Speaker:
         assert self._loop is not None
         for delay in GARP_BURST_S[1:]:
             self._loop.call_later(delay, self._announce_if_held, key)
+
+    def _claims_changed(self) -> None:
+        self._claims = frozenset(packed(ip) for a in self.claimed.values() for ip in a.target.ips)
 
     def _start_probe(self, announcement: Announcement, now: float) -> None:
         key = announcement.target.key
@@ -653,6 +687,7 @@ class Speaker:
         self._handover.pop(key, None)
         if announcement is None:
             return
+        self._claims_changed()
         for iface in self._interfaces.values():
             if iface.announcer is not None:
                 for ip in announcement.target.ips:

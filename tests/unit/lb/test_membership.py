@@ -91,3 +91,33 @@ def test_own_heartbeats_are_ignored() -> None:
     view = p.View("node01")
     assert view.receive(_hb(), 0.0) is p.Change.NONE
     assert view.peers == {}
+
+
+def test_datagrams_take_the_fast_path_but_keep_every_check() -> None:
+    view = p.View("node02")
+    first = p.encode(_hb(seq=1), KEY)
+    assert view.receive_datagram(first, KEY, 0.0) == (p.Change.JOINED, "node01")
+    second = p.encode(_hb(seq=2), KEY)
+    assert view.receive_datagram(second, KEY, 1.0) == (p.Change.NONE, "node01")
+    assert view.peers["node01"].last_heard_s == 1.0
+    # A replay of either is caught on the fast path too.
+    assert view.receive_datagram(second, KEY, 1.1) == (p.Change.STALE, "node01")
+    assert view.receive_datagram(first, KEY, 1.2) == (p.Change.STALE, "node01")
+    # A forged sequence number fails authentication.
+    forged = bytearray(p.encode(_hb(seq=3), KEY))
+    forged[24] ^= 0xFF
+    with pytest.raises(p.Unauthenticated):
+        view.receive_datagram(bytes(forged), KEY, 1.3)
+    # Anything else that changes goes through the full decoder and is reported.
+    changed = p.encode(_hb(seq=4, claims=frozenset()), KEY)
+    assert view.receive_datagram(changed, KEY, 1.4) == (p.Change.UPDATED, "node01")
+    assert view.counters.accepted == 3
+    assert view.counters.replayed == 2
+
+
+def test_an_expired_peer_returning_with_the_same_content_joins_again() -> None:
+    view = p.View("node02")
+    view.receive_datagram(p.encode(_hb(seq=1), KEY), KEY, 0.0)
+    assert view.expire(1.0) == ["node01"]
+    change, _ = view.receive_datagram(p.encode(_hb(seq=2), KEY), KEY, 1.1)
+    assert change is p.Change.JOINED

@@ -79,7 +79,7 @@ def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
 @dataclass
 class ManifestDirectory:
     directory: Path
-    poll_s: float = 0.5
+    poll_s: float = 1.0
 
     async def updates(self) -> AsyncIterator[DesiredState]:
         seen: tuple[tuple[str, int, int], ...] | None = None
