@@ -61,6 +61,12 @@ def services(count: int) -> list[dict[str, object]]:
     return docs
 
 
+def announced(fleet: SpeakerFleet, node: str) -> int:
+    announcing = fleet.status(node)["announcing"]
+    assert isinstance(announcing, list)
+    return len(announcing)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -152,11 +158,11 @@ def main() -> None:
         fleet.start_all()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            owned = sum(len(fleet.status(n)["announcing"]) for n in fleet.nodes)  # type: ignore[arg-type]
+            owned = sum(announced(fleet, n) for n in fleet.nodes)
             if owned == args.ips and fleet.settled():
                 break
             time.sleep(0.1)
-        spread = {n: len(fleet.status(n)["announcing"]) for n in fleet.nodes}  # type: ignore[arg-type,misc]
+        spread = {n: announced(fleet, n) for n in fleet.nodes}
         targets = [f"198.51.100.{100 + i}" for i in range(args.ips)]
         speaker_ms = arp_latencies(lab, targets, args.rate, args.seconds)
         kernel_ms = arp_latencies(lab, ["198.51.100.21", "198.51.100.22", "198.51.100.23"],
