@@ -35,9 +35,11 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here: the group modules import this one's `cli` object indirectly.
+    from pikube.cli.bench import bench  # noqa: PLC0415
     from pikube.cli.lab import lab  # noqa: PLC0415
 
     cli.add_command(lab)
+    cli.add_command(bench)
 
 
 _register()
