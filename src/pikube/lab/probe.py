@@ -29,12 +29,13 @@ import errno
 import ipaddress
 import itertools
 import json
+import math
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,29 +274,23 @@ async def probe_once(address: str, port: int, timeout_s: float) -> ProbeResult:
     return ProbeResult(start, end, outcome, backend)
 
 
-async def run_prober(config: ProberConfig, stop: asyncio.Event) -> ProbeRun:
-    """Probe until `stop` is set or `max_duration_s` passes; report state changes on stdout."""
+async def run_prober(
+    config: ProberConfig,
+    stop: asyncio.Event,
+    observe: Callable[[ProbeResult], None] = lambda _result: None,
+) -> ProbeRun:
+    """Probe until `stop` is set or `max_duration_s` passes; `observe` sees each result."""
     loop = asyncio.get_running_loop()
     interval_s = config.interval_ms / 1000.0
     timeout_s = config.timeout_ms / 1000.0
     results: list[ProbeResult] = []
     in_flight: set[asyncio.Task[ProbeResult]] = set()
-    state: list[bool | None] = [None]  # None until the first result, then up/down
 
     def finished(task: asyncio.Task[ProbeResult]) -> None:
         in_flight.discard(task)
-        if task.cancelled():
-            return
-        result = task.result()
-        results.append(result)
-        if result.ok != state[0] and (result.ok or state[0] is not None):
-            state[0] = result.ok
-            if result.ok:
-                print(f"up {result.end_s:.6f}", flush=True)
-            else:
-                print(f"down {result.end_s:.6f} {result.outcome.value}", flush=True)
-        elif state[0] is None:
-            state[0] = result.ok
+        if not task.cancelled():
+            results.append(task.result())
+            observe(task.result())
 
     started = loop.time()
     deadline = started + config.max_duration_s
@@ -304,11 +299,11 @@ async def run_prober(config: ProberConfig, stop: asyncio.Event) -> ProbeRun:
         task = asyncio.ensure_future(probe_once(config.address, config.port, timeout_s))
         in_flight.add(task)
         task.add_done_callback(finished)
-        tick += 1
-        # A fixed grid: a slow probe delays nothing, a late wake-up does not shift later probes.
-        next_start = max(started + tick * interval_s, loop.time())
+        # A fixed grid: a slow probe delays nothing; after a stall (a busy CPU) the missed
+        # slots are skipped rather than fired in a burst.
+        tick = max(tick + 1, math.ceil((loop.time() - started) / interval_s))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_start - loop.time()))
+            await asyncio.wait_for(stop.wait(), timeout=started + tick * interval_s - loop.time())
     if in_flight:  # let the last probes finish (each is bounded by its timeout)
         await asyncio.wait(set(in_flight))
     return ProbeRun(
@@ -318,6 +313,23 @@ async def run_prober(config: ProberConfig, stop: asyncio.Event) -> ProbeRun:
         timeout_ms=config.timeout_ms,
         probes=tuple(sorted(results, key=lambda p: p.start_s)),
     )
+
+
+@dataclass
+class TransitionTracker:
+    """Turns a stream of results into state changes: up at the first success, down at the first
+    failure after one, up again at the next success."""
+
+    up: bool | None = None
+
+    def feed(self, result: ProbeResult) -> Transition | None:
+        if result.ok and self.up is not True:
+            self.up = True
+            return Transition(True, result.end_s)
+        if not result.ok and self.up is not False:
+            was_up, self.up = self.up, False
+            return Transition(False, result.end_s) if was_up else None
+        return None
 
 
 def write_run(run: ProbeRun, path: Path) -> None:
@@ -335,7 +347,15 @@ async def _main_async(config: ProberConfig, out: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    run = await run_prober(config, stop)
+    tracker = TransitionTracker()
+
+    def report(result: ProbeResult) -> None:
+        change = tracker.feed(result)
+        if change is not None:
+            word = "up" if change.up else "down"
+            print(f"{word} {change.at_s:.6f} {result.outcome.value}", flush=True)
+
+    run = await run_prober(config, stop, report)
     write_run(run, out)
 
 
