@@ -7,8 +7,9 @@ Owns:
   SIGTERM/SIGINT. It records each probe's start and end (CLOCK_MONOTONIC, which every
   namespace of the machine shares, so a harness can relate them to its own instants), the
   outcome and which backend answered (nginx's `X-Pikube-Host` header), and writes them as JSON
-  when it stops. While running it prints one line per change of state (`up T`, `down T K`), so
-  a harness can wait for "the service failed" or "it recovered" without polling HTTP itself;
+  when it stops. While running it prints one line per change of state (`up T ok`,
+  `down T timeout`: T on the monotonic clock, then the outcome that changed it), so a
+  harness can wait for "the service failed" or "it recovered" without polling HTTP itself;
 - the pure analysis of a run: failed probes, and the outage around a failure instant (the
   longest gap between successful responses, from the last success before the failure on);
 - the client's neighbour table (the seed's `arp -a` moment): which MAC a service IP resolves
