@@ -17,8 +17,13 @@ from pikube.lab.lab import Lab
 from pikube.lab.topology import HOST_INTERFACE
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(highlight=False, stderr=stderr, width=None if sys.stdout.isatty() else 120)
+def _console(stderr: bool = False, soft_wrap: bool = False) -> Console:
+    return Console(
+        highlight=False,
+        stderr=stderr,
+        soft_wrap=soft_wrap,  # sentences stay whole lines (terminals wrap them), tables fit
+        width=None if sys.stdout.isatty() else 120,
+    )
 
 
 @click.group()
@@ -57,7 +62,7 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
             "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not have "
             "yet; run with --impl keepalived-100ms,keepalived-1s"
         )
-    progress = _console(stderr=True)
+    progress = _console(stderr=True, soft_wrap=True)
     lab = Lab(name)
     results: list[fo.RunResult] = []
 
@@ -103,7 +108,7 @@ def seed_story(name: str, keep: bool) -> None:
     node01-03; from the client: HTTP 200, the ARP table's owner; the owner crashes; the outage
     and the new owner.
     """
-    console = _console()
+    console = _console(soft_wrap=True)
     lab = Lab(name)
     vip = seed_service.SEED_VIP
     baseline = fo.KeepalivedBaseline(name="keepalived-100ms", advert_int_s=0.1)
