@@ -27,6 +27,7 @@ It must not assert anything about time: it reports figures.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import json
 import secrets
@@ -206,6 +207,7 @@ class KeepalivedBaseline:
         self._records.clear()
 
 
+@functools.cache
 def speaker_available() -> bool:
     """True if this pikube has the L2 speaker (`pikube lb speaker`)."""
     result = subprocess.run(
@@ -215,6 +217,15 @@ def speaker_available() -> bool:
         check=False,
     )
     return result.returncode == 0
+
+
+def require_speaker() -> None:
+    """Fail in one line, before building anything, if `pikube lb speaker` does not exist."""
+    if not speaker_available():
+        raise PikubeError(
+            "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not have "
+            "yet; run with --impl keepalived-100ms,keepalived-1s"
+        )
 
 
 @dataclass
@@ -256,11 +267,7 @@ class PikubeSpeakers:
         ]
 
     def start(self, lab: Lab, nodes: Sequence[str], vip: ipaddress.IPv4Address) -> None:
-        if not speaker_available():
-            raise PikubeError(
-                "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not "
-                "have yet; choose --impl keepalived-100ms,keepalived-1s"
-            )
+        require_speaker()
         self._lab, self._vip, self._nodes = lab, vip, tuple(nodes)
         self._directory = state.lab_dir(lab.name) / "bench" / "pikube"
         write_manifests(
@@ -448,11 +455,8 @@ def run_bench(
     """Every implementation x scenario x run in one (already up) lab; appends to `results`."""
     collected = results if results is not None else []
     impls = [implementation(name) for name in impl_names]
-    if any(i.name == "pikube" for i in impls) and not speaker_available():
-        raise PikubeError(
-            "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not have "
-            "yet; choose --impl keepalived-100ms,keepalived-1s"
-        )
+    if any(i.name == "pikube" for i in impls):
+        require_speaker()
     service = publish(lab, backend_host=BACKEND_HOST, vip=SEED_VIP)
     try:
         for impl in impls:

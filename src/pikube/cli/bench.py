@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pikube.bench import failover as fo
-from pikube.errors import PikubeError
 from pikube.lab import seed_service
 from pikube.lab.lab import Lab
 from pikube.lab.topology import HOST_INTERFACE
@@ -57,11 +56,8 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
     """
     names = fo.parse_impls(impls)
     settings = fo.BenchSettings(runs=runs)
-    if "pikube" in names and not fo.speaker_available():
-        raise PikubeError(
-            "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not have "
-            "yet; run with --impl keepalived-100ms,keepalived-1s"
-        )
+    if "pikube" in names:
+        fo.require_speaker()
     progress = _console(stderr=True, soft_wrap=True)
     lab = Lab(name)
     results: list[fo.RunResult] = []
