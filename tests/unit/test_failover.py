@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,7 @@ def test_the_speaker_is_started_with_the_agreed_command_line() -> None:
     assert flags["--interface"] == "eth0"
     assert flags["--metrics-port"] == "7472"
     assert "--key-file" in flags
+    assert Path(flags["--state-dir"]).name == "state"  # under the lab dir, not /var/lib/pikube
 
 
 def test_scenarios_say_what_they_break() -> None:

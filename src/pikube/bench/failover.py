@@ -59,6 +59,7 @@ from pikube.lab.seed_service import (
     CLIENT,
     SEED_PORT,
     SEED_VIP,
+    http_body,
     http_from,
     manifests,
     publish,
@@ -230,7 +231,11 @@ def require_speaker() -> None:
 
 @dataclass
 class PikubeSpeakers:
-    """pikube's L2 speaker on each node, reading the seed's objects from a manifest directory."""
+    """pikube's L2 speaker on each node, reading the seed's objects from a manifest directory.
+
+    Settled means: every speaker running, exactly one saying on its /status page (JSON, on the
+    metrics port) that it announces the VIP, and the client's ARP table naming that node.
+    """
 
     backend_host: str = BACKEND_HOST
     metrics_port: int = SPEAKER_METRICS_PORT
@@ -264,6 +269,9 @@ class PikubeSpeakers:
             str(self._directory / "membership.key"),
             "--metrics-port",
             str(self.metrics_port),
+            # The speaker keeps its epoch there; under the lab's run directory, not /var/lib.
+            "--state-dir",
+            str(self._directory / "state"),
         ]
 
     def start(self, lab: Lab, nodes: Sequence[str], vip: ipaddress.IPv4Address) -> None:
@@ -294,11 +302,26 @@ class PikubeSpeakers:
             node, "speaker", self.argv(node), ready=TcpListening(self.metrics_port)
         )
 
+    def announcers(self) -> list[str]:
+        """Nodes whose speaker says (on its /status page) that it announces the VIP."""
+        found = []
+        for node in self._nodes:
+            try:
+                status = json.loads(http_body(self.lab, node, self.metrics_port, "/status"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(status, dict) and str(self._vip) in status.get("announcing", ()):
+                found.append(node)
+        return found
+
     def settled(self) -> bool:
+        if not all(is_running(r.pid, r.start_ticks) for r in self._records.values()):
+            return False
+        announcers = self.announcers()
         return (
-            all(is_running(r.pid, r.start_ticks) for r in self._records.values())
+            len(announcers) == 1
             and _client_reaches(self.lab, self._vip)
-            and self.owner() is not None
+            and self.owner() == announcers[0]
         )
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,14 @@ import yaml
 
 from pikube.lab import kubeproxy, netns, web
 from pikube.lab.lab import Lab
-from pikube.lab.probe import NeighbourEntry, ProbeResult, host_of_mac, probe_once, read_neighbour
+from pikube.lab.probe import (
+    NeighbourEntry,
+    ProbeResult,
+    host_of_mac,
+    parse_response,
+    probe_once,
+    read_neighbour,
+)
 from pikube.lab.processes import ProcessRecord
 from pikube.lab.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST, Host, Role, Topology
 
@@ -103,6 +111,24 @@ def http_from(lab: Lab, host: str, address: str, port: int, timeout_s: float) ->
     """One prober-style GET from inside a lab host (the socket is opened in its namespace)."""
     with netns.entered(lab.namespace(host)):
         return asyncio.run(probe_once(address, port, timeout_s))
+
+
+def http_body(lab: Lab, host: str, port: int, path: str, timeout_s: float = 1.0) -> bytes:
+    """GET http://127.0.0.1:PORT/PATH inside a lab host; the body of a 200, else OSError."""
+    with netns.entered(lab.namespace(host)):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    with sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    parsed = parse_response(data)
+    if parsed is None or parsed[0] != 200:
+        raise OSError(f"GET {path} on {host}:{port} answered {data[:40]!r}")
+    return data.partition(b"\r\n\r\n")[2]
 
 
 def look_from_client(
