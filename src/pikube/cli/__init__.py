@@ -21,6 +21,7 @@ from pikube.errors import PikubeError
 _GROUPS = {
     "lab": "pikube.cli.lab:lab",
     "lb": "pikube.cli.lb:lb",
+    "bench": "pikube.cli.bench:bench",
 }
 
 

@@ -168,6 +168,13 @@ def set_link_state(namespace: str, ifname: str, up: bool) -> None:
         ipr.link("set", index=link_index(ipr, ifname), state="up" if up else "down")
 
 
+def link_is_up(namespace: str, ifname: str) -> bool:
+    """True if the interface is administratively up (IFF_UP)."""
+    with route_socket(namespace) as ipr:
+        (link,) = ipr.get_links(link_index(ipr, ifname))
+        return bool(link["flags"] & 1)
+
+
 def addresses(namespace: str) -> list[tuple[str, str, int]]:
     """(interface, address, prefixlen) for every address in the namespace except loopback."""
     result: list[tuple[str, str, int]] = []

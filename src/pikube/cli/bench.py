@@ -1,0 +1,141 @@
+"""`pikube bench ...`: benchmarks in the lab that print figures (never pass/fail on time)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pikube.bench import failover as fo
+from pikube.lab import seed_service
+from pikube.lab.lab import Lab
+from pikube.lab.topology import HOST_INTERFACE
+
+
+def _console(stderr: bool = False, soft_wrap: bool = False) -> Console:
+    return Console(
+        highlight=False,
+        stderr=stderr,
+        soft_wrap=soft_wrap,  # sentences stay whole lines (terminals wrap them), tables fit
+        width=None if sys.stdout.isatty() else 120,
+    )
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks in the lab; they print figures (and JSON) and never pass/fail on time."""
+
+
+@bench.command()
+@click.option(
+    "--impl",
+    "impls",
+    default=",".join(fo.IMPLEMENTATIONS),
+    show_default=True,
+    help="Comma-separated implementations to measure.",
+)
+@click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+@click.option("--name", "-n", default="bench", show_default=True, help="Lab name for the run.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: bool) -> None:
+    """Client-visible outage when the VIP's owner crashes, stops or loses its link.
+
+    For each implementation (pikube's speaker, keepalived at a 0.1 s and a 1 s advert) and each
+    scenario (crash, graceful, link-down), RUNS runs in one lab: a client probes VIP:80 every
+    10 ms and the outage is the longest gap between successful responses.
+    """
+    names = fo.parse_impls(impls)
+    settings = fo.BenchSettings(runs=runs)
+    if "pikube" in names:
+        fo.require_speaker()
+    progress = _console(stderr=True, soft_wrap=True)
+    lab = Lab(name)
+    results: list[fo.RunResult] = []
+
+    def report(r: fo.RunResult) -> None:
+        progress.print(
+            f"{r.impl:<17} {r.scenario.value:<9} run {r.run}: outage {r.outage_ms:7.1f} ms, "
+            f"{r.failed_probes:3d} failed probes, owner {r.old_owner} -> {r.new_owner}"
+        )
+
+    started = time.monotonic()
+    try:
+        lab.up()
+        fo.run_bench(lab, names, settings, progress=report, results=results)
+    finally:
+        if results and json_path is not None:
+            fo.write_json(json_path, fo.summarise(results, runs))
+        if not keep:
+            lab.down()
+    summary = fo.summarise(results, runs)
+    table = Table(
+        "implementation", "scenario", "p50 ms", "max ms", "outages ms", "failed probes", box=None
+    )
+    for row in fo.table_rows(summary):
+        table.add_row(*row)
+    console = _console()
+    console.print(
+        f"failover outage seen by the client ({runs} run{'s' if runs > 1 else ''} each, "
+        f"probe every {settings.interval_ms} ms, {settings.timeout_ms} ms timeout; "
+        f"{time.monotonic() - started:.0f} s)"
+    )
+    console.print(table)
+    if json_path is not None:
+        console.print(f"JSON written to {json_path}")
+
+
+@bench.command(name="seed-story", hidden=True)
+@click.option("--name", "-n", default="story", show_default=True, help="Lab name.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def seed_story(name: str, keep: bool) -> None:
+    """Experimental: the seed's story with keepalived (0.1 s) standing in for the speaker.
+
+    nginx on node02 behind 198.51.100.230:80 (kube-proxy rules on every node), keepalived on
+    node01-03; from the client: HTTP 200, the ARP table's owner; the owner crashes; the outage
+    and the new owner.
+    """
+    console = _console(soft_wrap=True)
+    lab = Lab(name)
+    vip = seed_service.SEED_VIP
+    baseline = fo.KeepalivedBaseline(name="keepalived-100ms", advert_int_s=0.1)
+    try:
+        lab.up()
+        service = seed_service.publish(lab)
+        console.print(
+            f"nginx on {service.backend_host} behind {vip}:{service.port} "
+            f"(kube-proxy rules on {', '.join(service.nodes)})"
+        )
+        before = seed_service.look_from_client(lab, service)
+        console.print(
+            f"before any announcer: {before.http.outcome.value}; client ARP entry: "
+            f"{before.neighbour.state.name if before.neighbour else 'none'}"
+        )
+        baseline.start(lab, fo.ANNOUNCERS, vip)
+        fo.wait_until(baseline.settled, 30, "keepalived electing a master")
+        view = seed_service.look_from_client(lab, service)
+        mac = view.neighbour.mac if view.neighbour else "?"
+        owner = view.owner.name if view.owner else "?"
+        console.print(
+            f"client: GET http://{vip}/ -> {view.http.outcome.value} from "
+            f"{view.http.backend}; ARP: {vip} at {mac} = {owner}'s {HOST_INTERFACE}"
+        )
+        result = fo.run_once(lab, baseline, fo.Scenario.CRASH, 1, fo.BenchSettings(runs=1))
+        console.print(
+            f"{result.old_owner} crashed (keepalived SIGKILLed, eth0 down): the client lost "
+            f"{vip} for {result.outage_ms:.0f} ms ({result.failed_probes} failed probes); "
+            f"the new owner is {result.new_owner}"
+        )
+        baseline.stop()
+    finally:
+        if not keep:
+            lab.down()
