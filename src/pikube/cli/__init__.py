@@ -35,9 +35,12 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here: the group modules import this one's `cli` object indirectly.
+    from pikube.cli.cluster import cluster, cluster_spec  # noqa: PLC0415
     from pikube.cli.lab import lab  # noqa: PLC0415
 
     cli.add_command(lab)
+    cli.add_command(cluster)
+    lab.add_command(cluster_spec)
 
 
 _register()
