@@ -1,7 +1,8 @@
 """`pikube cluster ...`: init, schema, plan, apply, doctor; and `pikube lab cluster-spec`.
 
 Parsing and printing only: the decisions are in pikube.cluster. The spec is validated before
-any connection is made.
+any connection is made. The builder's modules (pydantic, asyncssh: about 1 s to import) are
+imported inside the commands, so other `pikube` commands do not pay for them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -20,22 +22,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from pikube.cli.lab import _name_option
-from pikube.cluster import doctor as doctor_module
-from pikube.cluster.apply import (
-    ApplyReport,
-    CommandLog,
-    HostState,
-    Progress,
-    Session,
-    apply_plan,
-    default_log_path,
-)
-from pikube.cluster.operations import Kind
-from pikube.cluster.plan import Plan
-from pikube.cluster.spec import SEED_SPEC, ClusterSpec, json_schema, load_spec
-from pikube.cluster.ssh import NewHostKey
 from pikube.errors import PikubeError
-from pikube.lab.lab import Lab
+
+if TYPE_CHECKING:
+    from pikube.cluster.apply import ApplyReport, Progress
+    from pikube.cluster.doctor import DoctorReport
+    from pikube.cluster.plan import Plan
+    from pikube.cluster.spec import ClusterSpec
+    from pikube.cluster.ssh import NewHostKey
+    from pikube.lab.lab import Lab
 
 
 def _console(err: bool = False) -> Console:
@@ -66,6 +61,8 @@ def cluster() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: str, force: bool) -> None:
     """Write a commented spec of the seed's cluster (master + node01-03); `-f -` prints it."""
+    from pikube.cluster.spec import SEED_SPEC  # noqa: PLC0415
+
     if path == "-":
         click.echo(SEED_SPEC, nl=False)
         return
@@ -79,6 +76,8 @@ def init(path: str, force: bool) -> None:
 @cluster.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editors)."""
+    from pikube.cluster.spec import json_schema  # noqa: PLC0415
+
     click.echo(json.dumps(json_schema(), indent=2))
 
 
@@ -94,6 +93,8 @@ def _report_new_key(event: NewHostKey) -> None:
 @_output_option
 def plan(spec_path: str, output: str) -> None:
     """Show every change apply would make, per node; change nothing."""
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
     spec = load_spec(spec_path)
     the_plan = asyncio.run(_plan(spec))
     if output == "json":
@@ -105,12 +106,16 @@ def plan(spec_path: str, output: str) -> None:
 
 
 async def _plan(spec: ClusterSpec) -> Plan:
+    from pikube.cluster.apply import Session  # noqa: PLC0415
+
     async with Session(spec, _report_new_key) as session:
         the_plan, _facts = await session.plan()
     return the_plan
 
 
 def _print_plan(the_plan: Plan) -> None:
+    from pikube.cluster.operations import Kind  # noqa: PLC0415
+
     console = _console()
     for host in the_plan.hosts:
         if host.error is not None:
@@ -140,11 +145,11 @@ def _print_plan(the_plan: Plan) -> None:
 
 
 _STATE_STYLE = {
-    HostState.DONE: "green",
-    HostState.UNCHANGED: "green",
-    HostState.FAILED: "red",
-    HostState.UNREACHABLE: "red",
-    HostState.REBOOTING: "magenta",
+    "done": "green",
+    "unchanged": "green",
+    "failed": "red",
+    "unreachable": "red",
+    "rebooting": "magenta",
 }
 
 
@@ -152,6 +157,8 @@ class _ProgressView:
     """A live table, one row per node (plain lines when not on a terminal)."""
 
     def __init__(self, nodes: Iterable[str], live: Live | None) -> None:
+        from pikube.cluster.apply import HostState, Progress  # noqa: PLC0415
+
         self.rows: dict[str, Progress] = {n: Progress(n, HostState.WAITING) for n in nodes}
         self.started = {n: time.monotonic() for n in self.rows}
         self.live = live
@@ -159,7 +166,7 @@ class _ProgressView:
     def table(self) -> Table:
         table = Table("node", "state", "step", "elapsed", "doing", box=None)
         for node, p in self.rows.items():
-            style = _STATE_STYLE.get(p.state, "yellow")
+            style = _STATE_STYLE.get(p.state.value, "yellow")
             step = f"{p.step}/{p.steps}" if p.steps else ""
             elapsed = f"{time.monotonic() - self.started[node]:.1f} s"
             table.add_row(node, f"[{style}]{p.state.value}[/{style}]", step, elapsed, p.detail)
@@ -180,6 +187,9 @@ class _ProgressView:
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="The command log.")
 def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
     """Carry out the plan on every node concurrently; a second apply changes nothing."""
+    from pikube.cluster.apply import default_log_path  # noqa: PLC0415
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
     spec = load_spec(spec_path)
     path = Path(log_path) if log_path else default_log_path(spec)
     report = asyncio.run(_apply(spec, yes, path))
@@ -189,6 +199,8 @@ def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
 
 
 async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
+    from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
+
     async with Session(spec, _report_new_key) as session:
         the_plan, _facts = await session.plan()
         if the_plan.change_count:
@@ -211,7 +223,7 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
 def _print_report(report: ApplyReport) -> None:
     console = _console()
     for host in report.hosts:
-        style = _STATE_STYLE.get(host.state, "yellow")
+        style = _STATE_STYLE.get(host.state.value, "yellow")
         detail = f": {escape(host.message)}" if host.message else ""
         console.print(
             f"{host.node}: [{style}]{host.state.value}[/{style}], "
@@ -226,6 +238,8 @@ def _print_report(report: ApplyReport) -> None:
 @_output_option
 def doctor(spec_path: str, output: str) -> None:
     """Read-only checks of every node for what breaks kubeadm on a Raspberry Pi."""
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
     spec = load_spec(spec_path)
     report = asyncio.run(_doctor(spec))
     if output == "json":
@@ -236,13 +250,16 @@ def doctor(spec_path: str, output: str) -> None:
         sys.exit(1)
 
 
-async def _doctor(spec: ClusterSpec) -> doctor_module.DoctorReport:
+async def _doctor(spec: ClusterSpec) -> DoctorReport:
+    from pikube.cluster import doctor as doctor_module  # noqa: PLC0415
+    from pikube.cluster.apply import Session  # noqa: PLC0415
+
     async with Session(spec, _report_new_key) as session:
         facts, errors = await session.gather()
     return doctor_module.diagnose(spec, facts, errors, local_clock_s=time.time())
 
 
-def _print_doctor(report: doctor_module.DoctorReport) -> None:
+def _print_doctor(report: DoctorReport) -> None:
     table = Table("node", "check", "status", "what it means", "fix", box=None)
     styles = {"ok": "green", "warn": "yellow", "fail": "red"}
     for node, checks in report.hosts.items():
@@ -284,6 +301,7 @@ def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
 def cluster_spec(name: str) -> None:
     """Print a cluster.yaml for the lab's SSH hosts (master + node01-03)."""
     from pikube.lab import sshhosts  # noqa: PLC0415
+    from pikube.lab.lab import Lab  # noqa: PLC0415
 
     the_lab = Lab(name)
     the_lab.require_up()

@@ -51,7 +51,7 @@ PACKAGES = (
 def facts_script() -> str:
     """The script that prints every fact, section by section (POSIX sh, read-only)."""
     files = " ".join(FILES)
-    units = " ".join(UNITS)
+    units = " ".join(f"{u}.service" for u in UNITS)
     modules = " ".join(MODULES)
     sysctls = " ".join(s.replace(".", "/") for s in SYSCTLS)
     packages = " ".join(PACKAGES)
@@ -82,9 +82,7 @@ s sys-module; ls /sys/module
 s modules-builtin; sed 's#.*/##; s#[.]ko.*##' "/lib/modules/$(uname -r)/modules.builtin" 2>/dev/null
 s modinfo; for m in {modules}; do modinfo -F filename "$m" >/dev/null 2>&1 && echo "$m"; done
 s sysctl; for k in {sysctls}; do echo "$k $(cat "/proc/sys/$k" 2>/dev/null || echo -)"; done
-s units; for u in {units}; do
-  echo "$u $(systemctl is-enabled "$u" 2>/dev/null || true) $(systemctl is-active "$u" 2>/dev/null)"
-done
+s units; systemctl show -p Id,LoadState,UnitFileState,ActiveState {units} 2>/dev/null
 s containerd-version; containerd --version 2>/dev/null
 s dpkg; dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Abbrev}}\\n' {packages} 2>/dev/null
 s holds; apt-mark showhold 2>/dev/null
@@ -315,13 +313,15 @@ def _swaps(text: str) -> tuple[SwapEntry, ...]:
 
 
 def _units(text: str) -> dict[str, UnitState]:
+    """`systemctl show -p Id,LoadState,UnitFileState,ActiveState`: blank-line separated."""
     result = {}
-    for line in _lines(text):
-        fields = line.split()
-        if len(fields) == 3:
-            result[fields[0]] = UnitState(fields[1], fields[2])
-        elif len(fields) == 2:  # no such unit: is-enabled printed nothing
-            result[fields[0]] = UnitState("", fields[1])
+    for block in text.split("\n\n"):
+        props = dict(line.partition("=")[::2] for line in _lines(block))
+        unit = props.get("Id", "").removesuffix(".service")
+        if not unit:
+            continue
+        enabled = "" if props.get("LoadState") == "not-found" else props.get("UnitFileState", "")
+        result[unit] = UnitState(enabled, props.get("ActiveState", "inactive"))
     return result
 
 

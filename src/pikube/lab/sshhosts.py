@@ -42,7 +42,8 @@ class Fault(enum.Enum):
     """What can be wrong with a lab host (every fresh host is a stock Raspberry Pi OS, which
     already has dphys-swapfile enabled and the memory cgroup off)."""
 
-    MEMORY_CGROUP_OFF = "memory-cgroup-off"  # the firmware forces it off, flags or not
+    # cmdline.txt has the flags, but the firmware forces the memory cgroup off after them
+    MEMORY_CGROUP_OFF = "memory-cgroup-off"
     WRONG_CMDLINE_FILE = "wrong-cmdline-file"  # the flags were added to /boot/cmdline.txt
     CRI_DISABLED = "cri-disabled"  # containerd config with disabled_plugins = ["cri"]
     UNREACHABLE = "unreachable"  # powered off: nothing answers on port 22
@@ -252,10 +253,12 @@ def _prepare_disk(
     )
     partuuid = secrets.token_hex(4)
     cmdline = _CMDLINE.format(partuuid=partuuid)
-    _write(directory / "bootfs" / "cmdline.txt", cmdline + "\n")
+    flags = " cgroup_enable=memory cgroup_memory=1"
+    own = cmdline + (flags if Fault.MEMORY_CGROUP_OFF in host.faults else "")
+    _write(directory / "bootfs" / "cmdline.txt", own + "\n")
     _write(directory / "bootfs" / "config.txt", _CONFIG_TXT)
     if Fault.WRONG_CMDLINE_FILE in host.faults:
-        _write(upper / "boot" / "cmdline.txt", cmdline + " cgroup_enable=memory cgroup_memory=1\n")
+        _write(upper / "boot" / "cmdline.txt", cmdline + flags + "\n")
     if Fault.CRI_DISABLED in host.faults:
         _write(upper / "etc" / "containerd" / "config.toml", _CRI_DISABLED_TOML)
     topo_host = lab.topology.host(host.name)
