@@ -187,6 +187,27 @@ def _doctor_report(lab: Lab, spec: Path) -> dict[str, dict[str, list[dict[str, s
     return _REPORTS[lab.name]
 
 
+def test_apply_goes_on_per_host_and_fixes_what_it_can(faulty: tuple[Lab, Path]) -> None:
+    """Runs after the doctor tests (file order): it repairs the faulty hosts it can."""
+    lab, spec = faulty
+    _doctor_report(lab, spec)  # the faults as they were
+    status, out, err = _pikube(lab, "cluster", "apply", "-f", str(spec), "--yes")
+    assert status == 1, err
+    assert "node03: unreachable" in out
+    assert "node01: done" in out
+    assert "node02: done" in out
+    assert "master: failed" in out
+    assert "memory cgroup is still off" in out
+    status, out, _err = _pikube(lab, "cluster", "doctor", "-f", str(spec), "-o", "json")
+    hosts = json.loads(out)["hosts"]
+    status_of = {(n, c["id"]): c["status"] for n, h in hosts.items() for c in h["checks"]}
+    assert status_of[("node02", "containerd-cri")] == "ok"
+    assert status_of[("node02", "ip-forward")] == "ok"
+    assert status_of[("node01", "cmdline-file")] == "ok"
+    assert status_of[("node01", "memory-cgroup")] == "ok"
+    assert status_of[("master", "memory-cgroup")] == "fail"
+
+
 def test_a_lab_with_ssh_hosts_leaves_nothing_behind() -> None:
     lab = Lab(new_lab_name())
     try:

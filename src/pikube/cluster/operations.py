@@ -31,6 +31,9 @@ CONTAINERD_CONF = "/etc/containerd/config.toml"
 KUBE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
 ZRAM_CONF = "/etc/systemd/zram-generator.conf"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Keep a configuration file the user (or an earlier tool) changed instead of asking: a
+# conffile question would wait forever (the operations below then write what the spec says).
+APT_KEEP_CONFIG = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
 # kubeadm's pause image for each minor version (kubeadm config images list).
 PAUSE_IMAGES = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
 
@@ -181,7 +184,8 @@ def base_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
             f"install {', '.join(wanted)}",
             (
                 "apt-get update -q",
-                f"{APT_ENV} apt-get install -y -q --no-install-recommends {' '.join(wanted)}",
+                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
+                + " ".join(wanted),
             ),
         )
 
@@ -327,7 +331,7 @@ def kubernetes_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]
             Kind.PACKAGES,
             f"install {', '.join(wrong)} {version}",
             (
-                f"{APT_ENV} apt-get install -y -q --no-install-recommends "
+                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
                 f"--allow-change-held-packages {targets}",
             ),
         )

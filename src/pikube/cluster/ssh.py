@@ -129,8 +129,10 @@ class Connection:
         return f"sudo -n sh -c {shlex.quote(command)}"
 
     async def run(
-        self, command: str, *, input_text: str | None = None, timeout_s: float = 600.0
+        self, command: str, *, input_text: str = "", timeout_s: float = 600.0
     ) -> CommandResult:
+        """Run a command; its stdin is `input_text` then end-of-file, so nothing ever waits
+        for an answer on the terminal."""
         async with self._channels:
             try:
                 result = await self._conn.run(

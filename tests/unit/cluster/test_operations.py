@@ -40,6 +40,8 @@ def test_a_fresh_pi_gets_the_seeds_whole_preparation(spec: ClusterSpec, fresh: H
     commands = [cmd for c in changes for cmd in c.commands]
     assert commands[0] == "apt-get update -q"
     assert "containerd" in commands[1].split()
+    installs = [c for c in commands if "apt-get install" in c]
+    assert all("--force-confold" in c for c in installs)  # never a question that waits
     assert "systemctl mask dphys-swapfile.service" in commands
     assert any("kubelet=1.31.5-* kubeadm=1.31.5-* kubectl=1.31.5-*" in c for c in commands)
     assert "apt-mark hold kubelet kubeadm kubectl" in commands
