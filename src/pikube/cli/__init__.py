@@ -22,6 +22,7 @@ _GROUPS = {
     "lab": "pikube.cli.lab:lab",
     "lb": "pikube.cli.lb:lb",
     "bench": "pikube.cli.bench:bench",
+    "cluster": "pikube.cli.cluster:cluster",
 }
 
 

@@ -37,13 +37,21 @@ def lab() -> None:
 
 @lab.command()
 @_name_option
-def up(name: str) -> None:
+@click.option("--ssh", is_flag=True, help="Also boot master and node01-03 as SSH-able Pis.")
+@click.option(
+    "--fault", "faults", multiple=True, metavar="HOST=FAULT", help="With --ssh: break a host."
+)
+def up(name: str, ssh: bool, faults: tuple[str, ...]) -> None:
     """Build the lab (idempotent)."""
     the_lab = Lab(name)
     report = the_lab.up()
     verb = "built" if report.created else "already up"
     _console().print(f"lab {name!r} {verb} in {report.elapsed_s:.2f} s")
     _print_hosts(the_lab.status())
+    if ssh or faults:
+        from pikube.cli.cluster import print_ssh_hosts_up  # noqa: PLC0415 (opt-in, heavier)
+
+        print_ssh_hosts_up(the_lab, faults)
 
 
 @lab.command()
@@ -148,6 +156,18 @@ def demo(name: str, keep: bool) -> None:
             )
     if not ok:
         sys.exit(1)
+
+
+@lab.command(name="cluster-spec")
+@_name_option
+def cluster_spec(name: str) -> None:
+    """Print a cluster.yaml for the lab's SSH hosts (master + node01-03)."""
+    from pikube.lab import sshhosts  # noqa: PLC0415
+    from pikube.lab.lab import Lab  # noqa: PLC0415
+
+    the_lab = Lab(name)
+    the_lab.require_up()
+    click.echo(sshhosts.cluster_spec_yaml(the_lab), nl=False)
 
 
 def _print_hosts(st: LabStatus) -> None:

@@ -181,6 +181,9 @@ class Lab:
             pids.discard(os.getpid())
             stopped = kill_all(pids)
             self.supervisor.reap()
+            from pikube.lab.sshhosts import down_ssh_hosts  # noqa: PLC0415 (it imports Lab)
+
+            down_ssh_hosts(self.name)
             removed = []
             for ns in reversed(current.namespaces):
                 if netns.exists(ns):

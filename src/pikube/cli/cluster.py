@@ -1,0 +1,295 @@
+"""`pikube cluster ...`: init, schema, plan, apply, doctor; and `pikube lab cluster-spec`.
+
+Parsing and printing only: the decisions are in pikube.cluster. The spec is validated before
+any connection is made. The builder's modules (pydantic, asyncssh: about 1 s to import) are
+imported inside the commands, so other `pikube` commands do not pay for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from pikube.errors import PikubeError
+
+if TYPE_CHECKING:
+    from pikube.cluster.apply import ApplyReport, Progress
+    from pikube.cluster.doctor import DoctorReport
+    from pikube.cluster.plan import Plan
+    from pikube.cluster.spec import ClusterSpec
+    from pikube.cluster.ssh import NewHostKey
+    from pikube.lab.lab import Lab
+
+
+def _console(err: bool = False) -> Console:
+    return Console(highlight=False, stderr=err, width=None if sys.stdout.isatty() else 120)
+
+
+_spec_option = click.option(
+    "-f",
+    "--file",
+    "spec_path",
+    default="cluster.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The cluster spec.",
+)
+_output_option = click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
+
+@click.group()
+def cluster() -> None:
+    """The cluster builder: prepare Raspberry Pis for kubeadm from a declarative spec."""
+
+
+@cluster.command()
+@click.option("-f", "--file", "path", default="cluster.yaml", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write a commented spec of the seed's cluster (master + node01-03); `-f -` prints it."""
+    from pikube.cluster.spec import SEED_SPEC  # noqa: PLC0415
+
+    if path == "-":
+        click.echo(SEED_SPEC, nl=False)
+        return
+    target = Path(path)
+    if target.exists() and not force:
+        raise PikubeError(f"{target} exists; use --force to overwrite it")
+    target.write_text(SEED_SPEC)
+    _console().print(f"wrote {target}: edit the addresses, then `pikube cluster plan -f {target}`")
+
+
+@cluster.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editors)."""
+    from pikube.cluster.spec import json_schema  # noqa: PLC0415
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def _report_new_key(event: NewHostKey) -> None:
+    _console(err=True).print(
+        f"{event.node}: first contact with {event.address}; recorded its host key "
+        f"{event.algorithm} {event.fingerprint}"
+    )
+
+
+@cluster.command()
+@_spec_option
+@_output_option
+def plan(spec_path: str, output: str) -> None:
+    """Show every change apply would make, per node; change nothing."""
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_path)
+    the_plan = asyncio.run(_plan(spec))
+    if output == "json":
+        click.echo(json.dumps(the_plan.to_json(), indent=2))
+    else:
+        _print_plan(the_plan)
+    if the_plan.errors:
+        sys.exit(1)
+
+
+async def _plan(spec: ClusterSpec) -> Plan:
+    from pikube.cluster.apply import Session  # noqa: PLC0415
+
+    async with Session(spec, _report_new_key) as session:
+        the_plan, _facts = await session.plan()
+    return the_plan
+
+
+def _print_plan(the_plan: Plan) -> None:
+    from pikube.cluster.operations import Kind  # noqa: PLC0415
+
+    console = _console()
+    for host in the_plan.hosts:
+        if host.error is not None:
+            console.print(f"[bold]{host.node}[/bold]: [red]no plan: {escape(host.error)}[/red]")
+            continue
+        count = len(host.changes)
+        if not count:
+            console.print(f"[bold]{host.node}[/bold]: no changes")
+            continue
+        console.print(f"[bold]{host.node}[/bold]: {count} change{'s' if count > 1 else ''}")
+        for change in host.changes:
+            console.print(f"  [yellow]~[/yellow] {escape(change.summary)}  [dim]({change.id})")
+            if change.kind is Kind.FILE and change.diff:
+                for line in change.diff.splitlines():
+                    style = "green" if line.startswith("+") else "red" if line[:1] == "-" else ""
+                    text = escape(line)
+                    console.print(f"      [{style}]{text}[/{style}]" if style else f"      {text}")
+            else:
+                for command in change.commands:
+                    console.print(f"      [dim]$[/dim] {escape(command)}")
+    total = the_plan.change_count
+    console.print(
+        f"\n{total} change{'s' if total != 1 else ''} on "
+        f"{sum(1 for h in the_plan.hosts if h.changes)} of {len(the_plan.hosts)} nodes"
+        + (f"; {len(the_plan.errors)} unreachable" if the_plan.errors else "")
+    )
+
+
+_STATE_STYLE = {
+    "done": "green",
+    "unchanged": "green",
+    "failed": "red",
+    "unreachable": "red",
+    "rebooting": "magenta",
+}
+
+
+class _ProgressView:
+    """A live table, one row per node (plain lines when not on a terminal)."""
+
+    def __init__(self, nodes: Iterable[str], live: Live | None) -> None:
+        from pikube.cluster.apply import HostState, Progress  # noqa: PLC0415
+
+        self.rows: dict[str, Progress] = {n: Progress(n, HostState.WAITING) for n in nodes}
+        self.started = {n: time.monotonic() for n in self.rows}
+        self.live = live
+
+    def table(self) -> Table:
+        table = Table("node", "state", "step", "elapsed", "doing", box=None)
+        for node, p in self.rows.items():
+            style = _STATE_STYLE.get(p.state.value, "yellow")
+            step = f"{p.step}/{p.steps}" if p.steps else ""
+            elapsed = f"{time.monotonic() - self.started[node]:.1f} s"
+            table.add_row(node, f"[{style}]{p.state.value}[/{style}]", step, elapsed, p.detail)
+        return table
+
+    def __call__(self, progress: Progress) -> None:
+        self.rows[progress.node] = progress
+        if self.live is not None:
+            self.live.update(self.table())
+        else:
+            step = f" {progress.step}/{progress.steps}" if progress.steps else ""
+            click.echo(f"{progress.node}: {progress.state.value}{step} {progress.detail}".rstrip())
+
+
+@cluster.command()
+@_spec_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="The command log.")
+def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
+    """Carry out the plan on every node concurrently; a second apply changes nothing."""
+    from pikube.cluster.apply import default_log_path  # noqa: PLC0415
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_path)
+    path = Path(log_path) if log_path else default_log_path(spec)
+    report = asyncio.run(_apply(spec, yes, path))
+    _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
+    from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
+
+    async with Session(spec, _report_new_key) as session:
+        the_plan, _facts = await session.plan()
+        if the_plan.change_count:
+            _print_plan(the_plan)
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise PikubeError("apply asks before changing anything: pass --yes")
+                if not click.confirm("apply these changes?", default=False):
+                    raise PikubeError("nothing changed (not confirmed)")
+        log = CommandLog(log_path if the_plan.change_count else None)
+        if sys.stdout.isatty():
+            with Live(refresh_per_second=8, transient=False) as live:
+                view = _ProgressView((h.node for h in the_plan.hosts), live)
+                live.update(view.table())
+                return await apply_plan(session, the_plan, log, view)
+        view = _ProgressView((h.node for h in the_plan.hosts), None)
+        return await apply_plan(session, the_plan, log, view)
+
+
+def _print_report(report: ApplyReport) -> None:
+    console = _console()
+    for host in report.hosts:
+        style = _STATE_STYLE.get(host.state.value, "yellow")
+        detail = f": {escape(host.message)}" if host.message else ""
+        console.print(
+            f"{host.node}: [{style}]{host.state.value}[/{style}], "
+            f"{len(host.applied)} changes{detail}"
+        )
+    where = f"; commands logged in {report.log_path}" if report.log_path else ""
+    console.print(f"{report.changes_applied} changes applied in {report.elapsed_s:.1f} s{where}")
+
+
+@cluster.command()
+@_spec_option
+@_output_option
+def doctor(spec_path: str, output: str) -> None:
+    """Read-only checks of every node for what breaks kubeadm on a Raspberry Pi."""
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_path)
+    report = asyncio.run(_doctor(spec))
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_doctor(report)
+    if report.failed:
+        sys.exit(1)
+
+
+async def _doctor(spec: ClusterSpec) -> DoctorReport:
+    from pikube.cluster import doctor as doctor_module  # noqa: PLC0415
+    from pikube.cluster.apply import Session  # noqa: PLC0415
+
+    async with Session(spec, _report_new_key) as session:
+        facts, errors = await session.gather()
+    return doctor_module.diagnose(spec, facts, errors, local_clock_s=time.time())
+
+
+def _print_doctor(report: DoctorReport) -> None:
+    table = Table("node", "check", "status", "what it means", "fix", box=None)
+    styles = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for node, checks in report.hosts.items():
+        for check in checks:
+            status = check.status.value
+            fix = check.fix + (" (apply does this)" if check.apply_fixes else "")
+            table.add_row(
+                node,
+                check.id,
+                f"[{styles[status]}]{status}[/{styles[status]}]",
+                escape(check.message),
+                escape(fix) if check.status.value != "ok" else "",
+            )
+    _console().print(table)
+
+
+def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
+    """For `pikube lab up --ssh`: boot the SSH hosts and say how to use them."""
+    from pikube.lab import sshhosts  # noqa: PLC0415 (only for --ssh)
+
+    started = time.monotonic()
+    hosts = sshhosts.up_ssh_hosts(the_lab, sshhosts.parse_faults(faults))
+    console = _console()
+    console.print(
+        f"SSH hosts up in {time.monotonic() - started:.1f} s: "
+        + ", ".join(
+            f"{h.name} ({h.address}" + "".join(f"; {f.value}" for f in h.faults) + ")"
+            for h in hosts
+        )
+    )
+    console.print(
+        f"try the builder: pikube lab cluster-spec -n {the_lab.name} > cluster.yaml && "
+        f"pikube lab exec -n {the_lab.name} client -- pikube cluster plan -f cluster.yaml"
+    )

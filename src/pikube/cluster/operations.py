@@ -1,0 +1,404 @@
+"""Operations: compare a host's facts with the spec and yield the commands that close the gap.
+
+Pure (facts and spec in, `Change`s out; no I/O, no clock). Each operation yields nothing when
+there is no gap, so a second apply has nothing to do, and the plan is exactly the list of
+commands yielded here: `apply` runs those and nothing else. The seed's manual preparation, in
+its order: prerequisites and containerd packages, swap off for good, kernel modules, sysctls,
+containerd's configuration, the Kubernetes apt repository, kubelet/kubeadm/kubectl pinned and
+held, the cgroup flags on the kernel command line, and a reboot when the running kernel lacks
+them.
+
+Files are written atomically (a temporary file, then mv), so an interrupted apply leaves each
+file old or new, and the next run carries on from the facts it then finds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pikube.cluster.facts import KEYRING, HostFacts
+from pikube.cluster.spec import ClusterSpec, SwapPolicy
+
+KUBE_PACKAGES = ("kubelet", "kubeadm", "kubectl")
+BASE_PACKAGES = ("apt-transport-https", "ca-certificates", "curl", "gpg")
+CGROUP_FLAGS = ("cgroup_enable=memory", "cgroup_memory=1")
+MODULES_LOAD = "/etc/modules-load.d/k8s.conf"
+SYSCTL_CONF = "/etc/sysctl.d/k8s.conf"
+CONTAINERD_CONF = "/etc/containerd/config.toml"
+KUBE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
+ZRAM_CONF = "/etc/systemd/zram-generator.conf"
+APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Keep a configuration file the user (or an earlier tool) changed instead of asking: a
+# conffile question would wait forever (the operations below then write what the spec says).
+APT_KEEP_CONFIG = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+# kubeadm's pause image for each minor version (kubeadm config images list).
+PAUSE_IMAGES = {"1.29": "3.9", "1.30": "3.9", "1.31": "3.10", "1.32": "3.10"}
+
+
+class Kind(enum.Enum):
+    PACKAGES = "packages"
+    FILE = "file"
+    SERVICE = "service"
+    KERNEL = "kernel"
+    REBOOT = "reboot"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step toward the spec: why, what (a diff for files), and the exact commands."""
+
+    id: str
+    kind: Kind
+    summary: str
+    commands: tuple[str, ...]
+    diff: str | None = None
+
+    @property
+    def reboot(self) -> bool:
+        return self.kind is Kind.REBOOT
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "summary": self.summary,
+            "commands": list(self.commands),
+            "diff": self.diff,
+        }
+
+
+# -- desired state ---------------------------------------------------------------------------
+
+MODULES_LOAD_CONTENT = (
+    "# pikube: kernel modules for containerd and flannel\noverlay\nbr_netfilter\n"
+)
+SYSCTL_CONTENT = (
+    "# pikube: bridged traffic through iptables, and forwarding (kubeadm, flannel)\n"
+    "net.bridge.bridge-nf-call-iptables = 1\n"
+    "net.bridge.bridge-nf-call-ip6tables = 1\n"
+    "net.ipv4.ip_forward = 1\n"
+)
+DESIRED_SYSCTLS = {
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+    "net.ipv4.ip_forward": "1",
+}
+
+
+def pause_image(spec: ClusterSpec) -> str:
+    tag = PAUSE_IMAGES.get(spec.versions.kubernetes_minor, "3.10")
+    return f"registry.k8s.io/pause:{tag}"
+
+
+def containerd_config(spec: ClusterSpec) -> str:
+    """containerd 1.6/1.7 (config version 2): CRI on, systemd cgroup driver, kubeadm's pause."""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return (
+        "# pikube: containerd for kubeadm (CRI enabled, systemd cgroup driver)\n"
+        "version = 2\n"
+        "\n"
+        f"[{cri}]\n"
+        f'  sandbox_image = "{pause_image(spec)}"\n'
+        "\n"
+        f"[{cri}.containerd.runtimes.runc]\n"
+        '  runtime_type = "io.containerd.runc.v2"\n'
+        "\n"
+        f"[{cri}.containerd.runtimes.runc.options]\n"
+        "  SystemdCgroup = true\n"
+    )
+
+
+def kubernetes_list(spec: ClusterSpec) -> str:
+    return f"deb [signed-by={KEYRING}] {spec.packages.repository(spec.versions)} /\n"
+
+
+# -- command builders --------------------------------------------------------------------------
+
+
+def write_file_command(path: str, content: str, mode: str = "0644") -> str:
+    """Atomic write with a quoted heredoc (nothing in `content` is expanded by the shell)."""
+    directory = path.rsplit("/", 1)[0] or "/"
+    marker = "PIKUBE_EOF"
+    while marker in content:
+        marker += "_"
+    body = content if content.endswith("\n") else content + "\n"
+    tmp = f"{path}.pikube-new"
+    return (
+        f"install -d -m 0755 {directory} && cat > {tmp} <<'{marker}'\n{body}{marker}\n"
+        f"chmod {mode} {tmp} && mv {tmp} {path}"
+    )
+
+
+def unified_diff(path: str, old: str | None, new: str | None) -> str:
+    lines = difflib.unified_diff(
+        (old or "").splitlines(keepends=True),
+        (new or "").splitlines(keepends=True),
+        fromfile="/dev/null" if old is None else f"a{path}",
+        tofile="/dev/null" if new is None else f"b{path}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _file_change(
+    change_id: str, facts: HostFacts, path: str, content: str, why: str
+) -> Change | None:
+    current = facts.files.get(path)
+    if current == content:
+        return None
+    verb = "create" if current is None else "update"
+    return Change(
+        id=change_id,
+        kind=Kind.FILE,
+        summary=f"{verb} {path}: {why}",
+        commands=(write_file_command(path, content),),
+        diff=unified_diff(path, current, content),
+    )
+
+
+# -- the operations --------------------------------------------------------------------------
+
+
+def dpkg_repair(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    if facts.dpkg_audit:
+        yield Change(
+            "dpkg-repair",
+            Kind.PACKAGES,
+            "finish package installs that were interrupted",
+            (f"{APT_ENV} dpkg --configure -a",),
+        )
+
+
+def base_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    wanted = [p for p in BASE_PACKAGES if facts.package(p) is None]
+    containerd = facts.package("containerd")
+    pin = spec.versions.containerd
+    if containerd is None or (pin is not None and containerd.version != pin):
+        wanted.append(f"containerd={pin}" if pin else "containerd")
+    if wanted:
+        yield Change(
+            "packages",
+            Kind.PACKAGES,
+            f"install {', '.join(wanted)}",
+            (
+                "apt-get update -q",
+                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
+                + " ".join(wanted),
+            ),
+        )
+
+
+def swap_off(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    """Swap off now and for good: swapon, /etc/fstab, dphys-swapfile, zram (rpi-swap)."""
+    if spec.swap is SwapPolicy.KEEP:
+        return
+    if facts.swaps:
+        names = ", ".join(s.name for s in facts.swaps)
+        yield Change("swap-off", Kind.KERNEL, f"turn swap off now ({names})", ("swapoff -a",))
+    fstab_lines = facts.fstab_swap_lines
+    current = facts.files.get("/etc/fstab")
+    if fstab_lines and current is not None:
+        new = "".join(
+            f"#{line}  # disabled by pikube (kubelet needs swap off)\n"
+            if line in fstab_lines
+            else f"{line}\n"
+            for line in current.splitlines()
+        )
+        change = _file_change("swap-fstab", facts, "/etc/fstab", new, "swap entries disabled")
+        if change is not None:
+            yield change
+    for unit in ("dphys-swapfile", "rpi-swap"):
+        state = facts.unit(unit)
+        if state.exists and state.enabled != "masked":
+            commands = [f"systemctl mask {unit}.service"]
+            if state.is_active:
+                commands.insert(0, f"systemctl stop {unit}.service")
+            yield Change(
+                f"swap-{unit}",
+                Kind.SERVICE,
+                f"stop {unit} from turning swap on at boot",
+                tuple(commands),
+            )
+    if facts.zram_generator_active:
+        change = _file_change(
+            "swap-zram",
+            facts,
+            ZRAM_CONF,
+            "# pikube: no zram swap (kubelet needs swap off)\n",
+            "no zram swap devices at boot",
+        )
+        if change is not None:
+            yield change
+
+
+def kernel_modules(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    change = _file_change(
+        "modules-load", facts, MODULES_LOAD, MODULES_LOAD_CONTENT, "load overlay, br_netfilter"
+    )
+    if change is not None:
+        yield change
+    missing = [m for m in ("overlay", "br_netfilter") if not facts.module_available(m)]
+    if missing:
+        yield Change(
+            "modules-now",
+            Kind.KERNEL,
+            f"load {', '.join(missing)} now",
+            tuple(f"modprobe {m}" for m in missing),
+        )
+
+
+def sysctls(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    change = _file_change(
+        "sysctl-conf", facts, SYSCTL_CONF, SYSCTL_CONTENT, "bridge netfilter and forwarding"
+    )
+    if change is not None:
+        yield change
+    wrong = [k for k, v in DESIRED_SYSCTLS.items() if facts.sysctls.get(k) != v]
+    if change is not None or wrong:
+        what = ", ".join(f"{k}=1" for k in wrong) or "the new file"
+        yield Change(
+            "sysctl-now", Kind.KERNEL, f"apply {what} now", (f"sysctl -q -p {SYSCTL_CONF}",)
+        )
+
+
+def containerd(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    change = _file_change(
+        "containerd-config",
+        facts,
+        CONTAINERD_CONF,
+        containerd_config(spec),
+        "CRI on, SystemdCgroup = true, sandbox image " + pause_image(spec),
+    )
+    if change is not None:
+        yield change
+    unit = facts.unit("containerd")
+    commands = []
+    if not unit.is_enabled:
+        commands.append("systemctl enable containerd.service")
+    if change is not None or not unit.is_active:
+        commands.append("systemctl restart containerd.service")
+    if commands:
+        yield Change(
+            "containerd-service",
+            Kind.SERVICE,
+            "containerd enabled and running with its configuration",
+            tuple(commands),
+        )
+
+
+def kubernetes_repository(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    repo = spec.packages.repository(spec.versions)
+    changed = False
+    if not facts.keyring_present:
+        changed = True
+        yield Change(
+            "kubernetes-keyring",
+            Kind.FILE,
+            f"fetch the signing key of {repo} into {KEYRING}",
+            (
+                "install -d -m 0755 /etc/apt/keyrings",
+                f"curl -fsSL {repo}Release.key | gpg --dearmor --yes -o {KEYRING}",
+            ),
+        )
+    change = _file_change(
+        "kubernetes-list", facts, KUBE_LIST, kubernetes_list(spec), f"the repository {repo}"
+    )
+    if change is not None:
+        changed = True
+        yield change
+    if changed:
+        yield Change(
+            "kubernetes-index",
+            Kind.PACKAGES,
+            "read the Kubernetes repository's index",
+            ("apt-get update -q",),
+        )
+
+
+def kubernetes_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    version = spec.versions.kubernetes
+    wrong = []
+    for name in KUBE_PACKAGES:
+        pkg = facts.package(name)
+        if pkg is None or pkg.upstream_version != version:
+            wrong.append(name)
+    if wrong:
+        targets = " ".join(f"{name}={version}-*" for name in KUBE_PACKAGES)
+        yield Change(
+            "kubernetes-packages",
+            Kind.PACKAGES,
+            f"install {', '.join(wrong)} {version}",
+            (
+                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
+                f"--allow-change-held-packages {targets}",
+            ),
+        )
+    unheld = [n for n in KUBE_PACKAGES if n not in facts.holds]
+    if unheld:
+        yield Change(
+            "kubernetes-hold",
+            Kind.PACKAGES,
+            f"hold {', '.join(unheld)} at {version} (no accidental upgrades)",
+            (f"apt-mark hold {' '.join(KUBE_PACKAGES)}",),
+        )
+    if not facts.unit("kubelet").is_enabled:
+        yield Change(
+            "kubelet-service",
+            Kind.SERVICE,
+            "kubelet enabled at boot (it waits for kubeadm init/join)",
+            ("systemctl enable kubelet.service",),
+        )
+
+
+def cgroup_flags(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    path = facts.boot_cmdline_path
+    current = facts.files.get(path)
+    if current is None:
+        return
+    words = facts.boot_cmdline.split()
+    missing = [f for f in CGROUP_FLAGS if f not in words]
+    if missing:
+        rest = current.splitlines()[1:]
+        new = "\n".join([" ".join([*words, *missing]), *rest]) + "\n"
+        change = _file_change(
+            "cmdline", facts, path, new, f"add {' '.join(missing)} (the memory cgroup)"
+        )
+        if change is not None:
+            yield change
+
+
+def reboot(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    """Reboot when the running kernel did not get the flags (they are or will be in the file)."""
+    if facts.files.get(facts.boot_cmdline_path) is None:
+        return
+    running = facts.proc_cmdline.split()
+    if all(flag in running for flag in CGROUP_FLAGS):
+        return
+    yield Change(
+        "reboot",
+        Kind.REBOOT,
+        "reboot: the running kernel lacks the cgroup flags (memory cgroup "
+        f"{'on' if facts.memory_cgroup else 'off'})",
+        ("systemctl reboot",),
+    )
+
+
+OPERATIONS = (
+    dpkg_repair,
+    base_packages,
+    swap_off,
+    kernel_modules,
+    sysctls,
+    containerd,
+    kubernetes_repository,
+    kubernetes_packages,
+    cgroup_flags,
+    reboot,
+)
+
+
+def changes_for(spec: ClusterSpec, facts: HostFacts) -> list[Change]:
+    """Every change this host needs, in order; empty when it matches the spec."""
+    return [change for operation in OPERATIONS for change in operation(spec, facts)]

@@ -1,0 +1,348 @@
+"""The lab's apt repositories: what the cluster builder installs, served inside the lab.
+
+Owns two signed repositories, built once and cached next to the lab root (rootfs.py):
+
+- `debian/`: a Debian mirror subset holding the packages the builder installs on a fresh
+  Raspberry Pi OS (curl, gpg, containerd, ...) and their dependencies, downloaded from the
+  machine's Debian mirror with apt-get. The dependency closure is computed against the lab
+  root's own dpkg status, so every lab host finds all it needs and nothing else.
+- `kubernetes/core:/stable:/v1.31/deb/`: laid out like pkgs.k8s.io (a flat repository with its
+  `Release.key`), holding **lab stand-ins** for kubelet, kubeadm and kubectl 1.31.5. The real
+  ones cannot be fetched here. The stand-ins install cleanly, carry the real package names,
+  version string (1.31.5-1.1) and kubelet unit, and answer the version commands; they do
+  nothing else (a later part gives the kubeadm stand-in its behaviour).
+
+Both are signed with a lab key made once (gpg), so hosts use apt's normal signature checks:
+the Debian subset's key is part of the lab image (as Raspberry Pi OS ships its archive key),
+the Kubernetes one is fetched by the builder exactly as from pkgs.k8s.io.
+The repositories are served over HTTP from the lab's router (see sshhosts.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pikube.errors import PikubeError
+from pikube.lab import rootfs
+from pikube.system import require_commands
+
+KUBERNETES_VERSION = "1.31.5"
+KUBERNETES_PACKAGE_VERSION = "1.31.5-1.1"  # the form pkgs.k8s.io uses
+KUBERNETES_REPO_PATH = "kubernetes/core:/stable:/v1.31/deb"
+DEBIAN_REPO_PATH = "debian"
+# The Debian packages the builder installs (prerequisites, container runtime) and the real
+# Debian dependencies the kubelet stand-in declares, as the real kubelet package does.
+DEBIAN_PACKAGES = (
+    "apt-transport-https",
+    "ca-certificates",
+    "curl",
+    "gpg",
+    "containerd",
+    "iptables",
+    "conntrack",
+    "socat",
+    "ethtool",
+)
+KUBELET_DEPENDS = "iptables, iproute2, socat, ethtool, conntrack, mount"
+LAB_KEY_FILE = "lab-archive-keyring.gpg"  # binary public key, as installed on hosts
+RECIPE_VERSION = 1
+
+
+def repo_path() -> Path:
+    recipe = {
+        "rootfs": rootfs.recipe_key(),
+        "packages": DEBIAN_PACKAGES,
+        "kubernetes": KUBERNETES_PACKAGE_VERSION,
+        "depends": KUBELET_DEPENDS,
+        "version": RECIPE_VERSION,
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return rootfs.cache_dir() / "apt" / key
+
+
+def ensure_repo() -> Path:
+    """The cached repository tree (built first if missing). Safe to call concurrently."""
+    target = repo_path()
+    if (target / "complete").exists():
+        return target
+    root = rootfs.ensure_rootfs()
+    require_commands("apt-get", "apt-ftparchive", "dpkg-deb", "gpg")
+    with rootfs.cache_lock(f"apt-{target.name}"):
+        if (target / "complete").exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f"{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
+        try:
+            tmp.mkdir()
+            # The signing key lives only for the build: nothing is ever signed again.
+            with tempfile.TemporaryDirectory(prefix="pikube-gnupg-") as gnupg_dir:
+                gnupg = Path(gnupg_dir) / "home"
+                _make_signing_key(gnupg)
+                try:
+                    _export_key(gnupg, tmp)
+                    debian = tmp / DEBIAN_REPO_PATH
+                    _download_debian_packages(root, debian / "pool")
+                    _index_debian(debian, gnupg)
+                    kube = tmp / KUBERNETES_REPO_PATH
+                    _build_standins(kube)
+                    _index_flat(kube, gnupg)
+                finally:
+                    subprocess.run(
+                        ["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"],
+                        capture_output=True,
+                        check=False,
+                    )
+            shutil.copy(tmp / "Release.key", kube / "Release.key")
+            (tmp / "complete").write_text("")
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _run(argv: list[str], what: str, *, cwd: Path | None = None, timeout_s: float = 300) -> str:
+    try:
+        result = subprocess.run(
+            argv, capture_output=True, text=True, cwd=cwd, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PikubeError(f"{what}: `{argv[0]}` did not finish in {timeout_s:g} s") from exc
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+        raise PikubeError(f"{what} failed (`{' '.join(argv[:3])} ...`):\n{tail}")
+    return result.stdout
+
+
+def _gpg(gnupg: Path, *args: str) -> list[str]:
+    return ["gpg", "--homedir", str(gnupg), "--batch", "--pinentry-mode", "loopback", *args]
+
+
+def _make_signing_key(gnupg: Path) -> None:
+    gnupg.mkdir(mode=0o700)
+    _run(
+        _gpg(
+            gnupg,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "pikube lab repository <lab-repository@pikube.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ),
+        "making the lab repository's signing key",
+    )
+
+
+def _export_key(gnupg: Path, into: Path) -> None:
+    armored = _run(_gpg(gnupg, "--armor", "--export"), "exporting the lab key")
+    (into / "Release.key").write_text(armored)
+    binary = subprocess.run(_gpg(gnupg, "--export"), capture_output=True, check=True).stdout
+    (into / LAB_KEY_FILE).write_bytes(binary)
+
+
+def _download_debian_packages(root: Path, pool: Path) -> None:
+    """apt-get --download-only against the lab root's dpkg status: exactly what hosts lack."""
+    with tempfile.TemporaryDirectory(prefix="pikube-apt-") as work_dir:
+        work = Path(work_dir)
+        for sub in ("lists/partial", "archives/partial", "sources.list.d"):
+            (work / sub).mkdir(parents=True)
+        mirror = rootfs.debian_mirror()
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        suites = [f"{rootfs.SUITE}", f"{rootfs.SUITE}-updates"]
+        lines = [f"deb [signed-by={keyring}] {mirror} {s} main" for s in suites]
+        (work / "sources.list").write_text("\n".join(lines) + "\n")
+        options = [
+            "-o",
+            f"Dir::State::status={root / 'var/lib/dpkg/status'}",
+            "-o",
+            f"Dir::State::Lists={work / 'lists'}",
+            "-o",
+            f"Dir::Cache={work}",
+            "-o",
+            f"Dir::Cache::Archives={work / 'archives'}",
+            "-o",
+            f"Dir::Etc::SourceList={work / 'sources.list'}",
+            "-o",
+            f"Dir::Etc::SourceParts={work / 'sources.list.d'}",
+            "-o",
+            "Dir::Etc::Preferences=/dev/null",
+            "-o",
+            f"Dir::Etc::PreferencesParts={work / 'sources.list.d'}",
+            "-o",
+            "Debug::NoLocking=true",
+            "-o",
+            "APT::Install-Recommends=false",
+            "-q",
+        ]
+        what = f"downloading the lab's Debian packages from {mirror}"
+        _run(["apt-get", *options, "update"], what)
+        _run(
+            ["apt-get", *options, "install", "--download-only", "-y", *DEBIAN_PACKAGES],
+            what,
+            timeout_s=600,
+        )
+        pool.mkdir(parents=True)
+        debs = list((work / "archives").glob("*.deb"))
+        if not debs:
+            raise PikubeError(f"{what}: apt-get downloaded nothing")
+        for deb in debs:
+            shutil.move(str(deb), pool / deb.name)
+
+
+def _sign_release(directory: Path, gnupg: Path) -> None:
+    release = directory / "Release"
+    _run(
+        _gpg(gnupg, "--yes", "--clearsign", "-o", str(directory / "InRelease"), str(release)),
+        "signing the lab repository",
+    )
+    _run(
+        _gpg(gnupg, "--yes", "-abs", "-o", str(directory / "Release.gpg"), str(release)),
+        "signing the lab repository",
+    )
+
+
+def _write_packages(directory: Path, listing: str) -> None:
+    (directory / "Packages").write_text(listing)
+    with gzip.open(directory / "Packages.gz", "wt") as fh:
+        fh.write(listing)
+
+
+def _index_debian(debian: Path, gnupg: Path) -> None:
+    arch = _dpkg_architecture()
+    dist = debian / "dists" / rootfs.SUITE
+    binary = dist / "main" / f"binary-{arch}"
+    binary.mkdir(parents=True)
+    _write_packages(binary, _run(["apt-ftparchive", "packages", "pool"], "indexing", cwd=debian))
+    release = _run(
+        [
+            "apt-ftparchive",
+            "-o",
+            "APT::FTPArchive::Release::Origin=pikube-lab",
+            "-o",
+            f"APT::FTPArchive::Release::Suite={rootfs.SUITE}",
+            "-o",
+            f"APT::FTPArchive::Release::Codename={rootfs.SUITE}",
+            "-o",
+            "APT::FTPArchive::Release::Components=main",
+            "-o",
+            f"APT::FTPArchive::Release::Architectures={arch}",
+            "release",
+            ".",
+        ],
+        "indexing",
+        cwd=dist,
+    )
+    (dist / "Release").write_text(release)
+    _sign_release(dist, gnupg)
+
+
+def _index_flat(directory: Path, gnupg: Path) -> None:
+    _write_packages(directory, _run(["apt-ftparchive", "packages", "."], "indexing", cwd=directory))
+    release = _run(
+        ["apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=pikube-lab", "release", "."],
+        "indexing",
+        cwd=directory,
+    )
+    (directory / "Release").write_text(release)
+    _sign_release(directory, gnupg)
+
+
+def _dpkg_architecture() -> str:
+    return _run(["dpkg", "--print-architecture"], "dpkg").strip()
+
+
+_NOTE = "pikube lab stand-in for {name} {version}: only reports its version"
+_KUBECTL = """#!/bin/sh
+# {note}
+case "$1" in
+  version) echo "Client Version: v{version}"; echo "Kustomize Version: v5.4.2"; exit 0 ;;
+esac
+echo "kubectl: {note}" >&2
+exit 1
+"""
+_KUBEADM = """#!/bin/sh
+# {note}
+if [ "$1" = version ]; then
+  if [ "$2" = "-o" ] && [ "$3" = short ]; then echo "v{version}"; exit 0; fi
+  echo 'kubeadm version: &version.Info{{Major:"1", Minor:"31", GitVersion:"v{version}"}}'
+  exit 0
+fi
+echo "kubeadm: {note}" >&2
+exit 1
+"""
+_KUBELET = """#!/bin/sh
+# {note}
+case "$1" in
+  --version|version) echo "Kubernetes v{version}"; exit 0 ;;
+esac
+# Like the real kubelet before `kubeadm init`/`join`: no configuration, so it exits (and
+# systemd restarts it every 10 s).
+echo "kubelet: failed to load kubelet config file /var/lib/kubelet/config.yaml ({note})" >&2
+exit 1
+"""
+_KUBELET_UNIT = """[Unit]
+Description=kubelet: The Kubernetes Node Agent (pikube lab stand-in)
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _build_standins(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    arch = _dpkg_architecture()
+    scripts = {"kubectl": _KUBECTL, "kubeadm": _KUBEADM, "kubelet": _KUBELET}
+    depends = {
+        "kubectl": "",
+        "kubeadm": f"kubelet (>= {KUBERNETES_VERSION}), kubectl (>= {KUBERNETES_VERSION})",
+        "kubelet": KUBELET_DEPENDS,
+    }
+    with tempfile.TemporaryDirectory(prefix="pikube-standin-") as work_dir:
+        for name, script in scripts.items():
+            note = _NOTE.format(name=name, version=KUBERNETES_VERSION)
+            pkg = Path(work_dir) / name
+            (pkg / "DEBIAN").mkdir(parents=True)
+            (pkg / "usr" / "bin").mkdir(parents=True)
+            binary = pkg / "usr" / "bin" / name
+            binary.write_text(script.format(note=note, version=KUBERNETES_VERSION))
+            binary.chmod(0o755)
+            if name == "kubelet":
+                unit = pkg / "lib" / "systemd" / "system" / "kubelet.service"
+                unit.parent.mkdir(parents=True)
+                unit.write_text(_KUBELET_UNIT)
+            control = [
+                f"Package: {name}",
+                f"Version: {KUBERNETES_PACKAGE_VERSION}",
+                f"Architecture: {arch}",
+                "Maintainer: pikube lab <lab-repository@pikube.invalid>",
+                "Section: admin",
+                "Priority: optional",
+            ]
+            if depends[name]:
+                control.append(f"Depends: {depends[name]}")
+            control.append(f"Description: {note}")
+            (pkg / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
+            out = directory / f"{name}_{KUBERNETES_PACKAGE_VERSION}_{arch}.deb"
+            _run(
+                ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(pkg), str(out)],
+                f"building the {name} stand-in package",
+            )

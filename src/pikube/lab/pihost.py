@@ -1,0 +1,269 @@
+"""One lab SSH host as a Raspberry Pi: its "hardware", firmware and power button.
+
+Run as `python -m pikube.lab.pihost HOSTDIR` inside the host's network namespace (the lab
+supervisor does that). It boots the host: real systemd as PID 1 in fresh mount, UTS, IPC, PID
+and cgroup namespaces, on an overlay of the cached Debian root (rootfs.py) with the host's own
+upper layer, and its own boot partition mounted at /boot/firmware. systemd starts sshd and the
+rest, as on a Pi. When the host reboots (`systemctl reboot`: the namespace's init dies by
+SIGHUP), it boots it again, reading the boot partition afresh, as the Pi firmware does; SIGTERM
+pulls the plug.
+
+What a network namespace cannot show faithfully is presented here, and only here, as a
+Raspberry Pi 4 running Raspberry Pi OS would show it (the builder reads the standard paths and
+never knows it is in a lab):
+
+- /proc/cmdline: the firmware's own arguments, then the first line of the boot partition's
+  cmdline.txt. Like current Raspberry Pi firmware/kernels, the firmware part carries
+  `cgroup_disable=memory`, so the memory controller is off until cmdline.txt enables it and the
+  host reboots. With the `memory-cgroup-off` fault the firmware also appends it after
+  cmdline.txt, so the flags are ignored (the Raspberry Pi 6.12 kernel reports).
+- /proc/cgroups and /sys/fs/cgroup/cgroup.controllers: derived from that command line.
+- /sys/firmware/devicetree/base/{model,serial-number}: the Pi's model and serial.
+- Kernel-wide sysctls are read-only (as in any container), so nothing a host does changes the
+  machine; the host's own network sysctls (/proc/sys/net) are real and writable.
+- Swap cannot be enabled in a namespace (swapon acts on the whole machine, and fails on an
+  overlay anyway): dphys-swapfile runs at boot and fails to turn its file on, so a lab host
+  shows "swap configured to come back", never active swap.
+
+The pure part (the kernel's view from firmware and cmdline.txt) is `kernel_view`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+# -- the pure part ---------------------------------------------------------------------------
+
+FIRMWARE_CMDLINE = (
+    "coherent_pool=1M 8250.nr_uarts=0 snd_bcm2835.enable_headphones=0 cgroup_disable=memory "
+    "numa_policy=interleave smsc95xx.macaddr={mac} vc_mem.mem_base=0x3ec00000 "
+    "vc_mem.mem_size=0x40000000"
+)
+PI_MODEL = "Raspberry Pi 4 Model B Rev 1.5"
+_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
+_V1_NAMES = (
+    "cpuset",
+    "cpu",
+    "cpuacct",
+    "blkio",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "perf_event",
+    "net_prio",
+    "pids",
+)
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """What the Pi's firmware adds to the kernel command line."""
+
+    mac: str
+    memory_forced_off: bool = False  # the `memory-cgroup-off` fault
+
+
+@dataclass(frozen=True)
+class KernelView:
+    cmdline: str
+    memory_cgroup: bool
+
+    @property
+    def proc_cgroups(self) -> str:
+        lines = ["#subsys_name\thierarchy\tnum_cgroups\tenabled"]
+        for name in _V1_NAMES:
+            enabled = 0 if name == "memory" and not self.memory_cgroup else 1
+            lines.append(f"{name}\t0\t64\t{enabled}")
+        return "\n".join(lines) + "\n"
+
+    @property
+    def cgroup_controllers(self) -> str:
+        names = [c for c in _CONTROLLERS if c != "memory" or self.memory_cgroup]
+        return " ".join(names) + "\n"
+
+
+def memory_cgroup_enabled(cmdline: str) -> bool:
+    """The kernel reads its arguments in order; the last word on `memory` wins."""
+    enabled = True
+    for word in cmdline.split():
+        key, _, value = word.partition("=")
+        if key == "cgroup_disable" and "memory" in value.split(","):
+            enabled = False
+        elif key == "cgroup_enable" and "memory" in value.split(","):
+            enabled = True
+    return enabled
+
+
+def kernel_view(firmware: Firmware, cmdline_txt: str) -> KernelView:
+    """What the kernel shows after booting with this firmware and this cmdline.txt."""
+    lines = cmdline_txt.splitlines()
+    own = lines[0].strip() if lines else ""
+    cmdline = FIRMWARE_CMDLINE.format(mac=firmware.mac.upper()) + (f" {own}" if own else "")
+    if firmware.memory_forced_off:
+        cmdline += " cgroup_disable=memory"
+    return KernelView(cmdline=cmdline, memory_cgroup=memory_cgroup_enabled(cmdline))
+
+
+# -- the host's configuration, written by sshhosts.py ----------------------------------------
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    lab: str
+    host: str
+    hostdir: str
+    rootfs: str
+    mac: str
+    serial: str
+    memory_forced_off: bool
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def load(cls, hostdir: Path) -> HostConfig:
+        data = json.loads((hostdir / "host.json").read_text())
+        return cls(**data)
+
+    def save(self) -> None:
+        Path(self.hostdir, "host.json").write_text(json.dumps(self.to_json(), indent=2))
+
+
+# The boot: mounts in the host's own mount namespace, then systemd. Runs under `sh -eu`.
+BOOT_SCRIPT = r"""
+M="$HOSTDIR/merged"; V="$HOSTDIR/view"
+mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$HOSTDIR/upper,workdir=$HOSTDIR/work" "$M"
+mount --bind "$HOSTDIR/bootfs" "$M/boot/firmware"
+mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
+mount --bind "$V/cmdline" "$M/proc/cmdline"
+mount --bind "$V/cgroups" "$M/proc/cgroups"
+mount --bind "$M/proc/sys" "$M/proc/sys"
+mount --bind "$M/proc/sys/net" "$M/proc/sys/net"
+mount -o remount,bind,ro "$M/proc/sys"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
+mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
+mount --bind "$V/cgroup.controllers" "$M/sys/fs/cgroup/cgroup.controllers"
+mount -t tmpfs -o mode=755 firmware "$M/sys/firmware"
+mkdir -p "$M/sys/firmware/devicetree/base"
+cp "$V/model" "$V/serial-number" "$M/sys/firmware/devicetree/base/"
+mount -o remount,ro "$M/sys/firmware"
+if [ -d "$M/sys/class/dmi" ]; then mount -t tmpfs -o ro nodmi "$M/sys/class/dmi"; fi
+mount -t tmpfs -o mode=755,nosuid,nodev run "$M/run"
+mount -t tmpfs -o mode=755,nosuid dev "$M/dev"
+for d in null zero full random urandom tty; do
+  touch "$M/dev/$d"; mount --bind "/dev/$d" "$M/dev/$d"
+done
+mkdir "$M/dev/pts" "$M/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$M/dev/pts"
+ln -s pts/ptmx "$M/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev shm "$M/dev/shm"
+touch "$M/dev/console"; mount --bind "$HOSTDIR/console.log" "$M/dev/console"
+hostname "$HOSTNAME_"
+export container=pikube-lab
+exec chroot "$M" /lib/systemd/systemd
+"""
+
+_UNSHARE = (
+    'echo $$ > "$1/cgroup.procs" && exec unshare --mount --uts --ipc --pid --cgroup '
+    '--fork --kill-child --propagation private sh -eu "$2"'
+)
+
+
+def _cgroup_root(hostdir: Path) -> Path:
+    """cgroup2, mounted privately (`ip netns exec` gave us a fresh /sys without it)."""
+    mountpoint = hostdir / "cgroupfs"
+    mountpoint.mkdir(exist_ok=True)
+    if not os.path.ismount(mountpoint):
+        subprocess.run(["mount", "-t", "cgroup2", "cgroup2", str(mountpoint)], check=True)
+    return mountpoint
+
+
+def cgroup_name(lab: str, host: str) -> str:
+    return f"pikube/{lab}-{host}"
+
+
+def remove_cgroup(directory: Path, timeout_s: float = 5.0) -> None:
+    """Remove a cgroup and its children once their processes are gone."""
+    if not directory.exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            for sub in sorted(directory.rglob("*"), key=lambda p: -len(p.parts)):
+                if sub.is_dir():
+                    sub.rmdir()
+            directory.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+
+def _write_view(config: HostConfig, hostdir: Path) -> KernelView:
+    cmdline_txt = hostdir / "bootfs" / "cmdline.txt"
+    text = cmdline_txt.read_text() if cmdline_txt.exists() else ""
+    view = kernel_view(Firmware(config.mac, config.memory_forced_off), text)
+    directory = hostdir / "view"
+    directory.mkdir(exist_ok=True)
+    (directory / "cmdline").write_text(view.cmdline + "\n")
+    (directory / "cgroups").write_text(view.proc_cgroups)
+    (directory / "cgroup.controllers").write_text(view.cgroup_controllers)
+    (directory / "model").write_bytes(PI_MODEL.encode() + b"\0")
+    (directory / "serial-number").write_bytes(config.serial.encode() + b"\0")
+    return view
+
+
+def run(hostdir: Path) -> int:
+    config = HostConfig.load(hostdir)
+    cgroup = _cgroup_root(hostdir) / cgroup_name(config.lab, config.host)
+    cgroup.mkdir(parents=True, exist_ok=True)
+    (hostdir / "boot.sh").write_text(BOOT_SCRIPT)
+    (hostdir / "console.log").touch()
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOSTDIR": str(hostdir),
+        "ROOTFS": config.rootfs,
+        "HOSTNAME_": config.host,
+    }
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def pull_the_plug(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.kill()  # unshare's --kill-child takes the host's init (and all) with it
+
+    signal.signal(signal.SIGTERM, pull_the_plug)
+    signal.signal(signal.SIGINT, pull_the_plug)
+    boots = 0
+    status = 0
+    try:
+        while not stopping:
+            _write_view(config, hostdir)
+            boots += 1
+            (hostdir / "boots").write_text(f"{boots}\n")
+            child = subprocess.Popen(
+                ["sh", "-c", _UNSHARE, "pihost", str(cgroup), str(hostdir / "boot.sh")],
+                env=env,
+            )
+            status = child.wait()
+            if status != -signal.SIGHUP:  # anything but a reboot: the host stays off
+                break
+    finally:
+        remove_cgroup(cgroup)
+    return 0 if stopping else (status if status >= 0 else 128 - status)
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))

@@ -1,0 +1,312 @@
+"""The lab's SSH hosts: master and node01-03 as Raspberry Pis you can SSH into (opt-in).
+
+Owns: turning a lab's Kubernetes hosts into bootable Raspberry Pi OS machines (each with its own
+root filesystem as an overlay on the cached Debian root, its own host keys, machine-id and
+boot partition), serving the lab's apt repository from the router, the lab's SSH client key,
+the faults a host can be given, and removing all of it. Booting itself is pihost.py.
+
+`pikube lab up --ssh` (or `up_ssh_hosts(lab)`) adds them to a running lab; the plain lab does
+not pay for them. Nothing here is known to the cluster builder: it gets a cluster.yaml
+(`cluster_spec_yaml`) and talks SSH to 198.51.100.20-23 as to real Pis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from pikube.errors import PikubeError
+from pikube.lab import aptrepo, pihost, rootfs, state
+from pikube.lab.lab import Lab
+from pikube.lab.processes import TcpListening
+from pikube.lab.topology import Role
+
+REPO_PROCESS = "apt-repository"
+HOST_PROCESS = "pi"
+REPO_PORT = 80
+SSH_PORT = 22
+_BOOT_TIMEOUT_S = 60.0
+
+
+class Fault(enum.Enum):
+    """What can be wrong with a lab host (every fresh host is a stock Raspberry Pi OS, which
+    already has dphys-swapfile enabled and the memory cgroup off)."""
+
+    # cmdline.txt has the flags, but the firmware forces the memory cgroup off after them
+    MEMORY_CGROUP_OFF = "memory-cgroup-off"
+    WRONG_CMDLINE_FILE = "wrong-cmdline-file"  # the flags were added to /boot/cmdline.txt
+    CRI_DISABLED = "cri-disabled"  # containerd config with disabled_plugins = ["cri"]
+    UNREACHABLE = "unreachable"  # powered off: nothing answers on port 22
+    IP_FORWARD_OFF = "ip-forward-off"  # net.ipv4.ip_forward = 0 at runtime
+
+
+def data_dir(lab: str) -> Path:
+    """Where the hosts' disks live (on disk, not /run: a prepared host holds ~200 MB)."""
+    return Path(os.environ.get("PIKUBE_DATA_DIR", "/var/lib/pikube")) / "labs" / lab
+
+
+def host_dir(lab: str, host: str) -> Path:
+    return data_dir(lab) / "hosts" / host
+
+
+def client_key_path(lab: str) -> Path:
+    return state.lab_dir(lab) / "ssh" / "id_ed25519"
+
+
+def known_hosts_path(lab: str) -> Path:
+    return state.lab_dir(lab) / "ssh" / "known_hosts"
+
+
+@dataclass(frozen=True)
+class SshHost:
+    name: str
+    address: str
+    role: Role
+    faults: frozenset[Fault]
+
+
+def parse_faults(specs: Iterable[str]) -> dict[str, set[Fault]]:
+    """`HOST=FAULT[,FAULT]` items (the CLI's --fault) to a mapping."""
+    result: dict[str, set[Fault]] = {}
+    known = ", ".join(f.value for f in Fault)
+    for spec in specs:
+        host, sep, names = spec.partition("=")
+        if not sep or not names:
+            raise PikubeError(f"--fault {spec!r}: write HOST=FAULT (faults: {known})")
+        for name in names.split(","):
+            try:
+                result.setdefault(host, set()).add(Fault(name))
+            except ValueError:
+                raise PikubeError(
+                    f"--fault {spec!r}: unknown fault {name!r} (faults: {known})"
+                ) from None
+    return result
+
+
+def ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> list[SshHost]:
+    faults = faults or {}
+    hosts = [h for h in lab.topology.hosts if h.is_kubernetes_node]
+    names = {h.name for h in hosts}
+    for name in faults:
+        if name not in names:
+            raise PikubeError(
+                f"cannot give a fault to {name!r}: the SSH hosts are {', '.join(sorted(names))}"
+            )
+    return [SshHost(h.name, str(h.ipv4), h.role, frozenset(faults.get(h.name, ()))) for h in hosts]
+
+
+def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> list[SshHost]:
+    """Boot the lab's SSH hosts (fresh, or with faults) and serve the apt repository.
+
+    Builds the cached root and repository first if this machine has none (about a minute).
+    """
+    lab.require_up()
+    hosts = ssh_hosts(lab, faults)
+    root = rootfs.ensure_rootfs()
+    repo = aptrepo.ensure_repo()
+    _serve_repository(lab, repo)
+    client_key = _client_key(lab.name)
+    records = []
+    for host in hosts:
+        _prepare_disk(lab, host, root, repo, client_key)
+        if Fault.UNREACHABLE in host.faults:
+            continue
+        directory = host_dir(lab.name, host.name)
+        records.append(
+            lab.start(
+                host.name,
+                HOST_PROCESS,
+                [sys.executable, "-m", "pikube.lab.pihost", str(directory)],
+            )
+        )
+    deadline = time.monotonic() + _BOOT_TIMEOUT_S
+    listening = TcpListening(SSH_PORT)
+    for record in records:
+        while not listening(record):
+            if time.monotonic() > deadline:
+                console = host_dir(lab.name, record.host) / "console.log"
+                raise PikubeError(
+                    f"lab host {record.host} did not start sshd within {_BOOT_TIMEOUT_S:g} s; "
+                    f"see {console} and {record.log_path}"
+                )
+            time.sleep(0.02)
+    for host in hosts:
+        if Fault.IP_FORWARD_OFF in host.faults:
+            lab.run(host.name, ["sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
+    return hosts
+
+
+def down_ssh_hosts(lab_name: str) -> None:
+    """Remove the hosts' disks and cgroups (their processes are stopped by `Lab.down`)."""
+    for cgroup_root in _cgroup2_mounts():
+        parent = cgroup_root / "pikube"
+        for directory in parent.glob(f"{lab_name}-*"):
+            pihost.remove_cgroup(directory, timeout_s=2.0)
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only once no lab uses it
+    shutil.rmtree(data_dir(lab_name), ignore_errors=True)
+
+
+def _cgroup2_mounts() -> list[Path]:
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            found.append(Path(fields[1]))
+    return found
+
+
+def _serve_repository(lab: Lab, repo: Path) -> None:
+    router = lab.topology.gateway.name
+    for record in lab.require_up().processes:
+        if record.host == router and record.name == REPO_PROCESS:
+            return
+    lab.start(
+        router,
+        REPO_PROCESS,
+        [sys.executable, "-m", "http.server", str(REPO_PORT), "--directory", str(repo)],
+        ready=TcpListening(REPO_PORT),
+    )
+
+
+def repository_url(lab: Lab) -> str:
+    return f"http://{lab.topology.gateway.ipv4}"
+
+
+def _client_key(lab_name: str) -> asyncssh.SSHKey:
+    path = client_key_path(lab_name)
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"pikube-lab-{lab_name}")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.export_private_key())
+    os.replace(tmp, path)
+    return key
+
+
+def _write(path: Path, content: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    path.chmod(mode)
+
+
+_CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 "
+_CMDLINE += "fsck.repair=yes rootwait"
+_CONFIG_TXT = "# Raspberry Pi firmware settings (pikube lab host)\narm_64bit=1\ndtparam=audio=on\n"
+_CRI_DISABLED_TOML = (
+    "#   Copyright 2018-2022 Docker Inc.\n\n"
+    '#   Licensed under the Apache License, Version 2.0 (the "License");\n\n'
+    'disabled_plugins = ["cri"]\n\n'
+    '#root = "/var/lib/containerd"\n'
+)
+
+
+def _prepare_disk(
+    lab: Lab, host: SshHost, root: Path, repo: Path, client_key: asyncssh.SSHKey
+) -> None:
+    """The host's SD card: a fresh Raspberry Pi OS with this host's identity (and faults)."""
+    directory = host_dir(lab.name, host.name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    for sub in ("upper", "work", "merged", "bootfs"):
+        (directory / sub).mkdir(parents=True)
+    upper = directory / "upper"
+    _write(upper / "etc" / "hostname", f"{host.name}\n")
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.1.1\t{host.name}"]
+    lines += [f"{h.ipv4}\t{h.name}" for h in lab.topology.hosts]
+    _write(upper / "etc" / "hosts", "\n".join(lines) + "\n")
+    _write(upper / "etc" / "machine-id", secrets.token_hex(16) + "\n", 0o444)
+    for algorithm, name in (("ssh-ed25519", "ed25519"), ("ecdsa-sha2-nistp256", "ecdsa")):
+        key = asyncssh.generate_private_key(algorithm, comment=f"root@{host.name}")
+        base = upper / "etc" / "ssh" / f"ssh_host_{name}_key"
+        _write(base, key.export_private_key(), 0o600)
+        _write(base.with_suffix(".pub"), key.export_public_key())
+    _write(
+        upper / "root" / ".ssh" / "authorized_keys",
+        client_key.export_public_key().decode(),
+        0o600,
+    )
+    (upper / "root").chmod(0o700)
+    url = repository_url(lab)
+    _write(
+        upper / "etc" / "apt" / "sources.list",
+        f"deb {url}/{aptrepo.DEBIAN_REPO_PATH} {rootfs.SUITE} main\n",
+    )
+    _write(
+        upper / "etc" / "apt" / "trusted.gpg.d" / "pikube-lab.gpg",
+        (repo / aptrepo.LAB_KEY_FILE).read_bytes(),
+    )
+    partuuid = secrets.token_hex(4)
+    cmdline = _CMDLINE.format(partuuid=partuuid)
+    flags = " cgroup_enable=memory cgroup_memory=1"
+    own = cmdline + (flags if Fault.MEMORY_CGROUP_OFF in host.faults else "")
+    _write(directory / "bootfs" / "cmdline.txt", own + "\n")
+    _write(directory / "bootfs" / "config.txt", _CONFIG_TXT)
+    if Fault.WRONG_CMDLINE_FILE in host.faults:
+        _write(upper / "boot" / "cmdline.txt", cmdline + flags + "\n")
+    if Fault.CRI_DISABLED in host.faults:
+        _write(upper / "etc" / "containerd" / "config.toml", _CRI_DISABLED_TOML)
+    topo_host = lab.topology.host(host.name)
+    pihost.HostConfig(
+        lab=lab.name,
+        host=host.name,
+        hostdir=str(directory),
+        rootfs=str(root),
+        mac=topo_host.mac,
+        serial="10000000" + secrets.token_hex(4),
+        memory_forced_off=Fault.MEMORY_CGROUP_OFF in host.faults,
+    ).save()
+
+
+def cluster_spec_yaml(lab: Lab) -> str:
+    """A cluster.yaml for the lab's SSH hosts (run the builder from the lab's client:
+    `pikube lab exec client -- pikube cluster plan -f cluster.yaml`)."""
+    nodes = "\n".join(
+        f"  - {{name: {h.name}, address: {h.ipv4}, role: {h.role.value}}}"
+        for h in lab.topology.hosts
+        if h.is_kubernetes_node
+    )
+    return f"""\
+# pikube cluster spec for the SSH hosts of lab {lab.name!r} (master and node01-03).
+# Run the builder from the lab's client host, which is on the lab LAN:
+#   pikube lab exec -n {lab.name} client -- pikube cluster plan -f cluster.yaml
+apiVersion: pikube.dev/v1alpha1
+cluster:
+  name: kubeadm-orenge-cloud-playground
+ssh:
+  user: root
+  key: {client_key_path(lab.name)}
+  port: {SSH_PORT}
+  known_hosts: {known_hosts_path(lab.name)}
+nodes:
+{nodes}
+versions:
+  kubernetes: {aptrepo.KUBERNETES_VERSION}
+  flannel: v0.26.3
+packages:
+  # The lab's copy of pkgs.k8s.io (kubelet, kubeadm and kubectl are lab stand-ins there).
+  kubernetes_repository: {repository_url(lab)}/{aptrepo.KUBERNETES_REPO_PATH}/
+networking:
+  pod_cidr: 10.244.0.0/16
+  service_cidr: 10.96.0.0/12
+  kube_proxy_mode: iptables
+swap: disable
+load_balancer:
+  mode: layer2
+  pool: 198.51.100.230-198.51.100.250
+"""

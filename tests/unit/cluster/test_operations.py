@@ -1,0 +1,154 @@
+"""Operations: facts in, commands out (pyinfra style fixtures); nothing when there is no gap."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+from pikube.cluster.facts import HostFacts, SwapEntry, UnitState
+from pikube.cluster.operations import changes_for, write_file_command
+from pikube.cluster.plan import make_plan
+from pikube.cluster.spec import ClusterSpec
+
+FRESH_PLAN = [
+    "packages",
+    "swap-dphys-swapfile",
+    "modules-load",
+    "sysctl-conf",
+    "sysctl-now",
+    "containerd-config",
+    "containerd-service",
+    "kubernetes-keyring",
+    "kubernetes-list",
+    "kubernetes-index",
+    "kubernetes-packages",
+    "kubernetes-hold",
+    "kubelet-service",
+    "cmdline",
+    "reboot",
+]
+
+
+def _ids(spec: ClusterSpec, facts: HostFacts) -> list[str]:
+    return [c.id for c in changes_for(spec, facts)]
+
+
+def test_a_fresh_pi_gets_the_seeds_whole_preparation(spec: ClusterSpec, fresh: HostFacts) -> None:
+    changes = changes_for(spec, fresh)
+    assert [c.id for c in changes] == FRESH_PLAN
+    commands = [cmd for c in changes for cmd in c.commands]
+    assert commands[0] == "apt-get update -q"
+    assert "containerd" in commands[1].split()
+    installs = [c for c in commands if "apt-get install" in c]
+    assert all("--force-confold" in c for c in installs)  # never a question that waits
+    assert "systemctl mask dphys-swapfile.service" in commands
+    assert any("kubelet=1.31.5-* kubeadm=1.31.5-* kubectl=1.31.5-*" in c for c in commands)
+    assert "apt-mark hold kubelet kubeadm kubectl" in commands
+    assert commands[-1] == "systemctl reboot"
+    cmdline = next(c for c in changes if c.id == "cmdline")
+    assert cmdline.diff is not None
+    assert "+console=serial0" in cmdline.diff
+    assert "cgroup_enable=memory cgroup_memory=1" in cmdline.diff
+
+
+def test_a_prepared_pi_needs_nothing(spec: ClusterSpec, prepared: HostFacts) -> None:
+    assert changes_for(spec, prepared) == []
+
+
+def test_flags_in_the_file_but_not_in_the_running_kernel_mean_a_reboot_only(
+    spec: ClusterSpec, prepared: HostFacts
+) -> None:
+    stale = dataclasses.replace(
+        prepared, proc_cmdline=prepared.proc_cmdline.replace(" cgroup_enable=memory", "")
+    )
+    assert _ids(spec, stale) == ["reboot"]
+
+
+def test_no_reboot_loop_when_the_kernel_got_the_flags_but_ignores_them(
+    spec: ClusterSpec, prepared: HostFacts
+) -> None:
+    forced = dataclasses.replace(
+        prepared,
+        proc_cmdline=prepared.proc_cmdline + " cgroup_disable=memory",
+        proc_cgroups={**prepared.proc_cgroups, "memory": False},
+    )
+    assert not forced.memory_cgroup
+    assert _ids(spec, forced) == []
+
+
+def test_every_swap_source_is_switched_off(spec: ClusterSpec, prepared: HostFacts) -> None:
+    fstab = "proc /proc proc defaults 0 0\n/swapfile none swap sw 0 0\n"
+    swapping = dataclasses.replace(
+        prepared,
+        swaps=(SwapEntry("/dev/zram0", "partition", 102396),),
+        files={
+            **prepared.files,
+            "/etc/fstab": fstab,
+            "/usr/lib/systemd/zram-generator.conf": "[zram0]\nzram-size = ram / 2\n",
+        },
+        units={**prepared.units, "rpi-swap": UnitState("enabled", "active")},
+    )
+    changes = {c.id: c for c in changes_for(spec, swapping)}
+    assert list(changes) == ["swap-off", "swap-fstab", "swap-rpi-swap", "swap-zram"]
+    assert changes["swap-off"].commands == ("swapoff -a",)
+    assert changes["swap-rpi-swap"].commands == (
+        "systemctl stop rpi-swap.service",
+        "systemctl mask rpi-swap.service",
+    )
+    assert "+#/swapfile none swap sw 0 0" in (changes["swap-fstab"].diff or "")
+    assert "proc /proc" not in (changes["swap-fstab"].diff or "").replace(" proc /proc", "")
+
+
+def test_keeping_swap_leaves_it_alone(spec: ClusterSpec, fresh: HostFacts) -> None:
+    keep = spec.model_copy(update={"swap": spec.swap.__class__("keep")})
+    assert "swap-dphys-swapfile" not in _ids(keep, fresh)
+
+
+def test_modules_not_built_in_are_loaded_now(spec: ClusterSpec, prepared: HostFacts) -> None:
+    real_pi = dataclasses.replace(
+        prepared, filesystems=frozenset(), sysctls={"net.ipv4.ip_forward": "1"}
+    )
+    changes = {c.id: c for c in changes_for(spec, real_pi)}
+    assert changes["modules-now"].commands == ("modprobe overlay", "modprobe br_netfilter")
+    assert changes["sysctl-now"].commands == ("sysctl -q -p /etc/sysctl.d/k8s.conf",)
+
+
+def test_a_wrong_kube_version_is_reinstalled_through_the_hold(
+    spec: ClusterSpec, prepared: HostFacts
+) -> None:
+    newer = spec.model_copy(
+        update={"versions": spec.versions.model_copy(update={"kubernetes": "1.31.6"})}
+    )
+    changes = changes_for(newer, prepared)
+    assert [c.id for c in changes] == ["kubernetes-packages"]
+    assert "--allow-change-held-packages" in changes[0].commands[0]
+
+
+def test_an_interrupted_package_install_is_finished_first(
+    spec: ClusterSpec, prepared: HostFacts
+) -> None:
+    broken = dataclasses.replace(prepared, dpkg_audit="The following packages are only half")
+    assert _ids(spec, broken) == ["dpkg-repair"]
+
+
+def test_the_plan_keeps_unreachable_nodes_apart(spec: ClusterSpec, fresh: HostFacts) -> None:
+    plan = make_plan(
+        spec,
+        {"master": fresh, "node01": fresh, "node02": fresh},
+        {"node03": "node03: cannot connect"},
+    )
+    data = plan.to_json()
+    hosts = data["hosts"]
+    assert isinstance(hosts, dict)
+    assert list(hosts) == ["master", "node01", "node02", "node03"]
+    assert hosts["node03"] == {"changes": [], "error": "node03: cannot connect"}
+    assert plan.change_count == 3 * len(FRESH_PLAN)
+
+
+def test_file_writes_are_atomic_and_keep_content_verbatim(tmp_path: Path) -> None:
+    target = tmp_path / "etc" / "x.conf"
+    content = "a = '$HOME' `id` \\n\nPIKUBE_EOF\nlast\n"
+    subprocess.run(["sh", "-c", write_file_command(str(target), content)], check=True)
+    assert target.read_text() == content
+    assert not list(target.parent.glob("*.pikube-new"))

@@ -1,0 +1,41 @@
+"""The lab Pi's kernel view: what the firmware and cmdline.txt make the kernel show."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pikube.lab.pihost import Firmware, kernel_view, memory_cgroup_enabled
+
+PLAIN = "console=serial0,115200 root=PARTUUID=1234-02 rootwait\n"
+FLAGS = (
+    "console=serial0,115200 root=PARTUUID=1234-02 rootwait cgroup_enable=memory cgroup_memory=1\n"
+)
+
+
+def test_a_stock_pi_boots_with_the_memory_cgroup_off() -> None:
+    view = kernel_view(Firmware("02:00:00:00:00:21"), PLAIN)
+    assert "cgroup_disable=memory" in view.cmdline
+    assert view.cmdline.endswith("rootwait")
+    assert view.memory_cgroup is False
+    assert "memory\t0\t64\t0" in view.proc_cgroups
+    assert "memory" not in view.cgroup_controllers.split()
+
+
+def test_the_flags_in_cmdline_txt_turn_it_on() -> None:
+    view = kernel_view(Firmware("02:00:00:00:00:21"), FLAGS)
+    assert view.memory_cgroup is True
+    assert "memory" in view.cgroup_controllers.split()
+
+
+def test_firmware_that_forces_it_off_ignores_the_flags() -> None:
+    view = kernel_view(Firmware("02:00:00:00:00:21", memory_forced_off=True), FLAGS)
+    assert "cgroup_enable=memory" in view.cmdline
+    assert view.memory_cgroup is False
+
+
+@given(st.lists(st.sampled_from(["cgroup_disable=memory", "cgroup_enable=memory", "quiet"])))
+def test_the_last_word_on_memory_wins(words: list[str]) -> None:
+    decisive = [w for w in words if "memory" in w]
+    expected = not decisive or decisive[-1] == "cgroup_enable=memory"
+    assert memory_cgroup_enabled(" ".join(words)) is expected

@@ -1,0 +1,74 @@
+"""The cluster spec: the seed's is valid, bad input names the field, the schema is published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pikube.cluster.spec import SEED_SPEC, Role, json_schema, load_spec, parse_spec
+from pikube.errors import PikubeError
+
+
+def _seed() -> dict[str, object]:
+    data = yaml.safe_load(SEED_SPEC)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_seed_spec_describes_the_seed_cluster() -> None:
+    spec = parse_spec(_seed(), "cluster.yaml")
+    assert spec.cluster.name == "kubeadm-orenge-cloud-playground"
+    assert [(n.name, n.role) for n in spec.nodes] == [
+        ("master", Role.CONTROL_PLANE),
+        ("node01", Role.WORKER),
+        ("node02", Role.WORKER),
+        ("node03", Role.WORKER),
+    ]
+    assert spec.versions.kubernetes == "1.31.5"
+    assert spec.versions.flannel == "v0.26.3"
+    assert spec.networking.pod_cidr == "10.244.0.0/16"
+    assert spec.load_balancer is not None
+    assert spec.load_balancer.pool == "192.168.68.230-192.168.68.250"
+    assert spec.packages.repository(spec.versions) == "https://pkgs.k8s.io/core:/stable:/v1.31/deb/"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["nodes"][1].update(role="boss"), "nodes[1].role: Input should be"),
+        (lambda d: d["nodes"][2].update(name="Node_2"), "nodes[2].name: must be a lower-case"),
+        (lambda d: d["nodes"][3].update(address="192.168.68.201"), "repeats the address"),
+        (lambda d: d["versions"].update(kubernetes="1.31"), "versions.kubernetes: must look like"),
+        (lambda d: d["networking"].update(pod_cidr="10.96.0.0/16"), "overlaps service_cidr"),
+        (lambda d: d["load_balancer"].update(pool="192.168.68.250-192.168.68.230"), "pool"),
+        (lambda d: d.update(swapp="disable"), "swapp: Extra inputs are not permitted"),
+        (lambda d: d["nodes"][0].update(role="worker"), "exactly one node with role control-plane"),
+        (lambda d: d["ssh"].update(port=0), "ssh.port: Input should be greater than"),
+    ],
+)
+def test_an_invalid_spec_names_the_file_and_the_field(edit: object, message: str) -> None:
+    data = _seed()
+    assert callable(edit)
+    edit(data)
+    with pytest.raises(PikubeError) as caught:
+        parse_spec(data, "cluster.yaml")
+    assert caught.value.message.startswith("cluster.yaml: ")
+    assert message in caught.value.message
+
+
+def test_bad_yaml_and_missing_files_are_one_line_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "cluster.yaml"
+    broken.write_text("nodes: [\n")
+    with pytest.raises(PikubeError, match=r"cluster.yaml: line \d+: not valid YAML"):
+        load_spec(broken)
+    with pytest.raises(PikubeError, match="cannot read the cluster spec"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_the_json_schema_lists_the_fields_and_forbids_others() -> None:
+    schema = json_schema()
+    assert {"apiVersion", "cluster", "nodes", "versions", "swap"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+    assert "Node" in schema["$defs"]
