@@ -22,7 +22,8 @@ from pathlib import Path
 
 from pikube.lab import netns
 from pikube.lab.lab import Lab
-from pikube.lab.speakers import SpeakerFleet, lab_dir, seed_manifests
+from pikube.lab.seed_service import manifests
+from pikube.lab.speakers import SpeakerFleet, lab_dir
 from pikube.lb.l2 import arp
 
 CLIENT_MAC = arp.mac_bytes("02:00:00:00:00:10")
@@ -153,7 +154,7 @@ def main() -> None:
     try:
         fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"))
         docs = services(args.ips)
-        docs += [d for d in seed_manifests() if d["kind"] == "Node"]
+        docs += [d for d in manifests(lab.topology) if d["kind"] == "Node"]
         fleet.prepare(docs)
         fleet.start_all()
         deadline = time.monotonic() + 20

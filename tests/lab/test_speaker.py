@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import subprocess
@@ -12,15 +13,14 @@ import pytest
 from pikube.lab import netns
 from pikube.lab.lab import Lab
 from pikube.lab.processes import log_tail
+from pikube.lab.seed_service import manifests
 from pikube.lab.speakers import (
     SEED_VIP,
     SEED_VIP6,
     SpeakerFleet,
     answering_host,
     lab_dir,
-    seed_manifests,
     speaker_metrics,
-    write_manifests,
 )
 from pikube.lb.membership import protocol
 from tests.helpers import run_pikube, wait_until
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture
 def fleet(lab: Lab) -> SpeakerFleet:
     speakers = SpeakerFleet(lab, lab_dir(lab, "speakers"))
-    speakers.prepare(seed_manifests(service_ips=(SEED_VIP, SEED_VIP6)))
+    speakers.prepare(manifests(lab.topology, vip6=ipaddress.IPv6Address(SEED_VIP6)))
     speakers.start_all()
     return speakers  # the lab fixture stops them
 
@@ -205,7 +205,7 @@ def test_an_ip_used_by_another_host_is_refused_and_reported(lab: Lab) -> None:
     # The router already uses .231 (configured on its interface, so its kernel answers ARP).
     lab.run("router", ["ip", "addr", "add", "198.51.100.231/32", "dev", "eth0"], check=True)
     fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"))
-    fleet.prepare(seed_manifests(service_ips=("198.51.100.231",)))
+    fleet.prepare(manifests(lab.topology, vip=ipaddress.IPv4Address("198.51.100.231")))
     fleet.start_all()
 
     def conflicts() -> list[str]:
@@ -223,13 +223,14 @@ def test_an_ip_used_by_another_host_is_refused_and_reported(lab: Lab) -> None:
 
 def test_external_traffic_policy_local_announces_from_a_node_with_an_endpoint(lab: Lab) -> None:
     fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"))
-    fleet.prepare(seed_manifests(endpoint_nodes=("node03",), external_traffic_policy="Local"))
+    fleet.prepare(
+        manifests(lab.topology, endpoint_hosts=("node03",), external_traffic_policy="Local")
+    )
     fleet.start_all()
     assert one_owner(fleet) == "node03"
     # The endpoint moves to node01: so does the announcement.
-    write_manifests(
-        fleet.manifests,
-        seed_manifests(endpoint_nodes=("node01",), external_traffic_policy="Local"),
+    fleet.write(
+        manifests(lab.topology, endpoint_hosts=("node01",), external_traffic_policy="Local")
     )
     wait_until(lambda: fleet.owners() == ["node01"], 5, "the IP to follow the endpoint")
 
@@ -257,9 +258,12 @@ def test_bad_configuration_is_reported_and_the_rest_keeps_working(fleet: Speaker
         "addressType": "IPv4",
         "endpoints": [{"addresses": ["10.244.1.9"], "nodeName": "node01"}],
     }
-    write_manifests(
-        fleet.manifests,
-        seed_manifests(service_ips=(SEED_VIP, SEED_VIP6), extra=[outside, stray_endpoints]),
+    fleet.write(
+        manifests(
+            fleet.lab.topology,
+            vip6=ipaddress.IPv6Address(SEED_VIP6),
+            extra=[outside, stray_endpoints],
+        )
     )
     wait_until(
         lambda: any("203.0.113.7 is outside every IPAddressPool" in p

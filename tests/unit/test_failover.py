@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -47,19 +46,6 @@ def test_each_name_gets_its_adapter() -> None:
     assert isinstance(implementation("pikube"), PikubeSpeakers)
     with pytest.raises(PikubeError, match="unknown implementation"):
         implementation("metallb")
-
-
-def test_the_speaker_is_started_with_the_agreed_command_line() -> None:
-    speakers = PikubeSpeakers()
-    argv = speakers.argv("node02")
-    assert argv[1:5] == ["-m", "pikube", "lb", "speaker"]
-    flags = dict(zip(argv[5::2], argv[6::2], strict=True))
-    assert flags["--node"] == "node02"
-    assert flags["--source"].startswith("dir:")
-    assert flags["--interface"] == "eth0"
-    assert flags["--metrics-port"] == "7472"
-    assert "--key-file" in flags
-    assert Path(flags["--state-dir"]).name == "state"  # under the lab dir, not /var/lib/pikube
 
 
 def test_scenarios_say_what_they_break() -> None:

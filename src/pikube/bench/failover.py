@@ -27,14 +27,10 @@ It must not assert anything about time: it reports figures.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 import json
-import secrets
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,18 +50,17 @@ from pikube.lab.probe import (
     stop_prober,
     transitions_of,
 )
-from pikube.lab.processes import ProcessRecord, TcpListening, is_running
+from pikube.lab.processes import ProcessRecord, is_running
 from pikube.lab.seed_service import (
     CLIENT,
     SEED_PORT,
     SEED_VIP,
-    http_body,
     http_from,
     manifests,
     publish,
     unpublish,
-    write_manifests,
 )
+from pikube.lab.speakers import SpeakerFleet
 from pikube.lab.topology import HOST_INTERFACE
 
 IMPLEMENTATIONS = ("pikube", "keepalived-100ms", "keepalived-1s")
@@ -208,128 +203,62 @@ class KeepalivedBaseline:
         self._records.clear()
 
 
-@functools.cache
-def speaker_available() -> bool:
-    """True if this pikube has the L2 speaker (`pikube lb speaker`)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pikube", "lb", "speaker", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.returncode == 0
-
-
-def require_speaker() -> None:
-    """Fail in one line, before building anything, if `pikube lb speaker` does not exist."""
-    if not speaker_available():
-        raise PikubeError(
-            "implementation 'pikube' needs `pikube lb speaker`, which this pikube does not have "
-            "yet; run with --impl keepalived-100ms,keepalived-1s"
-        )
-
-
 @dataclass
 class PikubeSpeakers:
     """pikube's L2 speaker on each node, reading the seed's objects from a manifest directory.
 
-    Settled means: every speaker running, exactly one saying on its /status page (JSON, on the
-    metrics port) that it announces the VIP, and the client's ARP table naming that node.
+    Settled means: every speaker running, exactly one saying on its /status page that it
+    announces the VIP, and the client's ARP table naming that node.
     """
 
     backend_host: str = BACKEND_HOST
-    metrics_port: int = SPEAKER_METRICS_PORT
     name: str = "pikube"
-    _lab: Lab | None = None
+    _fleet: SpeakerFleet | None = None
     _vip: ipaddress.IPv4Address = SEED_VIP
-    _nodes: tuple[str, ...] = ()
-    _records: dict[str, ProcessRecord] = field(default_factory=dict)
-    _directory: Path = Path()
 
     @property
-    def lab(self) -> Lab:
-        if self._lab is None:
+    def fleet(self) -> SpeakerFleet:
+        if self._fleet is None:
             raise RuntimeError("the pikube speakers are not started")
-        return self._lab
-
-    def argv(self, node: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "pikube",
-            "lb",
-            "speaker",
-            "--node",
-            node,
-            "--source",
-            f"dir:{self._directory / 'manifests'}",
-            "--interface",
-            HOST_INTERFACE,
-            "--key-file",
-            str(self._directory / "membership.key"),
-            "--metrics-port",
-            str(self.metrics_port),
-            # The speaker keeps its epoch there; under the lab's run directory, not /var/lib.
-            "--state-dir",
-            str(self._directory / "state"),
-        ]
+        return self._fleet
 
     def start(self, lab: Lab, nodes: Sequence[str], vip: ipaddress.IPv4Address) -> None:
-        require_speaker()
-        self._lab, self._vip, self._nodes = lab, vip, tuple(nodes)
-        self._directory = state.lab_dir(lab.name) / "bench" / "pikube"
-        write_manifests(
-            self._directory / "manifests",
-            manifests(lab.topology, backend_host=self.backend_host, vip=vip),
-        )
-        key = self._directory / "membership.key"
-        key.touch(mode=0o600)
-        key.write_text(secrets.token_hex(32) + "\n")
-        for node in self._nodes:
-            self.restart(node)
+        self._vip = vip
+        self._fleet = SpeakerFleet(lab, state.lab_dir(lab.name) / "bench" / "pikube", tuple(nodes))
+        self._fleet.prepare(manifests(lab.topology, backend_host=self.backend_host, vip=vip))
+        self._fleet.start_all()
 
     def owner(self) -> str | None:
-        return _owner_among(self.lab, self._vip, self._nodes)
+        return _owner_among(self.fleet.lab, self._vip, self.fleet.nodes)
 
     def daemon(self, node: str) -> ProcessRecord:
-        return self._records[node]
+        record: ProcessRecord = self.fleet.records[node]
+        return record
 
     def clear(self, node: str) -> None:
         """Nothing to clear: the speaker never puts the VIP on an interface."""
 
     def restart(self, node: str) -> None:
-        self._records[node] = self.lab.start(
-            node, "speaker", self.argv(node), ready=TcpListening(self.metrics_port)
-        )
-
-    def announcers(self) -> list[str]:
-        """Nodes whose speaker says (on its /status page) that it announces the VIP."""
-        found = []
-        for node in self._nodes:
-            try:
-                status = json.loads(http_body(self.lab, node, self.metrics_port, "/status"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(status, dict) and str(self._vip) in status.get("announcing", ()):
-                found.append(node)
-        return found
+        self.fleet.start(node)
 
     def settled(self) -> bool:
-        if not all(is_running(r.pid, r.start_ticks) for r in self._records.values()):
+        fleet = self.fleet
+        if not all(is_running(r.pid, r.start_ticks) for r in fleet.records.values()):
             return False
-        announcers = self.announcers()
+        announcers = fleet.owners(str(self._vip))
         return (
             len(announcers) == 1
-            and _client_reaches(self.lab, self._vip)
+            and fleet.settled()
+            and _client_reaches(fleet.lab, self._vip)
             and self.owner() == announcers[0]
         )
 
     def stop(self) -> None:
-        if self._lab is None:
+        if self._fleet is None:
             return
-        for record in self._records.values():
-            self._lab.stop(record)
-        self._records.clear()
+        for record in self._fleet.records.values():
+            self._fleet.lab.stop(record)
+        self._fleet.records.clear()
 
 
 def implementation(name: str) -> Implementation:
@@ -478,8 +407,6 @@ def run_bench(
     """Every implementation x scenario x run in one (already up) lab; appends to `results`."""
     collected = results if results is not None else []
     impls = [implementation(name) for name in impl_names]
-    if any(i.name == "pikube" for i in impls):
-        require_speaker()
     service = publish(lab, backend_host=BACKEND_HOST, vip=SEED_VIP)
     try:
         for impl in impls:

@@ -56,8 +56,6 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
     """
     names = fo.parse_impls(impls)
     settings = fo.BenchSettings(runs=runs)
-    if "pikube" in names:
-        fo.require_speaker()
     progress = _console(stderr=True, soft_wrap=True)
     lab = Lab(name)
     results: list[fo.RunResult] = []

@@ -115,6 +115,14 @@ def _source(spec: str) -> Source:
     show_default=True,
 )
 @click.option(
+    "--handover-bridge-s",
+    type=click.FloatRange(0, 3600),
+    default=60.0,
+    show_default=True,
+    help="After a planned handover, pass the old owner's connections on to it for this long "
+    "(nftables); 0 disables.",
+)
+@click.option(
     "--realtime/--no-realtime",
     default=True,
     show_default=True,
@@ -133,6 +141,7 @@ def speaker(
     state_dir: Path,
     log_format: str,
     log_level: str,
+    handover_bridge_s: float,
     realtime: bool,
 ) -> None:
     """Run the layer-2 speaker: answer ARP/NDP for this node's service IPs, fail over fast."""
@@ -159,5 +168,6 @@ def speaker(
         metrics_port=metrics_port or None,
         state_dir=state_dir / node,
         realtime=realtime,
+        bridge_s=handover_bridge_s,
     )
     daemon.run_forever(settings, source)

@@ -36,7 +36,14 @@ from pikube.lab.probe import (
     read_neighbour,
 )
 from pikube.lab.processes import ProcessRecord
-from pikube.lab.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST, Host, Role, Topology
+from pikube.lab.topology import (
+    DEFAULT_POOL_FIRST,
+    DEFAULT_POOL_LAST,
+    LAN_IPV6,
+    Host,
+    Role,
+    Topology,
+)
 
 SEED_VIP = DEFAULT_POOL_FIRST  # the seed's 192.168.68.230
 SEED_PORT = 80
@@ -149,16 +156,51 @@ def manifests(
     backend_host: str = SEED_BACKEND,
     vip: ipaddress.IPv4Address = SEED_VIP,
     port: int = SEED_PORT,
+    *,
+    vip6: ipaddress.IPv6Address | None = None,
+    endpoint_hosts: Sequence[str] | None = None,
+    external_traffic_policy: str = "Cluster",
+    extra: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """The seed's MetalLB pool and L2 advertisement, the nginx Service, its endpoints, the Nodes."""
-    backend = topology.host(backend_host)
+    """The seed's MetalLB pool and L2 advertisement, the nginx Service, its endpoints, the Nodes.
+
+    With `vip6` the service is dual-stack (both IPs requested with metallb.io/loadBalancerIPs,
+    and the pool gets the IPv6 twin of .230-.250). `endpoint_hosts` places the ready endpoints
+    (default: the backend host); `extra` objects are appended as they are.
+    """
     namespace, name = SEED_SERVICE.split("/")
+    addresses = [f"{DEFAULT_POOL_FIRST}-{DEFAULT_POOL_LAST}"]
+    service_metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app": "nginx"},
+    }
+    service_spec: dict[str, Any] = {"type": "LoadBalancer"}
+    if vip6 is None:
+        service_spec["loadBalancerIP"] = str(vip)
+    else:
+        addresses.append(f"{LAN_IPV6.network_address + 0x230}-{LAN_IPV6.network_address + 0x250}")
+        service_metadata["annotations"] = {"metallb.io/loadBalancerIPs": f"{vip},{vip6}"}
+        service_spec["ipFamilyPolicy"] = "PreferDualStack"
+        service_spec["ipFamilies"] = ["IPv4", "IPv6"]
+    if external_traffic_policy != "Cluster":
+        service_spec["externalTrafficPolicy"] = external_traffic_policy
+    service_spec["selector"] = {"app": "nginx"}
+    service_spec["ports"] = [{"name": "http", "port": port, "targetPort": 80, "protocol": "TCP"}]
+    endpoints = [
+        {
+            "addresses": [str(topology.host(h).ipv4)],
+            "conditions": {"ready": True, "serving": True, "terminating": False},
+            "nodeName": h,
+        }
+        for h in (endpoint_hosts if endpoint_hosts is not None else (backend_host,))
+    ]
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "metallb.io/v1beta1",
             "kind": "IPAddressPool",
             "metadata": {"name": "seed-pool", "namespace": "metallb-system"},
-            "spec": {"addresses": [f"{DEFAULT_POOL_FIRST}-{DEFAULT_POOL_LAST}"]},
+            "spec": {"addresses": addresses},
         },
         {
             "apiVersion": "metallb.io/v1beta1",
@@ -166,17 +208,7 @@ def manifests(
             "metadata": {"name": "seed-l2", "namespace": "metallb-system"},
             "spec": {"ipAddressPools": ["seed-pool"]},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"app": "nginx"}},
-            "spec": {
-                "type": "LoadBalancer",
-                "loadBalancerIP": str(vip),
-                "selector": {"app": "nginx"},
-                "ports": [{"name": "http", "port": port, "targetPort": 80, "protocol": "TCP"}],
-            },
-        },
+        {"apiVersion": "v1", "kind": "Service", "metadata": service_metadata, "spec": service_spec},
         {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -186,17 +218,12 @@ def manifests(
                 "labels": {"kubernetes.io/service-name": name},
             },
             "addressType": "IPv4",
-            "endpoints": [
-                {
-                    "addresses": [str(backend.ipv4)],
-                    "conditions": {"ready": True, "serving": True, "terminating": False},
-                    "nodeName": backend.name,
-                }
-            ],
+            "endpoints": endpoints,
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
         },
     ]
     objects.extend(_node(host) for host in topology.hosts if host.is_kubernetes_node)
+    objects.extend(extra)
     return objects
 
 
@@ -227,11 +254,19 @@ def _node(host: Host) -> dict[str, Any]:
 
 
 def write_manifests(directory: Path, objects: Sequence[dict[str, Any]]) -> list[Path]:
-    """One YAML file per object (kind-name.yaml), as `kubectl get -o yaml` would give them."""
+    """One YAML file per object (kind-name.yaml), as `kubectl get -o yaml` would give them.
+
+    Each file is replaced atomically, so a speaker reading the directory never sees half a file;
+    files of objects no longer given are removed.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for obj in objects:
         path = directory / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        tmp = directory / f".{path.name}.tmp"
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+        tmp.replace(path)
         written.append(path)
+    for stale in set(directory.glob("*.yaml")) - set(written):
+        stale.unlink()
     return written

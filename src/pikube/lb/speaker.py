@@ -38,7 +38,7 @@ from pathlib import Path
 
 from pikube.lb import election
 from pikube.lb.election import Target
-from pikube.lb.l2 import links
+from pikube.lb.l2 import bridge, links
 from pikube.lb.l2.announcer import InterfaceAnnouncer, text_ip
 from pikube.lb.membership import protocol
 from pikube.lb.membership.transport import HeartbeatSocket
@@ -68,6 +68,7 @@ class SpeakerSettings:
     probe_wait_s: float = 0.06
     conflict_retry_s: float = 10.0
     state_dir: Path | None = None  # where the epoch is kept across restarts
+    bridge_s: float = 60.0  # keep connections alive across planned handovers (0: off)
     realtime: bool = True
 
     @property
@@ -196,6 +197,9 @@ class Speaker:
     _speaker_macs: set[bytes] = field(default_factory=set)  # of every speaker ever heard
     _conflict_logged: dict[bytes, float] = field(default_factory=dict)
     _claims: frozenset[bytes] = frozenset()  # packed IPs of `claimed`, for heartbeats
+    _peer_addresses: dict[str, str] = field(default_factory=dict)  # heartbeat source address
+    _bridges: dict[bridge.BridgeEntry, float] = field(default_factory=dict)  # entry: expiry
+    _bridge_error: str = ""
     _was_joining: bool = True
     _conflicts: dict[str, tuple[float, str]] = field(default_factory=dict)  # key: (retry, why)
     _probing: dict[str, float] = field(default_factory=dict)  # key: verdict time
@@ -261,6 +265,9 @@ class Speaker:
                 self._timer.cancel()
             loop.remove_reader(monitor.fileno())
             monitor.close()
+            if self._bridges:
+                self._bridges.clear()
+                self._apply_bridges()
             for iface in self._interfaces.values():
                 self._close_interface(iface)
             if server is not None:
@@ -417,10 +424,10 @@ class Speaker:
         if self._receive(sock.drain()):
             self._evaluate()
 
-    def _receive(self, datagrams: Iterable[bytes]) -> bool:
+    def _receive(self, datagrams: Iterable[tuple[bytes, str]]) -> bool:
         now = self.clock()
         changed = False
-        for data in datagrams:
+        for data, source in datagrams:
             try:
                 change, node = self.view.receive_datagram(data, self.settings.key, now)
             except protocol.Unauthenticated as exc:
@@ -440,6 +447,7 @@ class Speaker:
             if change is protocol.Change.NONE:
                 continue
             heartbeat = self.view.peers[node].heartbeat
+            self._peer_addresses[node] = source
             self._speaker_ips |= heartbeat.claims
             self._speaker_macs.add(heartbeat.mac)
             if change is protocol.Change.JOINED:
@@ -493,6 +501,7 @@ class Speaker:
             or any(t <= now for t in self._probing.values())
             or any(retry <= now for retry, _ in self._conflicts.values())
         )
+        self._expire_bridges(now)
         if due:
             self._evaluate()
         else:
@@ -506,6 +515,7 @@ class Speaker:
         candidates += list(self._handover.values())
         candidates += [retry for retry, _ in self._conflicts.values()]
         candidates += list(self._probing.values())
+        candidates += list(self._bridges.values())
         upcoming = [c for c in candidates if c is not None]
         if upcoming:
             self._arm(max(min(upcoming), now))
@@ -641,6 +651,7 @@ class Speaker:
             self._start_probe(announcement, now)
             return
         self._conflicts.pop(key, None)
+        self._bridge_from_holders(announcement, now)
         self.claimed[key] = announcement
         self._claims_changed()
         self._speaker_ips.update(ips)
@@ -659,6 +670,44 @@ class Speaker:
         assert self._loop is not None
         for delay in GARP_BURST_S[1:]:
             self._loop.call_later(delay, self._announce_if_held, key)
+
+    def _bridge_from_holders(self, announcement: Announcement, now: float) -> None:
+        """A live peer still holds what we take (a planned handover): bridge its connections."""
+        if self.settings.bridge_s <= 0:
+            return
+        ips = {packed(ip) for ip in announcement.target.ips}
+        added = False
+        for node, peer in self.view.peers.items():
+            address = self._peer_addresses.get(node)
+            if address is None or not ips & peer.heartbeat.claims:
+                continue
+            for iface in self._usable_interfaces(announcement):
+                for ip in announcement.target.ips:
+                    if ":" not in ip:
+                        entry = bridge.BridgeEntry(ip, address, iface.name)
+                        self._bridges[entry] = now + self.settings.bridge_s
+                        added = True
+        if added:
+            self._apply_bridges()
+
+    def _apply_bridges(self) -> None:
+        error = bridge.apply(list(self._bridges))
+        if error and error != self._bridge_error:
+            log.warning("cannot keep connections alive across handovers: %s", error)
+        elif not error and self._bridges:
+            log.info(
+                "bridging connections of %s for %.0f s",
+                ", ".join(sorted({f"{e.vip} to {e.previous_owner}" for e in self._bridges})),
+                self.settings.bridge_s,
+            )
+        self._bridge_error = error or ""
+
+    def _expire_bridges(self, now: float) -> None:
+        expired = [entry for entry, until in self._bridges.items() if until <= now]
+        for entry in expired:
+            del self._bridges[entry]
+        if expired:
+            self._apply_bridges()
 
     def _claims_changed(self) -> None:
         self._claims = frozenset(packed(ip) for a in self.claimed.values() for ip in a.target.ips)
@@ -769,6 +818,10 @@ class Speaker:
                 for name, peer in sorted(self.view.peers.items())
             },
             "conflicts": sorted(why for _, why in self._conflicts.values()),
+            "bridges": [
+                {"vip": e.vip, "to": e.previous_owner, "interface": e.interface}
+                for e in sorted(self._bridges, key=lambda e: (e.vip, e.previous_owner))
+            ],
             "problems": list(self.desired.problems),
             "counters": vars(self.view.counters),
         }

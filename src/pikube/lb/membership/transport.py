@@ -41,12 +41,14 @@ class HeartbeatSocket:
             return False
         return True
 
-    def drain(self, limit: int = 256) -> list[bytes]:
-        """Everything received so far (at most `limit` datagrams), without blocking."""
+    def drain(self, limit: int = 256) -> list[tuple[bytes, str]]:
+        """(datagram, sender's IPv4 address) for everything received so far (at most `limit`),
+        without blocking."""
         received = []
         for _ in range(limit):
             try:
-                received.append(self.sock.recv(65535))
+                data, address = self.sock.recvfrom(65535)
+                received.append((data, address[0]))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
