@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pikube.lab.kubeapi import pki
 from pikube.lab.kubeapi.seed import seed_cluster
-from pikube.lab.kubeapi.server import ApiServer, start, tls_context
+from pikube.lab.kubeapi.server import MAX_BODY_BYTES, ApiServer, start, tls_context
 from pikube.lab.kubeapi.store import Store
 
 
@@ -80,12 +80,11 @@ async def serving(
 ) -> AsyncIterator[Served]:
     """The API stand-in on 127.0.0.1 (any free port), TLS with client certificates."""
     store = Store(window=window)
-    kwargs = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
     api = ApiServer(
         store,
         bookmark_interval_s=bookmark_interval_s,
         max_pending_events=max_pending_events,
-        **kwargs,
+        max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
     )
     tls = tls_context(
         files.path("apiserver.crt"), files.path("apiserver.key"), files.path("ca.crt")

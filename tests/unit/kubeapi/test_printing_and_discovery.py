@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,23 +17,36 @@ NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(5, "5s"), (119, "119s"), (200, "3m20s"), (600, "10m"), (4 * 3600 + 60 * 12, "4h12m"),
-     (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (40 * 86400, "40d"), (-5, "<invalid>")],
-)  # fmt: skip
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (200, "3m20s"),
+        (600, "10m"),
+        (4 * 3600 + 60 * 12, "4h12m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (40 * 86400, "40d"),
+        (-5, "<invalid>"),
+    ],
+)
 def test_ages_read_as_kubectl_prints_them(seconds: int, text: str) -> None:
     assert human_duration(seconds) == text
 
 
-def _service_row(status: dict[str, object]) -> list[object]:
+def _service_row(status: Mapping[str, object]) -> list[object]:
     registry = Registry()
     services = registry.lookup("", "v1", "services")
     assert services is not None
     svc = {
         "metadata": {"name": "nginx", "creationTimestamp": "2025-01-15T11:59:00Z"},
-        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "selector": {"app": "nginx"},
-                 "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.10",
+            "selector": {"app": "nginx"},
+            "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}],
+        },
         "status": status,
-    }  # fmt: skip
+    }
     result = table(services, [svc], NOW)
     names = [c["name"] for c in result["columnDefinitions"]]
     assert names == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age", "Selector"]
@@ -43,8 +57,14 @@ def _service_row(status: dict[str, object]) -> list[object]:
 
 def test_service_rows_match_kubectl_get_svc() -> None:
     assert _service_row({"loadBalancer": {}}) == [
-        "nginx", "LoadBalancer", "10.96.0.10", "<pending>", "80:30080/TCP", "60s", "app=nginx",
-    ]  # fmt: skip
+        "nginx",
+        "LoadBalancer",
+        "10.96.0.10",
+        "<pending>",
+        "80:30080/TCP",
+        "60s",
+        "app=nginx",
+    ]
     ingress = {"loadBalancer": {"ingress": [{"ip": "198.51.100.230"}]}}
     assert _service_row(ingress)[3] == "198.51.100.230"
 
@@ -52,17 +72,29 @@ def test_service_rows_match_kubectl_get_svc() -> None:
 def test_crd_printer_columns_use_their_json_paths() -> None:
     crd = {
         "metadata": {"name": "ipaddresspools.metallb.io"},
-        "spec": {"group": "metallb.io", "scope": "Namespaced",
-                 "names": {"plural": "ipaddresspools", "kind": "IPAddressPool"},
-                 "versions": [{"name": "v1beta1", "served": True, "storage": True,
-                               "additionalPrinterColumns": [
-                                   {"name": "Auto Assign", "type": "boolean", "jsonPath": ".spec.autoAssign"},
-                                   {"name": "Addresses", "type": "string", "jsonPath": ".spec.addresses"}]}]},
-    }  # fmt: skip
+        "spec": {
+            "group": "metallb.io",
+            "scope": "Namespaced",
+            "names": {"plural": "ipaddresspools", "kind": "IPAddressPool"},
+            "versions": [
+                {
+                    "name": "v1beta1",
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": [
+                        {"name": "Auto Assign", "type": "boolean", "jsonPath": ".spec.autoAssign"},
+                        {"name": "Addresses", "type": "string", "jsonPath": ".spec.addresses"},
+                    ],
+                }
+            ],
+        },
+    }
     [pools] = types_from_crd(crd)
     created = (NOW - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pool = {"metadata": {"name": "p", "creationTimestamp": created},
-            "spec": {"autoAssign": True, "addresses": ["198.51.100.230-198.51.100.250"]}}  # fmt: skip
+    pool = {
+        "metadata": {"name": "p", "creationTimestamp": created},
+        "spec": {"autoAssign": True, "addresses": ["198.51.100.230-198.51.100.250"]},
+    }
     result = table(pools, [pool], NOW)
     assert [c["name"] for c in result["columnDefinitions"]] == [
         "Name",
@@ -93,15 +125,23 @@ def test_aggregated_discovery_lists_core_and_groups_with_status_subresources() -
     assert resources["services"]["shortNames"] == ["svc"]
     assert resources["services"]["subresources"][0]["subresource"] == "status"
     groups = {g["metadata"]["name"] for g in discovery.aggregated(registry, core=False)["items"]}
-    assert {"apps", "discovery.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io",
-            "rbac.authorization.k8s.io", "events.k8s.io", "policy",
-            "admissionregistration.k8s.io"} <= groups  # fmt: skip
+    assert {
+        "apps",
+        "discovery.k8s.io",
+        "coordination.k8s.io",
+        "apiextensions.k8s.io",
+        "rbac.authorization.k8s.io",
+        "events.k8s.io",
+        "policy",
+        "admissionregistration.k8s.io",
+    } <= groups
 
 
 def test_openapi_v3_declares_field_validation_for_every_built_in_patch() -> None:
     registry = Registry()
     index = discovery.openapi_v3_index(registry)
-    assert "api/v1" in index["paths"] and "apis/apps/v1" in index["paths"]
+    assert "api/v1" in index["paths"]
+    assert "apis/apps/v1" in index["paths"]
     document = discovery.openapi_v3_document(registry, "apps", "v1")
     assert document is not None
     patches = [p["patch"] for p in document["paths"].values()]
@@ -123,17 +163,24 @@ def test_legacy_resource_list_names_status_subresources() -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/api/v1/namespaces/default/services/nginx/status",
-         (TargetKind.RESOURCE, "", "default", "services", "nginx", "status")),
+        (
+            "/api/v1/namespaces/default/services/nginx/status",
+            (TargetKind.RESOURCE, "", "default", "services", "nginx", "status"),
+        ),
         ("/api/v1/namespaces/team", (TargetKind.RESOURCE, "", None, "namespaces", "team", None)),
-        ("/api/v1/namespaces/team/status", (TargetKind.RESOURCE, "", None, "namespaces", "team", "status")),
-        ("/apis/metallb.io/v1beta1/ipaddresspools",
-         (TargetKind.RESOURCE, "metallb.io", None, "ipaddresspools", None, None)),
+        (
+            "/api/v1/namespaces/team/status",
+            (TargetKind.RESOURCE, "", None, "namespaces", "team", "status"),
+        ),
+        (
+            "/apis/metallb.io/v1beta1/ipaddresspools",
+            (TargetKind.RESOURCE, "metallb.io", None, "ipaddresspools", None, None),
+        ),
         ("/apis/apps/v1", (TargetKind.RESOURCES, "apps", None, "", None, None)),
         ("/apis/apps", (TargetKind.GROUP, "apps", None, "", None, None)),
         ("/metrics", (TargetKind.UNKNOWN, "", None, "", None, None)),
     ],
-)  # fmt: skip
+)
 def test_paths(path: str, expected: tuple[object, ...]) -> None:
     t = parse_path(path)
     assert (t.kind, t.group, t.namespace, t.plural, t.name, t.subresource) == expected
@@ -144,7 +191,8 @@ def test_media_type_negotiation_as_kubectl_sends_it() -> None:
         "application/json;as=Table;v=v1;g=meta.k8s.io,"
         "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
     )
-    assert wants_table(kubectl_get) and not wants_table("application/json")
+    assert wants_table(kubectl_get)
+    assert not wants_table("application/json")
     discovery_accept = (
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
         "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"

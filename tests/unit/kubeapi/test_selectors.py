@@ -67,7 +67,7 @@ def test_field_selector_on_metadata_and_inequality() -> None:
 
 
 def test_unsupported_field_selectors_are_refused_like_the_real_server() -> None:
-    with pytest.raises(SelectorError, match="spec.nodeName"):
+    with pytest.raises(SelectorError, match=r"spec\.nodeName"):
         parse_field_selector("spec.nodeName=node01", "Service")
     assert parse_field_selector("spec.nodeName=node01", "Pod").matches(
         {"spec": {"nodeName": "node01"}}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -34,8 +34,12 @@ def rt(store: Store, group: str, version: str, plural: str) -> ResourceType:
 
 
 def cm(name: str, data: Mapping[str, str] | None = None, **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels},
-            "data": dict(data or {})}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels},
+        "data": dict(data or {}),
+    }
 
 
 class Recorder:
@@ -58,12 +62,11 @@ def test_every_write_takes_the_next_global_resource_version() -> None:
     )
     updated = store.patch(cms, "default", "a", PatchType.MERGE, {"data": {"k": "v"}})
     rvs = [int(o["metadata"]["resourceVersion"]) for o in (first, second, updated)]
-    assert rvs == sorted(rvs) and len(set(rvs)) == 3
+    assert rvs == sorted(rvs)
+    assert len(set(rvs)) == 3
     assert store.list_objects(cms, "default").resource_version == rvs[-1]
-    assert (
-        first["metadata"]["uid"]
-        and first["metadata"]["creationTimestamp"] == "2025-01-15T12:00:00Z"
-    )
+    assert first["metadata"]["uid"]
+    assert first["metadata"]["creationTimestamp"] == "2025-01-15T12:00:00Z"
 
 
 def test_stale_update_and_duplicate_create_get_409() -> None:
@@ -99,19 +102,28 @@ def test_generation_moves_with_spec_changes_only() -> None:
         "metadata": {"name": "web"},
         "spec": {
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
         },
-    }  # fmt: skip
+    }
     created = store.create(deployments, "default", body)
     assert created["metadata"]["generation"] == 1
     labelled = store.patch(
         deployments, "default", "web", PatchType.MERGE, {"metadata": {"labels": {"x": "y"}}}
     )
     assert labelled["metadata"]["generation"] == 1
-    status = store.patch(deployments, "default", "web", PatchType.MERGE, {"status": {"replicas": 1}},
-                         subresource="status")  # fmt: skip
-    assert status["metadata"]["generation"] == 1 and status["status"] == {"replicas": 1}
+    status = store.patch(
+        deployments,
+        "default",
+        "web",
+        PatchType.MERGE,
+        {"status": {"replicas": 1}},
+        subresource="status",
+    )
+    assert status["metadata"]["generation"] == 1
+    assert status["status"] == {"replicas": 1}
     scaled = store.patch(deployments, "default", "web", PatchType.MERGE, {"spec": {"replicas": 3}})
     assert scaled["metadata"]["generation"] == 2
 
@@ -119,14 +131,26 @@ def test_generation_moves_with_spec_changes_only() -> None:
 def test_status_subresource_changes_only_status_and_main_resource_ignores_status() -> None:
     store = new_store()
     svcs = rt(store, "", "v1", "services")
-    created = store.create(svcs, "default", {"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
-                                             "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}]}}})  # fmt: skip
+    created = store.create(
+        svcs,
+        "default",
+        {
+            "metadata": {"name": "s"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}]}},
+        },
+    )
     assert created["status"] == {"loadBalancer": {}}  # status is not set by a create
     ingress = {"loadBalancer": {"ingress": [{"ip": "198.51.100.230"}]}}
     via_main = store.update(svcs, "default", "s", {**created, "status": ingress})
     assert via_main["status"] == {"loadBalancer": {}}
-    via_status = store.update(svcs, "default", "s", {**created, "spec": {"type": "ClusterIP"}, "status": ingress},
-                              subresource="status")  # fmt: skip
+    via_status = store.update(
+        svcs,
+        "default",
+        "s",
+        {**created, "spec": {"type": "ClusterIP"}, "status": ingress},
+        subresource="status",
+    )
     assert via_status["status"] == ingress
     assert via_status["spec"]["type"] == "LoadBalancer"
 
@@ -134,17 +158,29 @@ def test_status_subresource_changes_only_status_and_main_resource_ignores_status
 def test_service_defaults_like_the_real_server() -> None:
     store = new_store()
     svcs = rt(store, "", "v1", "services")
-    svc = store.create(svcs, "default", {"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
-                                                                               "ports": [{"port": 80}]}})  # fmt: skip
-    spec = svc["spec"]
-    assert spec["clusterIP"].startswith("10.") and spec["clusterIPs"] == [spec["clusterIP"]]
-    assert spec["ipFamilies"] == ["IPv4"] and spec["ipFamilyPolicy"] == "SingleStack"
-    assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30000}]
-    assert (
-        spec["externalTrafficPolicy"] == "Cluster" and spec["allocateLoadBalancerNodePorts"] is True
+    svc = store.create(
+        svcs,
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+        },
     )
+    spec = svc["spec"]
+    assert spec["clusterIP"].startswith("10.")
+    assert spec["clusterIPs"] == [spec["clusterIP"]]
+    assert spec["ipFamilies"] == ["IPv4"]
+    assert spec["ipFamilyPolicy"] == "SingleStack"
+    assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30000}]
+    assert spec["externalTrafficPolicy"] == "Cluster"
+    assert spec["allocateLoadBalancerNodePorts"] is True
     # A later update that leaves the allocated values out keeps them.
-    again = store.update(svcs, "default", "web", {"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})  # fmt: skip
+    again = store.update(
+        svcs,
+        "default",
+        "web",
+        {"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+    )
     assert again["spec"]["clusterIP"] == spec["clusterIP"]
     assert again["spec"]["ports"][0]["nodePort"] == 30000
 
@@ -161,7 +197,8 @@ def test_invalid_objects_get_422_naming_the_field(body: dict[str, Any], field: s
     store = new_store()
     with pytest.raises(ApiError) as invalid:
         store.create(rt(store, "", "v1", "configmaps"), "default", body)
-    assert invalid.value.code == 422 and invalid.value.reason == "Invalid"
+    assert invalid.value.code == 422
+    assert invalid.value.reason == "Invalid"
     assert invalid.value.causes[0].field == field
 
 
@@ -173,13 +210,22 @@ def test_wrong_kind_for_the_url_is_refused_as_the_real_server_does() -> None:
             "default",
             {"kind": "Secret", "metadata": {"name": "a"}},
         )
-    assert wrong.value.code == 400 and "does not match the expected kind" in wrong.value.message
+    assert wrong.value.code == 400
+    assert "does not match the expected kind" in wrong.value.message
 
 
 def test_deployment_selector_must_match_its_template() -> None:
     store = new_store()
-    body = {"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}  # fmt: skip
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "other"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }
     with pytest.raises(ApiError) as invalid:
         store.create(rt(store, "apps", "v1", "deployments"), "default", body)
     assert "`selector` does not match template `labels`" in invalid.value.message
@@ -293,7 +339,8 @@ def test_creating_in_a_missing_namespace_is_404() -> None:
     store = new_store()
     with pytest.raises(ApiError) as missing:
         store.create(rt(store, "", "v1", "configmaps"), "nowhere", cm("a"))
-    assert missing.value.code == 404 and 'namespaces "nowhere" not found' in missing.value.message
+    assert missing.value.code == 404
+    assert 'namespaces "nowhere" not found' in missing.value.message
 
 
 def _crd(name: str) -> dict[str, Any]:
@@ -309,9 +356,18 @@ def test_a_crd_makes_its_kinds_servable_with_schema_defaults_and_status() -> Non
     assert {c["type"] for c in created["status"]["conditions"]} == {"NamesAccepted", "Established"}
     pools = rt(store, "metallb.io", "v1beta1", "ipaddresspools")
     assert pools.status_subresource
-    pool = store.create(pools, "default", {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                                           "metadata": {"name": "p"}, "spec": {"addresses": ["198.51.100.230-198.51.100.250"]}})  # fmt: skip
-    assert pool["spec"]["autoAssign"] is True and pool["spec"]["avoidBuggyIPs"] is False
+    pool = store.create(
+        pools,
+        "default",
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "p"},
+            "spec": {"addresses": ["198.51.100.230-198.51.100.250"]},
+        },
+    )
+    assert pool["spec"]["autoAssign"] is True
+    assert pool["spec"]["avoidBuggyIPs"] is False
     with pytest.raises(ApiError) as unconditional:
         store.update(pools, "default", "p", {"metadata": {"name": "p"}, "spec": {"addresses": []}})
     assert unconditional.value.code == 422  # custom resources need a resourceVersion to update
@@ -328,10 +384,17 @@ def test_a_multi_version_crd_serves_one_object_at_each_version() -> None:
         rt(store, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), None, _crd("bgppeers")
     )
     v1beta2, v1beta1 = (rt(store, "metallb.io", v, "bgppeers") for v in ("v1beta2", "v1beta1"))
-    store.create(v1beta2, "default", {"metadata": {"name": "router"},
-                                      "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "198.51.100.1"}})  # fmt: skip
+    store.create(
+        v1beta2,
+        "default",
+        {
+            "metadata": {"name": "router"},
+            "spec": {"myASN": 64500, "peerASN": 64501, "peerAddress": "198.51.100.1"},
+        },
+    )
     old = store.get(v1beta1, "default", "router")
-    assert old["apiVersion"] == "metallb.io/v1beta1" and old["spec"]["peerPort"] == 179
+    assert old["apiVersion"] == "metallb.io/v1beta1"
+    assert old["spec"]["peerPort"] == 179
 
 
 def test_list_pages_with_limit_and_continue() -> None:
@@ -340,34 +403,72 @@ def test_list_pages_with_limit_and_continue() -> None:
     for name in "abcde":
         store.create(cms, "default", cm(name))
     first = store.list_objects(cms, "default", limit=2)
-    assert [o["metadata"]["name"] for o in first.items] == ["a", "b"] and first.remaining == 3
+    assert [o["metadata"]["name"] for o in first.items] == ["a", "b"]
+    assert first.remaining == 3
     rest = store.list_objects(cms, "default", limit=10, continue_token=first.continue_token)
     assert [o["metadata"]["name"] for o in rest.items] == [
         "c",
         "d",
         "e",
-    ] and not rest.continue_token
+    ]
+    assert not rest.continue_token
 
 
 def test_stored_built_in_objects_validate_against_the_v1_31_schemas() -> None:
     store = new_store()
     seed_cluster(store, "198.51.100.20", 6443)
-    store.create(rt(store, "", "v1", "nodes"), None,
-                 node("node01", ["198.51.100.21"], control_plane=False, kernel_version="6.1.0", now="2025-01-15T12:00:00Z"))  # fmt: skip
-    store.create(rt(store, "apps", "v1", "deployments"), "default", {
-        "metadata": {"name": "nginx"},
-        "spec": {"selector": {"matchLabels": {"app": "nginx"}},
-                 "template": {"metadata": {"labels": {"app": "nginx"}},
-                              "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}}},
-    })  # fmt: skip
-    store.create(rt(store, "apps", "v1", "daemonsets"), "default", {
-        "metadata": {"name": "speaker"},
-        "spec": {"selector": {"matchLabels": {"app": "speaker"}},
-                 "template": {"metadata": {"labels": {"app": "speaker"}},
-                              "spec": {"containers": [{"name": "s", "image": "speaker:latest"}]}}},
-    })  # fmt: skip
-    store.create(rt(store, "", "v1", "services"), "default",
-                 {"metadata": {"name": "nginx"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})  # fmt: skip
+    store.create(
+        rt(store, "", "v1", "nodes"),
+        None,
+        node(
+            "node01",
+            ["198.51.100.21"],
+            control_plane=False,
+            kernel_version="6.1.0",
+            now="2025-01-15T12:00:00Z",
+        ),
+    )
+    store.create(
+        rt(store, "apps", "v1", "deployments"),
+        "default",
+        {
+            "metadata": {"name": "nginx"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "nginx"}},
+                "template": {
+                    "metadata": {"labels": {"app": "nginx"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "nginx",
+                                "image": "nginx:1.27",
+                                "ports": [{"containerPort": 80}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    store.create(
+        rt(store, "apps", "v1", "daemonsets"),
+        "default",
+        {
+            "metadata": {"name": "speaker"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "speaker"}},
+                "template": {
+                    "metadata": {"labels": {"app": "speaker"}},
+                    "spec": {"containers": [{"name": "s", "image": "speaker:latest"}]},
+                },
+            },
+        },
+    )
+    store.create(
+        rt(store, "", "v1", "services"),
+        "default",
+        {"metadata": {"name": "nginx"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+    )
     store.create(
         rt(store, "", "v1", "secrets"),
         "default",
