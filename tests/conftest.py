@@ -76,3 +76,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for ns in namespaces:
         netns.remove(ns)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def kubeapi(lab: Lab) -> object:
+    """The Kubernetes API stand-in serving in the `lab` fixture's lab (`master`, port 6443),
+    with Nodes for master and node01-03; a `pikube.lab.kubeapi.launch.KubeApi`."""
+    from pikube.lab.kubeapi.launch import start_in_lab  # noqa: PLC0415 (only tests that use it)
+
+    return start_in_lab(lab)
