@@ -8,6 +8,7 @@ import json
 import os
 import select
 import subprocess
+import sys
 import sysconfig
 import time
 from collections.abc import Iterator
@@ -237,7 +238,8 @@ def test_get_wide_yaml_and_describe_look_like_a_real_cluster(cluster: Cluster) -
     ]
     row = next(line.split() for line in wide if line.startswith("nginx "))
     assert row[1:2] + row[3:4] + row[6:] == ["LoadBalancer", "<pending>", "app=nginx"]
-    assert row[4].startswith("80:") and row[4].endswith("/TCP")
+    assert row[4].startswith("80:")
+    assert row[4].endswith("/TCP")
     as_yaml = yaml.safe_load(cluster.kubectl("get", "svc", "nginx", "-o", "yaml").stdout)
     assert as_yaml["spec"]["ipFamilies"] == ["IPv4"]
     described = cluster.kubectl("describe", "svc", "nginx").stdout
@@ -385,3 +387,32 @@ def test_limitation_no_pod_logs_or_exec(cluster: Cluster) -> None:
     logs = cluster.kubectl("logs", "p", check=False)
     assert logs.returncode != 0
     assert "the server could not find the requested resource" in logs.stderr
+
+
+PYTHON_CLIENT = """
+import asyncio, sys
+from kubernetes_asyncio import client, config
+
+async def main():
+    await config.load_kube_config(config_file=sys.argv[1])
+    async with client.ApiClient() as api:
+        nodes = await client.CoreV1Api(api).list_node()
+        for n in nodes.items:
+            ready = [c.status for c in n.status.conditions if c.type == "Ready"]
+            print(n.metadata.name, n.status.addresses[0].address, *ready)
+
+asyncio.run(main())
+"""
+
+
+def test_the_python_client_in_a_lab_host_reads_the_registered_nodes(
+    lab: Lab, kubeapi: launch.KubeApi
+) -> None:
+    result = lab.run("node01", [sys.executable, "-c", PYTHON_CLIENT, str(kubeapi.kubeconfig)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "master 198.51.100.20 True",
+        "node01 198.51.100.21 True",
+        "node02 198.51.100.22 True",
+        "node03 198.51.100.23 True",
+    ]
