@@ -142,12 +142,17 @@ class Watcher:
     fields: FieldSelector
     sink: Callable[[WatchEvent], None]
 
+    def __post_init__(self) -> None:
+        self._everything = not self.labels.requirements and not self.fields.requirements
+
     def matches(self, obj: Mapping[str, Any] | None) -> bool:
         if obj is None:
             return False
-        meta = obj.get("metadata") or {}
+        meta = obj["metadata"]
         if self.namespace is not None and meta.get("namespace") != self.namespace:
             return False
+        if self._everything:
+            return True
         return self.labels.matches(meta.get("labels")) and self.fields.matches(obj)
 
     def offer(self, change: Change) -> None:
