@@ -31,7 +31,7 @@ from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from pikube.lab.kubeapi.seed import node
 from pikube.lab.kubeapi.store import format_time
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening, is_running
+from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
 
 API_PORT = 6443
@@ -218,7 +218,3 @@ def register_nodes(lab: Lab) -> list[str]:
             raise PikubeError(f"registering Node {host.name} in lab {lab.name!r} failed: {body}")
         names.append(host.name)
     return names
-
-
-def is_serving(record: ProcessRecord) -> bool:
-    return is_running(record.pid, record.start_ticks)

@@ -280,9 +280,6 @@ class Registry:
         customs = tuple(rt for types in self._custom.values() for rt in types)
         return self._builtins + customs
 
-    def builtin_storage_keys(self) -> set[str]:
-        return {rt.storage_key for rt in self._builtins}
-
     def set_crd(self, crd_name: str, types: Sequence[ResourceType]) -> None:
         self._custom[crd_name] = tuple(types)
         self._rebuild()

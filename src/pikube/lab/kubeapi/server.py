@@ -95,7 +95,6 @@ class WatchBuffer:
         self.chunks: list[bytes] = []
         self.ready = asyncio.Event()
         self.overflowed = False
-        self.last_rv = 0
 
     def push(self, event: WatchEvent) -> None:
         if self.overflowed:
@@ -105,7 +104,6 @@ class WatchBuffer:
             self.ready.set()
             return
         self.chunks.append(self.encode(event))
-        self.last_rv = event.rv
         self.ready.set()
 
     def take(self) -> bytes:
