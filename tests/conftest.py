@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from pikube.lab import netns
+from pikube.lab.kubeapi.launch import KubeApi, start_in_lab
 from pikube.lab.lab import Lab
 from pikube.lab.processes import kill_all, marked_pids
 from pikube.lab.topology import lab_of_namespace
@@ -76,3 +77,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for ns in namespaces:
         netns.remove(ns)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def kubeapi(lab: Lab) -> KubeApi:
+    """The Kubernetes API stand-in serving in the `lab` fixture's lab (`master`, port 6443),
+    with Nodes for master and node01-03. Stopped with the lab."""
+    return start_in_lab(lab)

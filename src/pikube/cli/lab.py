@@ -48,10 +48,29 @@ def up(name: str, ssh: bool, faults: tuple[str, ...]) -> None:
     verb = "built" if report.created else "already up"
     _console().print(f"lab {name!r} {verb} in {report.elapsed_s:.2f} s")
     _print_hosts(the_lab.status())
+    from pikube.lab.kubeapi import launch  # noqa: PLC0415 (keeps other commands' start-up fast)
+
+    api = launch.start_in_lab(the_lab)
+    _console().print(f"Kubernetes API (lab stand-in): {api.server_url}")
+    _console().print(f"admin kubeconfig: {api.kubeconfig}")
     if ssh or faults:
         from pikube.cli.cluster import print_ssh_hosts_up  # noqa: PLC0415 (opt-in, heavier)
 
         print_ssh_hosts_up(the_lab, faults)
+
+
+@lab.command()
+@_name_option
+def kubeconfig(name: str) -> None:
+    """Print the path of the lab's admin kubeconfig (kubeadm's admin.conf)."""
+    the_lab = Lab(name)
+    the_lab.require_up()
+    from pikube.lab.kubeapi import launch  # noqa: PLC0415
+
+    path = launch.kubeconfig_path(name)
+    if not path.exists():
+        raise PikubeError(f"lab {name!r} has no Kubernetes API yet; start it with `pikube lab up`")
+    click.echo(str(path))
 
 
 @lab.command()

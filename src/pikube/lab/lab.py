@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sysconfig
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -240,8 +241,17 @@ class Lab:
         return ["ip", "netns", "exec", self.namespace(host), *argv]
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for a program run in the lab: marked, so `down` can find it."""
-        return {**os.environ, **(extra or {}), LAB_ENV: self.name}
+        """The environment for a program run in the lab: marked, so `down` can find it.
+
+        PATH starts with pikube's own bin directory, so the tools installed with pikube (the
+        pinned kubectl) resolve in the lab even when the virtualenv is not activated.
+        """
+        env = {**os.environ, **(extra or {}), LAB_ENV: self.name}
+        scripts = sysconfig.get_path("scripts")
+        path = env.get("PATH", os.defpath)
+        if scripts not in path.split(os.pathsep):
+            env["PATH"] = os.pathsep.join([scripts, path])
+        return env
 
     def run(
         self,
