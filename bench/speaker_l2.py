@@ -147,12 +147,17 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument(
+        "--interval-ms", type=int, default=None, help="heartbeat interval (default: the speaker's)"
+    )
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     lab = Lab("benchl2")
     lab.up()
     try:
         fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"))
+        if args.interval_ms is not None:
+            fleet.interval_ms = args.interval_ms
         docs = services(args.ips)
         docs += [d for d in manifests(lab.topology) if d["kind"] == "Node"]
         fleet.prepare(docs)

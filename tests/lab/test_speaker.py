@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pikube.lab import netns
+from pikube.lab import netns, seed_service
 from pikube.lab.lab import Lab
 from pikube.lab.processes import log_tail
 from pikube.lab.seed_service import manifests
@@ -315,3 +315,40 @@ def test_a_missing_key_file_is_one_clear_line(tmp_path: object) -> None:
     assert "key file" in lines[0]
     assert "nope.key" in lines[0]
     assert sys.executable  # the CLI ran with this interpreter
+
+
+def _straddle_a_graceful_handover(lab: Lab, bridge_s: float) -> bytes:
+    """Open a connection through the owner, hand over by SIGTERM, finish it through the new
+    owner; return what the client got (b"" if the connection was reset)."""
+    seed_service.publish(lab, backend_host="master")
+    fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"),
+                         extra_args=("--handover-bridge-s", str(bridge_s)))  # fmt: skip
+    fleet.prepare(manifests(lab.topology, backend_host="master"))
+    fleet.start_all()
+    owner = one_owner(fleet)
+    wait_until(fleet.settled, 5, "the speakers to settle")
+    with netns.entered(lab.namespace("client")):
+        conn = socket.create_connection((SEED_VIP, 80), timeout=3)
+    with conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\n")
+        assert neighbour_mac(lab, SEED_VIP) == lab.topology.host(owner).mac
+        fleet.lab.stop(fleet.records[owner])  # graceful: SIGTERM
+        new_owner = another_owner(fleet, owner)
+        wait_until(
+            lambda: neighbour_mac(lab, SEED_VIP) == lab.topology.host(new_owner).mac,
+            3,
+            "the client to switch to the new owner",
+        )
+        conn.sendall(b"Connection: close\r\n\r\n")
+        try:
+            return conn.recv(200)
+        except ConnectionResetError:
+            return b""
+
+
+def test_a_connection_open_during_a_planned_handover_survives(lab: Lab) -> None:
+    assert _straddle_a_graceful_handover(lab, bridge_s=60).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_without_the_bridge_that_connection_is_reset(lab: Lab) -> None:
+    assert _straddle_a_graceful_handover(lab, bridge_s=0) == b""

@@ -80,7 +80,7 @@ def _source(spec: str) -> Source:
 @click.option(
     "--interval-ms",
     type=click.IntRange(5, 10000),
-    default=40,
+    default=60,
     show_default=True,
     help="Heartbeat interval.",
 )

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pikube.errors import PikubeError
 from pikube.lab import seed_service, state
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening
+from pikube.lab.processes import ProcessRecord, TcpListening, is_running, log_tail
 from pikube.lab.seed_service import http_body
 
 METRICS_PORT = 7472
@@ -33,8 +35,8 @@ class SpeakerFleet:
     lab: Lab
     directory: Path
     nodes: tuple[str, ...] = WORKERS
-    interval_ms: int = 40
-    multiplier: int = 3
+    interval_ms: int | None = None  # None: the speaker's defaults
+    multiplier: int | None = None
     extra_args: tuple[str, ...] = ()
     records: dict[str, ProcessRecord] = field(default_factory=dict)
 
@@ -65,9 +67,9 @@ class SpeakerFleet:
             "--interface", "eth0",
             "--key-file", str(self.key_file),
             "--metrics-port", str(METRICS_PORT),
-            "--interval-ms", str(self.interval_ms),
-            "--multiplier", str(self.multiplier),
             "--state-dir", str(self.directory / "state"),
+            *(["--interval-ms", str(self.interval_ms)] if self.interval_ms else []),
+            *(["--multiplier", str(self.multiplier)] if self.multiplier else []),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -78,9 +80,22 @@ class SpeakerFleet:
         self.records[node] = record
         return record
 
-    def start_all(self) -> None:
+    def start_all(self, timeout_s: float = 20.0) -> None:
+        """Start every speaker at once (as a DaemonSet would), then wait until all listen."""
         for node in self.nodes:
-            self.start(node)
+            self.records[node] = self.lab.start(node, "speaker", self.argv(node))
+        ready = TcpListening(METRICS_PORT)
+        deadline = time.monotonic() + timeout_s
+        for node, record in self.records.items():
+            while not ready(record):
+                if not is_running(record.pid, record.start_ticks):
+                    raise PikubeError(
+                        f"the speaker on {node} exited while starting; its log ends with:\n"
+                        f"{log_tail(record)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise PikubeError(f"the speaker on {node} did not start in {timeout_s:g} s")
+                time.sleep(0.02)
 
     def status(self, node: str) -> dict[str, object]:
         return speaker_status(self.lab, node)

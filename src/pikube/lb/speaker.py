@@ -41,13 +41,13 @@ from pikube.lb.election import Target
 from pikube.lb.l2 import bridge, links
 from pikube.lb.l2.announcer import InterfaceAnnouncer, text_ip
 from pikube.lb.membership import protocol
-from pikube.lb.membership.transport import HeartbeatSocket
+from pikube.lb.membership.transport import Datagram, HeartbeatSocket
 from pikube.lb.metrics import Registry, serve
 from pikube.lb.sources import Announcement, DesiredState, Source
 
 log = logging.getLogger("pikube.speaker")
 
-DEFAULT_INTERVAL_MS = 40
+DEFAULT_INTERVAL_MS = 60
 DEFAULT_MULTIPLIER = 3
 DEFAULT_METRICS_PORT = 7472  # MetalLB's speaker metrics port
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover
@@ -69,6 +69,10 @@ class SpeakerSettings:
     conflict_retry_s: float = 10.0
     state_dir: Path | None = None  # where the epoch is kept across restarts
     bridge_s: float = 60.0  # keep connections alive across planned handovers (0: off)
+    # At a cold start nobody holds anything yet: a speaker waits this long before taking IPs
+    # no speaker ever held, so that speakers started together share them out (the election
+    # is sticky, so whoever takes an IP first keeps it).
+    startup_grace_s: float = 2.0
     realtime: bool = True
 
     @property
@@ -201,6 +205,13 @@ class Speaker:
     _bridges: dict[bridge.BridgeEntry, float] = field(default_factory=dict)  # entry: expiry
     _bridge_error: str = ""
     _was_joining: bool = True
+    _started_at: float = 0.0
+    _last_evaluated: float = 0.0
+    _drained_at: float = 0.0
+    _ticker: asyncio.Handle | None = None
+    _said_version: int = 0  # bumped when claims, interfaces or links change
+    _said: tuple[int, bool, bool] | None = None
+    _encoder: protocol.Encoder = field(init=False)
     _conflicts: dict[str, tuple[float, str]] = field(default_factory=dict)  # key: (retry, why)
     _probing: dict[str, float] = field(default_factory=dict)  # key: verdict time
     _probe_answers: dict[bytes, bytes] = field(default_factory=dict)  # ip: answering mac
@@ -215,6 +226,7 @@ class Speaker:
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
         self.view = protocol.View(self.settings.node)
+        self._encoder = protocol.Encoder(self.settings.key)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -239,9 +251,10 @@ class Speaker:
             server = await serve(
                 self.metrics.registry, s.metrics_host, s.metrics_port, status=self.status
             )
-        self.joining_until = self.clock() + s.detect_s
+        self._started_at = self.clock()
+        self.joining_until = self._started_at + s.detect_s
         self._arm(self.joining_until)
-        heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeats")
+        self._ticker = loop.call_soon(self._tick)
         source_task = asyncio.create_task(self._source_loop(), name="source")
         refresh = loop.call_later(s.refresh_s, self._refresh)
         log.info(
@@ -256,11 +269,11 @@ class Speaker:
             await self._leave()
         finally:
             refresh.cancel()
-            for task in (heartbeat_task, source_task):
-                task.cancel()
-            for task in (heartbeat_task, source_task):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if self._ticker is not None:
+                self._ticker.cancel()
+            source_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await source_task
             if self._timer is not None:
                 self._timer.cancel()
             loop.remove_reader(monitor.fileno())
@@ -290,13 +303,6 @@ class Speaker:
             self._release(key, "leaving")
         self._send_heartbeats()
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.interval_ms / 1000.0
-        while True:
-            self._send_heartbeats()
-            # Jitter only shortens the interval (as BFD does), so peers' detection still holds.
-            await asyncio.sleep(interval * random.uniform(0.85, 1.0))
-
     async def _source_loop(self) -> None:
         async for state in self.source.updates():
             for problem in set(state.problems) - set(self.desired.problems):
@@ -321,10 +327,10 @@ class Speaker:
             )
             return
         iface.up = links.is_usable(name)
+        self._said_version += 1
         iface.announcer = InterfaceAnnouncer(iface.link, self.metrics, self._on_foreign_claim)
         iface.announcer.open(self._loop)
-        iface.heartbeat = HeartbeatSocket(name, self.settings.port)
-        self._loop.add_reader(iface.heartbeat.fileno(), self._on_heartbeats, iface.heartbeat)
+        iface.heartbeat = HeartbeatSocket(name, self.settings.port, links.ipv4_address(name))
         if not iface.up:
             log.warning("interface %s is down; not announcing on it until it comes up", name)
 
@@ -333,8 +339,6 @@ class Speaker:
             iface.announcer.close()
             iface.announcer = None
         if iface.heartbeat is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(iface.heartbeat.fileno())
             iface.heartbeat.close()
             iface.heartbeat = None
 
@@ -371,6 +375,7 @@ class Speaker:
                 return True
             if event.up == iface.up:
                 return False
+            self._said_version += 1
             if event.up:
                 iface.up = True
                 self.joining_until = self.clock() + self.settings.detect_s
@@ -383,6 +388,7 @@ class Speaker:
 
     def _link_down(self, iface: _Interface) -> None:
         iface.up = False
+        self._said_version += 1
         log.warning("interface %s went down: no longer announcing on it", iface.name)
         for key, announcement in list(self.claimed.items()):
             if not self._usable_interfaces(announcement):
@@ -399,12 +405,12 @@ class Speaker:
     # -- membership -------------------------------------------------------------------------
 
     def _heartbeat(self) -> protocol.Heartbeat:
-        self._seq += 1
+        """What this node says now (sequence number 0: `_send_heartbeats` numbers them)."""
         mac = next((i.link.mac for i in self._interfaces.values() if i.link), b"\x00" * 6)
         return protocol.Heartbeat(
             node=self.settings.node,
             epoch=self._epoch,
-            seq=self._seq,
+            seq=0,
             interval_ms=self.settings.interval_ms,
             multiplier=self.settings.multiplier,
             mac=mac,
@@ -415,21 +421,45 @@ class Speaker:
         )
 
     def _send_heartbeats(self) -> None:
-        data = protocol.encode(self._heartbeat(), self.settings.key)
+        # Rebuild what we say only when it changed (cheap check; this runs every interval).
+        said = (self._said_version, self.leaving, self._joining())
+        if said != self._said:
+            self._said = said
+            self._encoder.set_template(self._heartbeat())
+        self._seq += 1
+        data = self._encoder.sign(self._seq)
         for iface in self._interfaces.values():
             if iface.up and iface.heartbeat is not None and iface.heartbeat.send(data):
                 self.metrics.heartbeats_sent.inc(iface.name)
 
-    def _on_heartbeats(self, sock: HeartbeatSocket) -> None:
-        if self._receive(sock.drain()):
-            self._evaluate()
+    def _tick(self) -> None:
+        """Once per interval: read what peers sent, notice the dead, send our heartbeat.
 
-    def _receive(self, datagrams: Iterable[tuple[bytes, str]]) -> bool:
+        A plain loop callback, not a task sleeping in a loop: one event-loop turn per interval.
+        Jitter only shortens the interval (as BFD does), so peers' detection still holds.
+        """
+        assert self._loop is not None
+        interval = self.settings.interval_ms / 1000.0
+        self._ticker = self._loop.call_later(interval * random.uniform(0.85, 1.0), self._tick)
+        changed = self._drain_all()
         now = self.clock()
+        gone = self._expire(now)
+        if changed or gone:
+            self._evaluate()
+        self._send_heartbeats()
+        # A peer that missed a heartbeat gets a precise timer for its deadline, so that its
+        # death is noticed at once rather than at the next tick.
+        for peer in self.view.peers.values():
+            if now - peer.last_heard_s > peer.heartbeat.interval_ms * 1.5 / 1000.0:
+                self._arm(peer.deadline_s)
+
+    def _receive(self, datagrams: Iterable[Datagram]) -> bool:
         changed = False
-        for data, source in datagrams:
+        for datagram in datagrams:
             try:
-                change, node = self.view.receive_datagram(data, self.settings.key, now)
+                change, node = self.view.receive_datagram(
+                    datagram.data, self.settings.key, datagram.arrived_s
+                )
             except protocol.Unauthenticated as exc:
                 self.view.reject(exc)
                 self.metrics.heartbeats_received.inc("unauthenticated")
@@ -447,25 +477,34 @@ class Speaker:
             if change is protocol.Change.NONE:
                 continue
             heartbeat = self.view.peers[node].heartbeat
-            self._peer_addresses[node] = source
+            self._peer_addresses[node] = datagram.source
             self._speaker_ips |= heartbeat.claims
             self._speaker_macs.add(heartbeat.mac)
             if change is protocol.Change.JOINED:
                 log.info("peer %s joined (epoch %d)", node, heartbeat.epoch)
             changed = True
         self.metrics.peers.set(len(self.view.peers))
-        if changed:
-            deadline = self.view.next_deadline_s()
-            if deadline is not None:
-                self._arm(deadline)
         return changed
 
     def _drain_all(self) -> bool:
+        now = self.clock()
         changed = False
         for iface in self._interfaces.values():
             if iface.heartbeat is not None:
-                changed |= self._receive(iface.heartbeat.drain())
+                changed |= self._receive(iface.heartbeat.drain(now, self._drained_at))
+        self._drained_at = now
         return changed
+
+    def _expire(self, now: float) -> list[str]:
+        gone = self.view.expire(now)
+        for node in gone:
+            log.warning(
+                "peer %s is dead (no heartbeat for %.0f ms)", node, self.settings.detect_s * 1000
+            )
+        if gone:
+            self.metrics.expired.inc(amount=len(gone))
+            self.metrics.peers.set(len(self.view.peers))
+        return gone
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -485,18 +524,14 @@ class Speaker:
         # Heartbeats that arrived while this process was not scheduled count before any
         # peer is declared dead: a stall of this speaker must not look like a dead peer.
         self._drain_all()
-        gone = self.view.expire(self.clock())
-        for node in gone:
-            log.warning(
-                "peer %s is dead (no heartbeat for %.0f ms)", node, self.settings.detect_s * 1000
-            )
-        self.metrics.expired.inc(amount=len(gone))
-        self.metrics.peers.set(len(self.view.peers))
         now = self.clock()
+        gone = self._expire(now)
         joined = self._was_joining and not self._joining()
+        grace_end = self._started_at + self.settings.startup_grace_s
         due = (
             gone
             or joined
+            or self._last_evaluated < grace_end <= now
             or any(t <= now for t in self._handover.values())
             or any(t <= now for t in self._probing.values())
             or any(retry <= now for retry, _ in self._conflicts.values())
@@ -508,17 +543,21 @@ class Speaker:
             self._rearm()
 
     def _rearm(self) -> None:
+        """Arm the timer for the next timed event. (Peers' deadlines are armed by `_tick`, only
+        for a peer that has missed a heartbeat.)"""
         now = self.clock()
-        candidates = [self.view.next_deadline_s()]
+        candidates: list[float] = []
         if self._joining():
             candidates.append(self.joining_until)
+        grace_end = self._started_at + self.settings.startup_grace_s
+        if self._last_evaluated < grace_end:
+            candidates.append(grace_end)
         candidates += list(self._handover.values())
         candidates += [retry for retry, _ in self._conflicts.values()]
         candidates += list(self._probing.values())
         candidates += list(self._bridges.values())
-        upcoming = [c for c in candidates if c is not None]
-        if upcoming:
-            self._arm(max(min(upcoming), now))
+        if candidates:
+            self._arm(max(min(candidates), now))
 
     def _joining(self) -> bool:
         return self.clock() < self.joining_until
@@ -557,6 +596,7 @@ class Speaker:
 
     def _evaluate(self) -> None:
         now = self.clock()
+        self._last_evaluated = now
         self._was_joining = self._joining()
         me = self.settings.node
         targets = self._candidate_targets()
@@ -647,6 +687,8 @@ class Speaker:
                 self._conflicts[key] = (now + self.settings.conflict_retry_s, why)
                 return
         elif not any(ip in self._speaker_ips for ip in ips):
+            if now < self._started_at + self.settings.startup_grace_s:
+                return  # a cold start: let the other speakers come up first
             # No speaker has ever held it: make sure nobody else on the LAN does.
             self._start_probe(announcement, now)
             return
@@ -710,6 +752,7 @@ class Speaker:
             self._apply_bridges()
 
     def _claims_changed(self) -> None:
+        self._said_version += 1
         self._claims = frozenset(packed(ip) for a in self.claimed.values() for ip in a.target.ips)
 
     def _start_probe(self, announcement: Announcement, now: float) -> None:

@@ -121,3 +121,12 @@ def test_an_expired_peer_returning_with_the_same_content_joins_again() -> None:
     assert view.expire(1.0) == ["node01"]
     change, _ = view.receive_datagram(p.encode(_hb(seq=2), KEY), KEY, 1.1)
     assert change is p.Change.JOINED
+
+
+def test_the_encoder_reuses_its_work_and_matches_encode() -> None:
+    encoder = p.Encoder(KEY)
+    for seq in (1, 2, 3):
+        assert encoder.encode(_hb(seq=seq)) == p.encode(_hb(seq=seq), KEY)
+    changed = _hb(seq=4, claims=frozenset({V4}), leaving=True)
+    assert encoder.encode(changed) == p.encode(changed, KEY)
+    assert p.decode(encoder.encode(changed), KEY) == changed

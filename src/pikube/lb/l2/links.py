@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFHWADDR = 0x8927
+SIOCGIFADDR = 0x8915
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2
 IFF_LOOPBACK = 0x8
@@ -63,6 +64,16 @@ def link(name: str) -> Link:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         result = _ifreq(sock, SIOCGIFHWADDR, name)
     return Link(name=name, index=index, mac=result[18:24])
+
+
+def ipv4_address(name: str) -> str | None:
+    """The interface's primary IPv4 address, or None if it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            result = _ifreq(sock, SIOCGIFADDR, name)
+        except LinkMissing:
+            return None
+    return socket.inet_ntoa(result[20:24])
 
 
 def flags(name: str) -> int:

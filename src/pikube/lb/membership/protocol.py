@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MAGIC = b"PKHB"
 VERSION = 1
@@ -81,6 +81,36 @@ def _short_text(value: str, what: str) -> bytes:
 
 def encode(heartbeat: Heartbeat, key: bytes) -> bytes:
     """Serialise and sign a heartbeat."""
+    body = _body(heartbeat)
+    return body + hmac.digest(key, body, "sha256")[:MAC_LEN]
+
+
+@dataclass
+class Encoder:
+    """Encodes one node's heartbeats, serialising again only when more than the sequence number
+    changed (a speaker sends dozens a second, nearly all alike)."""
+
+    key: bytes
+    _template: Heartbeat | None = None
+    _body: bytes = b""
+
+    def set_template(self, heartbeat: Heartbeat) -> None:
+        """What the next heartbeats say (their sequence numbers come with `sign`)."""
+        template = replace(heartbeat, seq=0)
+        if template != self._template:
+            self._template = template
+            self._body = _body(template)
+
+    def sign(self, seq: int) -> bytes:
+        body = self._body[:_SEQ_AT] + seq.to_bytes(8, "big") + self._body[_SEQ_END:]
+        return body + hmac.digest(self.key, body, "sha256")[:MAC_LEN]
+
+    def encode(self, heartbeat: Heartbeat) -> bytes:
+        self.set_template(heartbeat)
+        return self.sign(heartbeat.seq)
+
+
+def _body(heartbeat: Heartbeat) -> bytes:
     v4 = sorted(c for c in heartbeat.claims if len(c) == 4)
     v6 = sorted(c for c in heartbeat.claims if len(c) == 16)
     if len(v4) + len(v6) != len(heartbeat.claims):
@@ -104,8 +134,7 @@ def encode(heartbeat: Heartbeat, key: bytes) -> bytes:
         _U16.pack(len(v6)),
         *v6,
     ]
-    body = b"".join(parts)
-    return body + hmac.digest(key, body, "sha256")[:MAC_LEN]
+    return b"".join(parts)
 
 
 class _Reader:

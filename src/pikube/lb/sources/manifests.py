@@ -10,7 +10,6 @@ valid state stays in force.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,6 +21,7 @@ from pikube.lb import layer2
 from pikube.lb.config import load_manifests, manifest_files
 from pikube.lb.model import ClusterResources, IPAddress, ServiceType
 from pikube.lb.sources import DesiredState
+from pikube.lb.sources.watch import DirectoryWatch
 
 log = logging.getLogger("pikube.source")
 
@@ -79,9 +79,18 @@ def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
 @dataclass
 class ManifestDirectory:
     directory: Path
-    poll_s: float = 1.0
+    recheck_s: float = 30.0  # with inotify; without it, the directory is polled every second
 
     async def updates(self) -> AsyncIterator[DesiredState]:
+        watch = DirectoryWatch(self.directory)
+        wait_s = self.recheck_s if watch.uses_inotify else 1.0
+        try:
+            async for state in self._states(watch, wait_s):
+                yield state
+        finally:
+            watch.close()
+
+    async def _states(self, watch: DirectoryWatch, wait_s: float) -> AsyncIterator[DesiredState]:
         seen: tuple[tuple[str, int, int], ...] | None = None
         last_error = ""
         while True:
@@ -103,7 +112,7 @@ class ManifestDirectory:
                         len(state.problems),
                     )
                     yield state
-            await asyncio.sleep(self.poll_s)
+            await watch.changed(wait_s)
 
 
 def explicit_ips(resources: ClusterResources) -> Mapping[str, Sequence[IPAddress]]:
