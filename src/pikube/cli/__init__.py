@@ -36,8 +36,10 @@ def cli() -> None:
 def _register() -> None:
     # Imported here: the group modules import this one's `cli` object indirectly.
     from pikube.cli.lab import lab  # noqa: PLC0415
+    from pikube.cli.lb import lb  # noqa: PLC0415
 
     cli.add_command(lab)
+    cli.add_command(lb)
 
 
 _register()

@@ -124,7 +124,8 @@ class ConfigError(PikubeError):
         field: str | None = None,
     ) -> None:
         parts = [str(p) for p in (origin, obj, field) if p]
-        super().__init__(": ".join([*parts, problem]))
+        # One line, always: the CLI prints it as is.
+        super().__init__(" ".join(": ".join([*parts, problem]).split()))
         self.origin = origin
         self.obj = obj
         self.field = field
