@@ -1224,7 +1224,25 @@ def _manifest_loader() -> type[yaml.SafeLoader]:
 
     class ManifestLoader(base):  # type: ignore[valid-type,misc]
         """YAML as Kubernetes reads it: `1234:1` stays a string (YAML 1.1 would read a
-        base-60 number, and every unquoted BGP community would silently change)."""
+        base-60 number, and every unquoted BGP community would silently change), and a key
+        written twice in one mapping is an error, not a silent override."""
+
+        def construct_mapping(
+            self, node: yaml.MappingNode, deep: bool = False
+        ) -> dict[object, object]:
+            keys: set[object] = set()
+            for key_node, _ in node.value:
+                if (
+                    isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"
+                ):
+                    key = self.construct_object(key_node, deep=deep)
+                    if key in keys:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key!r} is written twice", key_node.start_mark
+                        )
+                    keys.add(key)
+            return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
     resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
     for first, entries in base.yaml_implicit_resolvers.items():

@@ -463,19 +463,34 @@ class Allocator:
             for entry in self._entries.values():
                 if entry.handled and entry.allocation is None:
                     todo.setdefault(id(entry), entry)
-        changed: set[str] = set()
-        for entry in _sort_for_processing(todo.values()):
-            before = entry.before or (entry.allocation, entry.error)
+        ordered = _sort_for_processing(todo.values())
+        befores = []
+        for entry in ordered:
+            befores.append(entry.before or (entry.allocation, entry.error))
             entry.before = None
             entry.allocation, entry.error = None, None
-            if entry.handled:
-                try:
+        # Phase 1: every holder keeps what is still valid, before anyone takes a new address,
+        # so no allocation (not even a PreferDualStack top-up) can take a held address.
+        for entry in ordered:
+            if entry.handled and entry.held:
+                entry.allocation = self._keep_held(entry)
+        # Phase 2: in the same order, the others get addresses; holders may get their missing
+        # family.
+        for entry in ordered:
+            if not entry.handled:
+                continue
+            try:
+                if entry.allocation is None:
                     entry.allocation = self._allocate(entry)
-                except _ServiceError as exc:
-                    entry.error = str(exc)
-            if (entry.allocation, entry.error) != before:
-                changed.add(entry.service.key)
-        return changed
+                else:
+                    self._top_up(entry)
+            except _ServiceError as exc:
+                entry.error = str(exc)
+        return {
+            entry.service.key
+            for entry, before in zip(ordered, befores, strict=True)
+            if (entry.allocation, entry.error) != before
+        }
 
     def _commit(self, entry: _Entry, ips: Sequence[IPAddress], pool: IPAddressPool) -> Allocation:
         key = entry.service.key
@@ -525,10 +540,6 @@ class Allocator:
             raise _ServiceError(f"metallb.io/address-pool: there is no IPAddressPool {pool_name!r}")
         if requested:
             return self._assign_requested(entry, requested, families, pool_name)
-        if entry.held:
-            kept = self._keep_held(entry, families, pool_name)
-            if kept is not None:
-                return kept
         if pool_name is not None:
             pool = self._pools[pool_name]
             if not self._serves(pool, service):
@@ -589,29 +600,46 @@ class Allocator:
                 raise _ServiceError(f"{what} {ip} {conflict}")
         return self._commit(entry, self._in_order(requested, families), pool)
 
-    def _keep_held(
-        self, entry: _Entry, families: _Families, pool_name: str | None
-    ) -> Allocation | None:
+    def _keep_held(self, entry: _Entry) -> Allocation | None:
+        """The service's held IPs, committed, if they are still valid for it; else None."""
         held = entry.held
+        try:
+            families = _families_of(entry.service)
+            requested = _requested_ips(entry.service)
+        except _ServiceError:
+            return None  # phase 2 says why
+        if requested and set(requested) != set(held):
+            return None  # the user asks for other IPs now
         if len({ip.version for ip in held}) != len(held) or _check_families(held, families, ""):
             return None
         pool = self._pool_of(held[0])
         if pool is None or any(not pool.contains(ip) for ip in held):
             return None
+        pool_name = annotation(entry.service, ADDRESS_POOL)
         if pool_name is not None and pool.name != pool_name:
             return None
         if not self._serves(pool, entry.service):
             return None
         if any(self._conflict(ip.version, int(ip), entry) for ip in held):
             return None
-        ips = list(held)
-        if families.dual and len(ips) == 1:
-            # PreferDualStack holding one family: add the other from the same pool if it can.
-            other = next(v for v in families.order if v != held[0].version)
-            extra = self._free_in_pool(entry, pool, other)
-            if extra is not None:
-                ips.append(_address(other, extra))
-        return self._commit(entry, self._in_order(ips, families), pool)
+        return self._commit(entry, self._in_order(held, families), pool)
+
+    def _top_up(self, entry: _Entry) -> None:
+        """A PreferDualStack service holding one family gets the other from the same pool,
+        if that pool has one free (MetalLB's AllocateFromPoolForAdditionalFamily)."""
+        allocation = entry.allocation
+        assert allocation is not None
+        families = _families_of(entry.service)
+        if not families.dual or len(allocation.ips) != 1 or _requested_ips(entry.service):
+            return
+        other = next(v for v in families.order if v != allocation.ips[0].version)
+        pool = self._pools[allocation.pool]
+        extra = self._free_in_pool(entry, pool, other)
+        if extra is None:
+            return
+        self._release(entry)
+        ips = self._in_order([allocation.ips[0], _address(other, extra)], families)
+        entry.allocation = self._commit(entry, ips, pool)
 
     def _best_in(
         self, entry: _Entry, pools: Sequence[IPAddressPool], families: _Families
