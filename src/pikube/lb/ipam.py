@@ -258,6 +258,25 @@ def _requested_ips(service: Service) -> tuple[IPAddress, ...]:
     return tuple(ips)
 
 
+@dataclass(frozen=True)
+class _Wants:
+    """What a service asks for, read once per version of the service."""
+
+    families: _Families
+    requested: tuple[IPAddress, ...]  # explicit IPs, if any
+    pool_name: str | None  # metallb.io/address-pool
+
+
+def _wants_of(service: Service) -> _Wants | str:
+    """What the service asks for, or why the request itself is invalid."""
+    try:
+        return _Wants(
+            _families_of(service), _requested_ips(service), annotation(service, ADDRESS_POOL)
+        )
+    except _ServiceError as exc:
+        return str(exc)
+
+
 def _check_families(ips: Sequence[IPAddress], families: _Families, what: str) -> str | None:
     """Why `ips` do not fit the wanted families, or None if they do."""
     versions = {ip.version for ip in ips}
@@ -292,7 +311,10 @@ class _Entry:
     allocation: Allocation | None = None
     error: str | None = None
     held: tuple[IPAddress, ...] = ()  # IPs it should keep if still valid
-    before: tuple[Allocation | None, str | None] | None = None  # outcome before a change
+    wants: _Wants | str = ""  # or why its request is invalid
+    # Before a change: the outcome, and how the old version used its addresses.
+    before: tuple[Allocation | None, str | None] | None = None
+    old_usage: tuple[frozenset[_Port], str, str] | None = None
 
 
 @dataclass
@@ -366,6 +388,7 @@ class Allocator:
             key=lambda p: p.name,
         )
         self._entries: dict[str, _Entry] = {}
+        self._waiting: dict[str, _Entry] = {}  # handled, but no address (yet)
         self._used: dict[int, _IntervalSet] = {4: _IntervalSet(), 6: _IntervalSet()}
         self._uses: dict[int, dict[int, _IPUse]] = {4: {}, 6: {}}
         # sharing key -> family -> sorted addresses whose services use that key
@@ -382,15 +405,16 @@ class Allocator:
         removed = [key for key in self._entries if key not in wanted]
         touched: list[_Entry] = []
         changed: set[str] = set()
-        for key in removed:
-            changed |= self._forget(key)
         for key, service in wanted.items():
             entry = self._entries.get(key)
             if entry is not None and entry.service == service:
                 continue
             remembered = previous.get(key) if previous else None
             touched.append(self._replace(service, remembered))
-        changed |= self._process(touched, retry_waiting=bool(removed or touched))
+        freed = {a.pool for key in removed if (a := self._entries[key].allocation) is not None}
+        for key in removed:
+            changed |= self._forget(key)
+        changed |= self._process(touched, freed=freed)
         return tuple(sorted(changed))
 
     def upsert(self, service: Service) -> tuple[str, ...]:
@@ -398,14 +422,15 @@ class Allocator:
         entry = self._entries.get(service.key)
         if entry is not None and entry.service == service:
             return ()
-        return tuple(sorted(self._process([self._replace(service, None)], retry_waiting=True)))
+        return tuple(sorted(self._process([self._replace(service, None)], freed=set())))
 
     def delete(self, key: str) -> tuple[str, ...]:
         """A service is gone; its IPs are free. Returns the keys whose outcome changed."""
         if key not in self._entries:
             return ()
+        allocation = self._entries[key].allocation
         changed = self._forget(key)
-        changed |= self._process([], retry_waiting=True)
+        changed |= self._process([], freed={allocation.pool} if allocation else set())
         return tuple(sorted(changed))
 
     def allocation(self, key: str) -> Allocation | None:
@@ -445,38 +470,58 @@ class Allocator:
             backend_key=_backend_key(service),
             ports=frozenset((p.protocol, p.port) for p in service.ports),
             held=service.ingress_ips or (remembered.ips if remembered else ()),
+            wants=_wants_of(service),
         )
+        self._waiting.pop(service.key, None)
         entry.before = (old_allocation, old.error if old else None)
+        if old is not None:
+            entry.old_usage = (old.ports, old.sharing_key, old.backend_key)
         self._entries[service.key] = entry
         return entry
 
     def _forget(self, key: str) -> set[str]:
         entry = self._entries.pop(key)
+        self._waiting.pop(key, None)
         if entry.allocation is not None:
             self._release(entry)
             return {key}
         return {key} if entry.error is not None else set()
 
-    def _process(self, touched: list[_Entry], *, retry_waiting: bool) -> set[str]:
-        todo = {id(e): e for e in touched}
-        if retry_waiting:
-            for entry in self._entries.values():
-                if entry.handled and entry.allocation is None:
-                    todo.setdefault(id(entry), entry)
-        ordered = _sort_for_processing(todo.values())
-        befores = []
-        for entry in ordered:
-            befores.append(entry.before or (entry.allocation, entry.error))
-            entry.before = None
-            entry.allocation, entry.error = None, None
-        # Phase 1: every holder keeps what is still valid, before anyone takes a new address,
-        # so no allocation (not even a PreferDualStack top-up) can take a held address.
-        for entry in ordered:
-            if entry.handled and entry.held:
-                entry.allocation = self._keep_held(entry)
-        # Phase 2: in the same order, the others get addresses; holders may get their missing
-        # family.
-        for entry in ordered:
+    def _process(self, touched: list[_Entry], *, freed: set[str] | None) -> set[str]:
+        """Decide for the touched services, and for the waiting ones that what was given back
+        (in the pools `freed`; None: anything) might now serve. Holders keep what is valid
+        first, so nothing can take a held address."""
+        befores: dict[int, tuple[Allocation | None, str | None]] = {}
+
+        def start(entries: Iterable[_Entry]) -> list[_Entry]:
+            ordered = _sort_for_processing(entries)
+            for entry in ordered:
+                befores[id(entry)] = entry.before or (entry.allocation, entry.error)
+                entry.before = None
+                entry.allocation, entry.error = None, None
+                if entry.handled and entry.held:
+                    entry.allocation = self._keep_held(entry)
+            return ordered
+
+        # Phase 1: holders keep their addresses if still valid.
+        todo = start(touched)
+        if freed is not None:
+            for entry in todo:
+                old = befores[id(entry)][0]
+                if old is not None and self._frees(entry, old):
+                    freed.add(old.pool)
+        if freed is None or freed:
+            # A waiting service can only succeed now if something it may use was given back.
+            ids = {id(e) for e in todo}
+            waiting = [
+                e
+                for e in self._waiting.values()
+                if id(e) not in ids and (freed is None or self._may_use_any(e, freed))
+            ]
+            todo = _sort_for_processing([*todo, *start(waiting)])
+        # Phase 2: in processing order, the others get addresses; holders may get their
+        # missing family.
+        for entry in todo:
             if not entry.handled:
                 continue
             try:
@@ -486,11 +531,52 @@ class Allocator:
                     self._top_up(entry)
             except _ServiceError as exc:
                 entry.error = str(exc)
+        for entry in todo:
+            if entry.handled and entry.allocation is None:
+                self._waiting[entry.service.key] = entry
+            else:
+                self._waiting.pop(entry.service.key, None)
         return {
             entry.service.key
-            for entry, before in zip(ordered, befores, strict=True)
-            if (entry.allocation, entry.error) != before
+            for entry in todo
+            if (entry.allocation, entry.error) != befores[id(entry)]
         }
+
+    @staticmethod
+    def _frees(entry: _Entry, old: Allocation) -> bool:
+        """True if the change to this service (after phase 1) may have freed something
+        another service could use: an address, or on a shared address a port, or the terms
+        of sharing."""
+        if entry.allocation is None or not set(old.ips) <= set(entry.allocation.ips):
+            return True
+        ports, sharing_key, backend_key = entry.old_usage or (entry.ports, "", "")
+        if not sharing_key and not entry.sharing_key:
+            return False  # nobody could share it before or after
+        return (
+            not ports <= entry.ports
+            or sharing_key != entry.sharing_key
+            or backend_key != entry.backend_key
+        )
+
+    def _may_use_any(self, entry: _Entry, pools: set[str]) -> bool:
+        """True if the waiting service could get an address from one of these pools."""
+        wants = entry.wants
+        if isinstance(wants, str):
+            return False  # its own request is invalid until it changes
+        for addresses in (entry.held, wants.requested):
+            if addresses:
+                pool = self._pool_of(addresses[0])
+                if pool is not None and pool.name in pools:
+                    return True
+        if wants.requested:
+            return False
+        if wants.pool_name is not None:
+            return wants.pool_name in pools
+        return any(
+            self._pools[name].auto_assign and self._serves(self._pools[name], entry.service)
+            for name in pools
+            if name in self._pools
+        )
 
     def _commit(self, entry: _Entry, ips: Sequence[IPAddress], pool: IPAddressPool) -> Allocation:
         key = entry.service.key
@@ -533,9 +619,13 @@ class Allocator:
         service = entry.service
         if not self._pools:
             raise _ServiceError("no IPAddressPool is configured")
-        families = _families_of(service)
-        requested = _requested_ips(service)
-        pool_name = annotation(service, ADDRESS_POOL)
+        if isinstance(entry.wants, str):
+            raise _ServiceError(entry.wants)
+        families, requested, pool_name = (
+            entry.wants.families,
+            entry.wants.requested,
+            entry.wants.pool_name,
+        )
         if pool_name is not None and pool_name not in self._pools:
             raise _ServiceError(f"metallb.io/address-pool: there is no IPAddressPool {pool_name!r}")
         if requested:
@@ -603,11 +693,9 @@ class Allocator:
     def _keep_held(self, entry: _Entry) -> Allocation | None:
         """The service's held IPs, committed, if they are still valid for it; else None."""
         held = entry.held
-        try:
-            families = _families_of(entry.service)
-            requested = _requested_ips(entry.service)
-        except _ServiceError:
+        if isinstance(entry.wants, str):
             return None  # phase 2 says why
+        families, requested = entry.wants.families, entry.wants.requested
         if requested and set(requested) != set(held):
             return None  # the user asks for other IPs now
         if len({ip.version for ip in held}) != len(held) or _check_families(held, families, ""):
@@ -615,7 +703,7 @@ class Allocator:
         pool = self._pool_of(held[0])
         if pool is None or any(not pool.contains(ip) for ip in held):
             return None
-        pool_name = annotation(entry.service, ADDRESS_POOL)
+        pool_name = entry.wants.pool_name
         if pool_name is not None and pool.name != pool_name:
             return None
         if not self._serves(pool, entry.service):
@@ -629,8 +717,9 @@ class Allocator:
         if that pool has one free (MetalLB's AllocateFromPoolForAdditionalFamily)."""
         allocation = entry.allocation
         assert allocation is not None
-        families = _families_of(entry.service)
-        if not families.dual or len(allocation.ips) != 1 or _requested_ips(entry.service):
+        assert not isinstance(entry.wants, str)  # it was kept, so its request is valid
+        families = entry.wants.families
+        if not families.dual or len(allocation.ips) != 1 or entry.wants.requested:
             return
         other = next(v for v in families.order if v != allocation.ips[0].version)
         pool = self._pools[allocation.pool]

@@ -52,6 +52,21 @@ def test_deleting_a_service_moves_no_other_and_frees_its_ip() -> None:
     assert ips(allocator, "default/d") == ["203.0.113.10"]  # the freed address
 
 
+def test_sync_applies_removals_changes_and_additions_at_once() -> None:
+    allocator = Allocator([POOL])
+    allocator.sync([lb("a"), lb("b"), lb("c", load_balancer_ip="203.0.113.13")])
+    waiting = lb("aw", load_balancer_ip="203.0.113.10")
+    assert allocator.upsert(waiting) == ("default/aw",)
+    assert allocator.error("default/aw") is not None
+    changed = allocator.sync([lb("b"), lb("c", load_balancer_ip="203.0.113.12"), waiting, lb("d")])
+    assert changed == ("default/a", "default/aw", "default/c", "default/d")
+    assert ips(allocator, "default/b") == ["203.0.113.11"]
+    assert ips(allocator, "default/c") == ["203.0.113.12"]
+    assert ips(allocator, "default/aw") == ["203.0.113.10"]  # freed by a, asked for by aw
+    assert ips(allocator, "default/d") == ["203.0.113.13"]  # freed by c's change
+    assert allocator.allocation("default/a") is None
+
+
 def test_a_restart_keeps_every_ip_held_in_status() -> None:
     # MetalLB #2443: a restarted controller reassigned IPs. Here the status is the truth, and
     # holders go first, so an older newcomer cannot take a held address.

@@ -315,3 +315,50 @@ def test_deleting_a_service_never_changes_anothers_ips(
             assert by_key[key].ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK, key
             assert len(allocation.ips) == 1, key
             assert allocation.ips[0] in now.ips, key
+
+
+@settings(max_examples=200)
+@given(clusters(), st.data())
+def test_waiting_services_are_retried_whenever_they_could_succeed(
+    cluster: ClusterResources, data: st.DataObject
+) -> None:
+    # The allocator skips retrying waiting services when a change gave nothing back; check
+    # that such a retry would indeed have changed nothing.
+    allocator = Allocator(cluster.pools, cluster.namespaces)
+    allocator.sync(cluster.services)
+    current = {s.key: s for s in cluster.services}
+    for _ in range(data.draw(st.integers(1, 6))):
+        if not current:
+            break
+        service = data.draw(st.sampled_from(sorted(current.values(), key=lambda s: s.key)))
+        how = data.draw(st.sampled_from(["delete", "ports", "sharing", "type", "request"]))
+        if how == "delete":
+            allocator.delete(service.key)
+            del current[service.key]
+            continue
+        if how == "ports":
+            service = dataclasses.replace(
+                service,
+                ports=tuple(data.draw(st.lists(st.sampled_from(PORTS), unique=True, max_size=2))),
+            )
+        elif how == "sharing":
+            key = data.draw(st.sampled_from(["k1", "k2", ""]))
+            service = dataclasses.replace(
+                service, annotations={**service.annotations, "metallb.io/allow-shared-ip": key}
+            )
+        elif how == "type":
+            service = dataclasses.replace(
+                service, type=data.draw(st.sampled_from(list(ServiceType)))
+            )
+        else:
+            address = data.draw(st.sampled_from(ADDRESSES))
+            service = dataclasses.replace(
+                service,
+                annotations={
+                    k: v for k, v in service.annotations.items() if "loadBalancerIPs" not in k
+                },
+                load_balancer_ip=str(address),
+            )
+        allocator.upsert(service)
+        current[service.key] = service
+        assert allocator._process([], freed=None) == set()
