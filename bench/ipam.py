@@ -14,10 +14,17 @@ import ipaddress
 import json
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
+import yaml
+
+from pikube.lb.config import load_manifests
 from pikube.lb.ipam import Allocator, allocate
 from pikube.lb.model import (
     AddressRange,
@@ -92,9 +99,9 @@ def cluster(services: int = SERVICES, seed: int = 1) -> ClusterResources:
     return ClusterResources(pools=tuple(pools), services=tuple(result), namespaces=namespaces)
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[..., object], *args: object) -> float:
     started = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - started
 
 
@@ -124,14 +131,14 @@ def bench_one_change(changes: int) -> dict[str, object]:
         kind = list(kinds)[i % 3]
         if kind == "port":
             changed = dataclasses.replace(service, ports=(ServicePort(9999, Protocol.UDP),))
-            kinds[kind].append(timed(lambda: allocator.upsert(changed)))
+            kinds[kind].append(timed(allocator.upsert, changed))
             allocator.upsert(service)  # back, untimed
         elif kind == "delete+create":
-            kinds[kind].append(timed(lambda: allocator.delete(service.key)))
-            kinds[kind][-1] += timed(lambda: allocator.upsert(service))
+            kinds[kind].append(timed(allocator.delete, service.key))
+            kinds[kind][-1] += timed(allocator.upsert, service)
         else:
             changed = dataclasses.replace(service, load_balancer_ip=f"10.19.2.{i % 200 + 1}")
-            kinds[kind].append(timed(lambda: allocator.upsert(changed)))
+            kinds[kind].append(timed(allocator.upsert, changed))
             allocator.upsert(service)
     every = [t for times in kinds.values() for t in times]
     return {
@@ -176,6 +183,71 @@ def bench_memory() -> dict[str, object]:
     }
 
 
+def manifests(resources: ClusterResources) -> str:
+    """The cluster as the YAML a user would give `pikube lb allocate`."""
+    docs = []
+    for pool in resources.pools:
+        spec: dict[str, object] = {"addresses": [str(r) for r in pool.addresses]}
+        if pool.avoid_buggy_ips:
+            spec["avoidBuggyIPs"] = True
+        sa = pool.service_allocation
+        if sa is not None:
+            spec["serviceAllocation"] = {
+                "priority": sa.priority,
+                "namespaces": list(sa.namespaces),
+                "serviceSelectors": [
+                    {"matchLabels": dict(s.match_labels)} for s in sa.service_selectors
+                ],
+            }
+        docs.append(
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": pool.name},
+                "spec": spec,
+            }
+        )
+    for svc in resources.services:
+        svc_spec: dict[str, object] = {
+            "type": "LoadBalancer",
+            "ports": [{"port": p.port, "protocol": p.protocol.value} for p in svc.ports],
+        }
+        if svc.load_balancer_ip:
+            svc_spec["loadBalancerIP"] = svc.load_balancer_ip
+        if svc.ip_family_policy:
+            svc_spec["ipFamilyPolicy"] = svc.ip_family_policy.value
+        meta = {"name": svc.name, "namespace": svc.namespace, "labels": dict(svc.labels)}
+        if svc.annotations:
+            meta["annotations"] = dict(svc.annotations)
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": svc_spec})
+    return yaml.safe_dump_all(docs)
+
+
+def bench_cli(runs: int) -> dict[str, object]:
+    resources = cluster()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cluster.yaml"
+        path.write_text(manifests(resources))
+        load = [timed(lambda: load_manifests([path])) for _ in range(runs)]
+        parsed = load_manifests([path])
+        assert allocate(parsed) == allocate(resources)
+        command = [sys.executable, "-m", "pikube", "lb", "allocate", "-f", str(path), "-o", "json"]
+        whole = [
+            timed(lambda: subprocess.run(command, check=True, capture_output=True))
+            for _ in range(runs)
+        ]
+        idle = [sys.executable, "-m", "pikube", "lb", "allocate", "--help"]
+        start = [
+            timed(lambda: subprocess.run(idle, check=True, capture_output=True))
+            for _ in range(runs)
+        ]
+    return {
+        "read_and_parse_median_s": statistics.median(load),
+        "command_median_s": statistics.median(whole),
+        "command_startup_median_s": statistics.median(start),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="full allocations to time")
@@ -186,6 +258,7 @@ def main() -> None:
         "full": bench_full(args.runs),
         "one_change": bench_one_change(args.changes),
         "memory": bench_memory(),
+        "cli": bench_cli(max(1, args.runs // 2)),
     }
     full, one, memory = result["full"], result["one_change"], result["memory"]
     print(
@@ -206,6 +279,13 @@ def main() -> None:
         f"/8 {memory['slash8_bytes']} B, ratio {memory['ratio_8_vs_30']:.3f}; "
         f"IPv6 /126 {memory['ipv6_slash126_bytes']} B, /64 {memory['ipv6_slash64_bytes']} B, "
         f"ratio {memory['ratio_64_vs_126']:.3f}   (goal: within 10 %)"
+    )
+    cli = result["cli"]
+    print(
+        f"pikube lb allocate on the same 10,000 services as YAML: read+parse median "
+        f"{cli['read_and_parse_median_s']:.3f} s; "
+        f"whole command median {cli['command_median_s']:.3f} s, "
+        f"of which command start-up (--help) {cli['command_startup_median_s']:.3f} s"
     )
     if args.json_path:
         with open(args.json_path, "w") as fh:
