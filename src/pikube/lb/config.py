@@ -1035,9 +1035,10 @@ def parse_documents(documents: Iterable[tuple[object, Origin]]) -> ClusterResour
                 obj=where.obj,
                 field="spec.bfdProfile",
             )
-    for draft, adv in zip(seen.bgp_advs, bgp_advertisements, strict=True):
+    for i, (draft, adv) in enumerate(zip(seen.bgp_advs, bgp_advertisements, strict=True)):
         _check_aggregation(draft.where, adv, pools)
         _check_bfd_echo(draft.where, adv, pools, [p for p, _ in seen.peers], profiles)
+        _check_local_pref(draft.where, adv, bgp_advertisements[:i], pools, seen.nodes)
     return ClusterResources(
         pools=pools,
         l2_advertisements=tuple(seen.l2),
@@ -1191,6 +1192,45 @@ def _check_aggregation(
                     origin=where.origin,
                     obj=where.obj,
                     field=f"spec.{key}",
+                )
+
+
+def _check_local_pref(
+    where: _Where,
+    adv: BGPAdvertisement,
+    earlier: Sequence[BGPAdvertisement],
+    pools: Sequence[IPAddressPool],
+    nodes: Sequence[Node],
+) -> None:
+    # As MetalLB: one route cannot carry two LOCAL_PREFs. Two advertisements of the same
+    # pool clash when they would send the same prefix (same aggregation length for a family
+    # the pool has) to a common peer from a common node with different localPref. Service
+    # selectors make the overlap unknowable, so they are left alone.
+    if adv.service_selectors:
+        return
+    for other in earlier:
+        if other.service_selectors or other.local_pref == adv.local_pref:
+            continue
+        if adv.peers and other.peers and not set(adv.peers) & set(other.peers):
+            continue
+        ours = {n.name for n in nodes if adv.selects_node(n)}
+        if not ours & {n.name for n in nodes if other.selects_node(n)}:
+            continue
+        for pool in pools:
+            if not (adv.selects_pool(pool) and other.selects_pool(pool)):
+                continue
+            same_v4 = 4 in pool.versions and adv.aggregation_length == other.aggregation_length
+            same_v6 = (
+                6 in pool.versions and adv.aggregation_length_v6 == other.aggregation_length_v6
+            )
+            if same_v4 or same_v6:
+                raise ConfigError(
+                    f"localPref {adv.local_pref} differs from localPref {other.local_pref} of "
+                    f"BGPAdvertisement {other.name!r} for the same routes (pool {pool.name!r}, "
+                    "same aggregation length, common peers and nodes)",
+                    origin=where.origin,
+                    obj=where.obj,
+                    field="spec.localPref",
                 )
 
 

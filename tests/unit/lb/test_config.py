@@ -494,6 +494,25 @@ def test_the_seed_configuration_is_read_unchanged() -> None:
     assert [a.name for a in resources.l2_advertisements] == ["example"]
 
 
+def test_different_local_prefs_are_fine_when_the_routes_differ() -> None:
+    node = "---\napiVersion: v1\nkind: Node\nmetadata: {name: node01, labels: {rack: a}}\n"
+    resources = parse(
+        POOL
+        + node
+        + metallb("BGPAdvertisement", "a", "localPref: 100\npeers: [r1]")
+        + metallb("BGPAdvertisement", "aggregate", "localPref: 200\naggregationLength: 24")
+        + metallb("BGPAdvertisement", "peer", "localPref: 300\npeers: [r2]")
+        + metallb("BGPAdvertisement", "peer2", "localPref: 400\npeers: [r3]")
+        + metallb(
+            "BGPAdvertisement", "rack", "localPref: 500\nnodeSelectors: [{matchLabels: {rack: b}}]"
+        )
+        + metallb(
+            "BGPAdvertisement", "svc", "localPref: 600\nserviceSelectors: [{matchLabels: {a: b}}]"
+        )
+    )
+    assert [a.local_pref for a in resources.bgp_advertisements] == [100, 200, 300, 400, 500, 600]
+
+
 def test_defaults_are_metallbs() -> None:
     resources = parse(
         POOL
@@ -693,6 +712,14 @@ ERRORS: dict[str, tuple[str, str]] = {
         + metallb("BGPAdvertisement", "b", ""),
         "BGPAdvertisement 'b': spec: advertises IPv6 addresses to BGPPeer 'r', whose BFDProfile "
         "'echo' has echoMode on",
+    ),
+    "two localPrefs for the same routes": (
+        POOL
+        + "---\napiVersion: v1\nkind: Node\nmetadata: {name: node01}\n"
+        + metallb("BGPAdvertisement", "a", "localPref: 100")
+        + metallb("BGPAdvertisement", "b", "localPref: 200\naggregationLengthV6: 64"),
+        "m.yaml, document 4: BGPAdvertisement 'b': spec.localPref: localPref 200 differs from "
+        "localPref 100 of BGPAdvertisement 'a' for the same routes (pool 'p'",
     ),
     "an unknown MetalLB kind": (
         "apiVersion: metallb.io/v1beta1\nkind: IPAdressPool\nmetadata: {name: p}\n",
