@@ -7,6 +7,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pikube.lb.config import load_manifests
@@ -62,5 +63,5 @@ def _print_table(result: AllocationResult) -> None:
     for key, allocation in sorted(result.allocations.items()):
         table.add_row(key, ", ".join(str(ip) for ip in allocation.ips), allocation.pool, "")
     for key, why in sorted(result.errors.items()):
-        table.add_row(key, "-", "-", f"[red]{why}[/red]")
+        table.add_row(key, "-", "-", f"[red]{escape(why)}[/red]")
     console.print(table)

@@ -1092,6 +1092,15 @@ def _parse_object(obj: dict[str, object], origin: Origin, seen: _Seen) -> None:
             )
         return  # not the load balancer's business (Deployments, ConfigMaps, ...)
     versions, parse = entry
+    if group == METALLB_GROUP:
+        for key in obj:
+            if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+                raise ConfigError(
+                    "unknown field (a MetalLB object has apiVersion, kind, metadata, spec, status)",
+                    origin=origin,
+                    obj=kind,
+                    field=str(key),
+                )
     if version not in versions:
         wanted = " or ".join(f"{group + '/' if group else ''}{v}" for v in sorted(versions))
         if group != METALLB_GROUP:

@@ -287,7 +287,10 @@ def _check_families(ips: Sequence[IPAddress], families: _Families, what: str) ->
             f"{families.describe()} (see spec.ipFamilies and spec.ipFamilyPolicy)"
         )
     if families.require_all and len(versions) < len(families.order):
-        return f"{what} must be one {families.describe()} address"
+        return (
+            f"{what}: ipFamilyPolicy RequireDualStack needs one IPv4 and one IPv6 address "
+            "(in metallb.io/loadBalancerIPs)"
+        )
     return None
 
 

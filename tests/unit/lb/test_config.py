@@ -721,6 +721,11 @@ ERRORS: dict[str, tuple[str, str]] = {
         "m.yaml, document 4: BGPAdvertisement 'b': spec.localPref: localPref 200 differs from "
         "localPref 100 of BGPAdvertisement 'a' for the same routes (pool 'p'",
     ),
+    "a misspelt spec": (
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l}\n"
+        "spce: {ipAddressPools: [p]}\n",
+        "m.yaml, document 1: L2Advertisement: spce: unknown field",
+    ),
     "an unknown MetalLB kind": (
         "apiVersion: metallb.io/v1beta1\nkind: IPAdressPool\nmetadata: {name: p}\n",
         "m.yaml, document 1: IPAdressPool: unknown MetalLB kind (pikube reads BFDProfile, "

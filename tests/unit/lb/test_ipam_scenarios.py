@@ -511,6 +511,16 @@ SCENARIOS: dict[str, tuple[str, dict[str, Expected]]] = {
         ),
         {"default/d": "203.0.113.3,2001:db8:68::103 @ dual"},
     ),
+    "RequireDualStack asking for one address": (
+        pool("dual", "203.0.113.0/30", "2001:db8:68::100/126")
+        + svc("d", extra="ipFamilyPolicy: RequireDualStack\nloadBalancerIP: 203.0.113.1"),
+        {"default/d": Err("RequireDualStack needs one IPv4 and one IPv6 address")},
+    ),
+    "PreferDualStack may ask for one address": (
+        pool("dual", "203.0.113.0/30", "2001:db8:68::100/126")
+        + svc("d", extra="ipFamilyPolicy: PreferDualStack\nloadBalancerIP: 2001:db8:68::102"),
+        {"default/d": "2001:db8:68::102 @ dual"},
+    ),
     "explicit dual-stack IPs from two pools": (
         pool("v4", "203.0.113.0/30")
         + pool("v6", "2001:db8:68::100/126")
