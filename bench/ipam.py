@@ -119,6 +119,58 @@ def bench_full(runs: int) -> dict[str, object]:
     }
 
 
+def scan_from_first(resources: ClusterResources) -> dict[str, int]:
+    """The peer: MetalLB's way inside a pool (a cursor from the pool's first address, a set of
+    used addresses), for plain IPv4 services over the general pools, in name order."""
+    used: set[int] = set()
+    result: dict[str, int] = {}
+    pools = sorted(
+        (p for p in resources.pools if p.service_allocation is None), key=lambda p: p.name
+    )
+    for service in sorted(resources.services, key=lambda s: (s.namespace, s.name)):
+        for pool in pools:
+            found = None
+            for rng in pool.addresses:
+                if rng.version != 4:
+                    continue
+                n = int(rng.first)
+                while n <= int(rng.last):
+                    buggy = pool.avoid_buggy_ips and n & 0xFF in (0, 0xFF)
+                    if not buggy and n not in used:
+                        found = n
+                        break
+                    n += 1
+                if found is not None:
+                    break
+            if found is not None:
+                used.add(found)
+                result[service.key] = found
+                break
+    return result
+
+
+def bench_peer(runs: int) -> dict[str, object]:
+    base = cluster()
+    plain = dataclasses.replace(
+        base,
+        services=tuple(
+            dataclasses.replace(s, annotations={}, load_balancer_ip=None, ip_family_policy=None)
+            for s in base.services
+        ),
+        pools=tuple(dataclasses.replace(p, service_allocation=None) for p in base.pools),
+    )
+    ours = [timed(allocate, plain) for _ in range(runs)]
+    peer = [timed(scan_from_first, plain)]  # slow: once is enough
+    expected = {k: a.ips[0] for k, a in allocate(plain).allocations.items()}
+    assert {k: ipaddress.IPv4Address(v) for k, v in scan_from_first(plain).items()} == expected
+    return {
+        "services": len(plain.services),
+        "pikube_median_s": statistics.median(ours),
+        "scan_median_s": statistics.median(peer),
+        "ratio": statistics.median(ours) / statistics.median(peer),
+    }
+
+
 def bench_one_change(changes: int) -> dict[str, object]:
     resources = cluster()
     allocator = Allocator(resources.pools, resources.namespaces)
@@ -256,6 +308,7 @@ def main() -> None:
     args = parser.parse_args()
     result = {
         "full": bench_full(args.runs),
+        "peer": bench_peer(args.runs),
         "one_change": bench_one_change(args.changes),
         "memory": bench_memory(),
         "cli": bench_cli(max(1, args.runs // 2)),
@@ -265,6 +318,12 @@ def main() -> None:
         f"full allocation: {full['services']} services over {full['pools']} pools "
         f"({full['allocated']} allocated, {full['waiting']} waiting): "
         f"median {full['median_s']:.3f} s, max {full['max_s']:.3f} s   (goal < 1 s)"
+    )
+    peer = result["peer"]
+    print(
+        f"  same run, {peer['services']} plain IPv4 services over the same pools: pikube "
+        f"{peer['pikube_median_s']:.3f} s vs scanning from each pool's first address "
+        f"(MetalLB's cursor) {peer['scan_median_s']:.3f} s: ratio {peer['ratio']:.2f}"
     )
     print(
         f"one service changes, {one['changes']} times (10,000 allocated): "
