@@ -266,8 +266,10 @@ def test_bad_configuration_is_reported_and_the_rest_keeps_working(fleet: Speaker
         )
     )
     wait_until(
-        lambda: any("203.0.113.7 is outside every IPAddressPool" in p
-                    for p in fleet.status(owner)["problems"]),  # type: ignore[attr-defined]
+        lambda: any(
+            "service default/stray: requested IP 203.0.113.7 is not in any IPAddressPool" in p
+            for p in fleet.status(owner)["problems"]  # type: ignore[attr-defined]
+        ),
         5,
         "the stray service to be reported",
     )  # fmt: skip

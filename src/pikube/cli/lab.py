@@ -15,6 +15,7 @@ from pikube.errors import PikubeError
 from pikube.lab.checks import PROBE_KINDS, Probe, reachability
 from pikube.lab.lab import DEFAULT_LAB, Lab, LabStatus
 from pikube.lab.processes import LAB_ENV
+from pikube.lab.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST
 
 _name_option = click.option(
     "--name",
@@ -137,42 +138,74 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> None:
 @click.option("--name", "-n", default="demo", show_default=True, help="Lab name for the demo.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
 def demo(name: str, keep: bool) -> None:
-    """The seed's LAN, for real: build it, show it working, tear it down."""
+    """The seed's story, for real: nginx published at .230 by pikube, then the owner dies."""
+    from pikube.lab import demo as story  # noqa: PLC0415
+    from pikube.lab.probe import host_of_mac  # noqa: PLC0415
+
     console = _console()
     the_lab = Lab(name)
+    hosts = the_lab.topology.hosts
+
+    def arp_line(entry: object) -> str:
+        mac = getattr(entry, "mac", None)
+        host = host_of_mac(hosts, mac)
+        owner = f"[bold]{host.name}[/bold]'s eth0" if host else "no host"
+        return f"{story.VIP} at {mac or '(incomplete)'} \\[ether] on eth0  -> {owner}"
+
     console.print(
-        "[bold]pikube lab demo[/bold]: the seed's home LAN (a router, a PC, a master and three "
-        "worker Raspberry Pis) built from network namespaces on this machine"
+        "[bold]pikube lab demo[/bold]: the seed's cluster on a virtual LAN (router, PC, master, "
+        "node01-03 as network namespaces)"
     )
     ok = False
     try:
         report = the_lab.up()
-        console.print(
-            f"\nlab {name!r} up in {report.elapsed_s:.2f} s: one bridge (the LAN switch) in "
-            f"namespace {the_lab.topology.lan_namespace}, one namespace per host"
-        )
-        _print_hosts(the_lab.status())
-        console.print("\nFrom [bold]client[/bold] (the PC on the LAN) to every host:")
-        started = time.monotonic()
         probes = reachability(the_lab, "client")
-        _print_probes(probes)
         failed = [p for p in probes if not p.ok]
-        elapsed = time.monotonic() - started
-        if failed:
-            console.print(f"[red]{len(failed)} of {len(probes)} probes failed[/red]")
-        else:
-            console.print(f"all {len(probes)} probes answered ({elapsed:.2f} s)")
-        ok = not failed
+        console.print(
+            f"[1] the LAN is up in {report.elapsed_s:.2f} s; client -> every host by ping, "
+            "ping -6, arping, ndisc6: "
+            + (f"[red]{len(failed)} of {len(probes)} failed[/red]" if failed
+               else f"all {len(probes)} answered")
+        )  # fmt: skip
+        fleet, published = story.publish(the_lab)
+        console.print(
+            f"[2] the seed's MetalLB objects (pool {DEFAULT_POOL_FIRST}-{DEFAULT_POOL_LAST}, "
+            f"L2Advertisement, Service default/nginx at {story.VIP}) served by pikube lb "
+            f"speaker on {', '.join(fleet.nodes)}; nginx (1 replica) on {published.backend}"
+        )
+        page = "the nginx welcome page" if published.welcome_page else "[red]not nginx[/red]"
+        console.print(
+            f"[3] client: curl http://{story.VIP}/ -> {published.http_status}, {page} "
+            f"({published.http_ms:.0f} ms)"
+        )
+        console.print(f"    client: arp -a  ->  {arp_line(published.neighbour)}")
+        console.print(
+            f"[4] {published.owner} crashes: its speaker is killed (SIGKILL) and its cable "
+            "pulled (eth0 down)"
+        )
+        failover = story.crash_owner(the_lab, fleet, published.owner)
+        console.print(
+            f"    client: no answer from {story.VIP} for [bold]{failover.outage_ms:.0f} ms[/bold] "
+            f"({failover.failed_probes} failed probes, one every 10 ms); "
+            f"new owner: [bold]{failover.new_owner}[/bold]"
+        )
+        console.print(f"    client: arp -a  ->  {arp_line(failover.neighbour)}")
+        console.print(
+            "    (the seed: MetalLB takes about 10 s to move the IP; compare implementations "
+            "with `pikube bench failover`)"
+        )
+        ok = (
+            not failed
+            and published.welcome_page
+            and failover.new_owner not in ("?", published.owner)
+        )
     finally:
         if keep:
-            console.print(f"\nlab {name!r} left up: `pikube lab status -n {name}`")
+            console.print(f"lab {name!r} left up: `pikube lab status -n {name}`")
         else:
             down_started = time.monotonic()
-            down_report = the_lab.down()
-            console.print(
-                f"\nlab {name!r} torn down in {time.monotonic() - down_started:.2f} s "
-                f"({len(down_report.namespaces_removed)} namespaces removed)"
-            )
+            the_lab.down()
+            console.print(f"lab {name!r} torn down in {time.monotonic() - down_started:.2f} s")
     if not ok:
         sys.exit(1)
 

@@ -124,7 +124,8 @@ class ConfigError(PikubeError):
         field: str | None = None,
     ) -> None:
         parts = [str(p) for p in (origin, obj, field) if p]
-        super().__init__(": ".join([*parts, problem]))
+        # One line, always: the CLI prints it as is.
+        super().__init__(" ".join(": ".join([*parts, problem]).split()))
         self.origin = origin
         self.obj = obj
         self.field = field
@@ -1034,9 +1035,10 @@ def parse_documents(documents: Iterable[tuple[object, Origin]]) -> ClusterResour
                 obj=where.obj,
                 field="spec.bfdProfile",
             )
-    for draft, adv in zip(seen.bgp_advs, bgp_advertisements, strict=True):
+    for i, (draft, adv) in enumerate(zip(seen.bgp_advs, bgp_advertisements, strict=True)):
         _check_aggregation(draft.where, adv, pools)
         _check_bfd_echo(draft.where, adv, pools, [p for p, _ in seen.peers], profiles)
+        _check_local_pref(draft.where, adv, bgp_advertisements[:i], pools, seen.nodes)
     return ClusterResources(
         pools=pools,
         l2_advertisements=tuple(seen.l2),
@@ -1090,6 +1092,15 @@ def _parse_object(obj: dict[str, object], origin: Origin, seen: _Seen) -> None:
             )
         return  # not the load balancer's business (Deployments, ConfigMaps, ...)
     versions, parse = entry
+    if group == METALLB_GROUP:
+        for key in obj:
+            if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+                raise ConfigError(
+                    "unknown field (a MetalLB object has apiVersion, kind, metadata, spec, status)",
+                    origin=origin,
+                    obj=kind,
+                    field=str(key),
+                )
     if version not in versions:
         wanted = " or ".join(f"{group + '/' if group else ''}{v}" for v in sorted(versions))
         if group != METALLB_GROUP:
@@ -1193,6 +1204,45 @@ def _check_aggregation(
                 )
 
 
+def _check_local_pref(
+    where: _Where,
+    adv: BGPAdvertisement,
+    earlier: Sequence[BGPAdvertisement],
+    pools: Sequence[IPAddressPool],
+    nodes: Sequence[Node],
+) -> None:
+    # As MetalLB: one route cannot carry two LOCAL_PREFs. Two advertisements of the same
+    # pool clash when they would send the same prefix (same aggregation length for a family
+    # the pool has) to a common peer from a common node with different localPref. Service
+    # selectors make the overlap unknowable, so they are left alone.
+    if adv.service_selectors:
+        return
+    for other in earlier:
+        if other.service_selectors or other.local_pref == adv.local_pref:
+            continue
+        if adv.peers and other.peers and not set(adv.peers) & set(other.peers):
+            continue
+        ours = {n.name for n in nodes if adv.selects_node(n)}
+        if not ours & {n.name for n in nodes if other.selects_node(n)}:
+            continue
+        for pool in pools:
+            if not (adv.selects_pool(pool) and other.selects_pool(pool)):
+                continue
+            same_v4 = 4 in pool.versions and adv.aggregation_length == other.aggregation_length
+            same_v6 = (
+                6 in pool.versions and adv.aggregation_length_v6 == other.aggregation_length_v6
+            )
+            if same_v4 or same_v6:
+                raise ConfigError(
+                    f"localPref {adv.local_pref} differs from localPref {other.local_pref} of "
+                    f"BGPAdvertisement {other.name!r} for the same routes (pool {pool.name!r}, "
+                    "same aggregation length, common peers and nodes)",
+                    origin=where.origin,
+                    obj=where.obj,
+                    field="spec.localPref",
+                )
+
+
 def _check_bfd_echo(
     where: _Where,
     adv: BGPAdvertisement,
@@ -1223,7 +1273,25 @@ def _manifest_loader() -> type[yaml.SafeLoader]:
 
     class ManifestLoader(base):  # type: ignore[valid-type,misc]
         """YAML as Kubernetes reads it: `1234:1` stays a string (YAML 1.1 would read a
-        base-60 number, and every unquoted BGP community would silently change)."""
+        base-60 number, and every unquoted BGP community would silently change), and a key
+        written twice in one mapping is an error, not a silent override."""
+
+        def construct_mapping(
+            self, node: yaml.MappingNode, deep: bool = False
+        ) -> dict[object, object]:
+            keys: set[object] = set()
+            for key_node, _ in node.value:
+                if (
+                    isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"
+                ):
+                    key = self.construct_object(key_node, deep=deep)
+                    if key in keys:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key!r} is written twice", key_node.start_mark
+                        )
+                    keys.add(key)
+            return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
     resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
     for first, entries in base.yaml_implicit_resolvers.items():

@@ -9,6 +9,9 @@ The few rules that are properties of the values themselves live here too (a labe
 matches a set of labels; an advertisement selects a pool, a node, a service; an endpoint can
 serve), because every consumer must compute them the same way.
 
+Values holding labels or annotations (plain dicts, read-only by convention) compare by value
+but are not hashable: key them by `name` or `Service.key`.
+
 This module must not know YAML, the shape of Kubernetes objects as dicts, files or sockets:
 turning manifests into these values is `pikube.lb.config`'s job.
 """

@@ -3,62 +3,41 @@
 Reads MetalLB's IPAddressPool and L2Advertisement, Services of type LoadBalancer, their
 EndpointSlices, and Nodes (pikube.lb.config), gives services their IPs (pikube.lb.ipam: the IP a
 service holds in status.loadBalancer.ingress, asks for, or gets from a pool), and turns that into
-announcements (pikube.lb.layer2). It notices changes by polling the files' sizes and mtimes
-(cheap, and it works on every filesystem); an invalid file is reported by name and the last
-valid state stays in force.
+announcements (pikube.lb.layer2). It notices changes with inotify (a slow poll where there is
+none) and compares the files' sizes and mtimes; an invalid file is reported by name and the
+last valid state stays in force.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lb import layer2
+from pikube.lb import ipam, layer2
 from pikube.lb.config import load_manifests, manifest_files
-from pikube.lb.model import ClusterResources, IPAddress, ServiceType
+from pikube.lb.ipam import Allocation, AllocationResult
+from pikube.lb.model import ClusterResources
 from pikube.lb.sources import DesiredState
 from pikube.lb.sources.watch import DirectoryWatch
 
 log = logging.getLogger("pikube.source")
 
 
-def allocations_for(
-    resources: ClusterResources,
-) -> tuple[dict[str, Sequence[IPAddress]], list[str]]:
-    """Each LoadBalancer service's IPs, and what went wrong for the others.
+def state_from(
+    resources: ClusterResources, previous: Mapping[str, Allocation] | None = None
+) -> tuple[DesiredState, AllocationResult]:
+    """The announcements for these resources, and the allocation they rest on.
 
-    Interim (until pikube.lb.ipam lands): the IPs a service holds or explicitly asks for.
+    A directory of manifests has no status to remember IPs in, so the previous allocation is
+    passed back in: deleting or changing one service never moves another (MetalLB #2723).
     """
-    result: dict[str, Sequence[IPAddress]] = {}
-    problems: list[str] = []
-    for service in resources.services:
-        if service.type is not ServiceType.LOAD_BALANCER:
-            continue
-        if service.ingress_ips:
-            result[service.key] = service.ingress_ips
-            continue
-        requested = service.annotations.get("metallb.io/loadBalancerIPs") or (
-            service.load_balancer_ip or ""
-        )
-        try:
-            ips = [ipaddress.ip_address(p.strip()) for p in requested.split(",") if p.strip()]
-        except ValueError:
-            problems.append(f"service {service.key}: {requested!r} is not a list of IPs")
-            continue
-        if ips:
-            result[service.key] = ips
-        else:
-            problems.append(f"service {service.key}: no IP requested (IPAM not yet available)")
-    return result, problems
-
-
-def state_from(resources: ClusterResources) -> DesiredState:
-    allocations, problems = allocations_for(resources)
-    return layer2.desired_state(resources, allocations, problems)
+    result = ipam.allocate(resources, previous=previous)
+    allocations = {key: a.ips for key, a in result.allocations.items()}
+    problems = [f"service {key}: {why}" for key, why in sorted(result.errors.items())]
+    return layer2.desired_state(resources, allocations, problems), result
 
 
 def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
@@ -92,19 +71,21 @@ class ManifestDirectory:
 
     async def _states(self, watch: DirectoryWatch, wait_s: float) -> AsyncIterator[DesiredState]:
         seen: tuple[tuple[str, int, int], ...] | None = None
+        previous: Mapping[str, Allocation] | None = None
         last_error = ""
         while True:
             signature = _signature(self.directory)
             if signature != seen:
                 seen = signature
                 try:
-                    state = state_from(load_manifests([self.directory]))
+                    state, allocation = state_from(load_manifests([self.directory]), previous)
                 except PikubeError as exc:
                     if exc.message != last_error:
                         log.error("%s; keeping the last valid configuration", exc.message)
                     last_error = exc.message
                 else:
                     last_error = ""
+                    previous = allocation.allocations
                     log.info(
                         "configuration from %s: %d announcements, %d problems",
                         self.directory,
@@ -113,12 +94,3 @@ class ManifestDirectory:
                     )
                     yield state
             await watch.changed(wait_s)
-
-
-def explicit_ips(resources: ClusterResources) -> Mapping[str, Sequence[IPAddress]]:
-    """Services' IPs from their status only (for sources whose controller wrote them)."""
-    return {
-        s.key: s.ingress_ips
-        for s in resources.services
-        if s.type is ServiceType.LOAD_BALANCER and s.ingress_ips
-    }
