@@ -356,18 +356,33 @@ def check_kube_packages(spec: ClusterSpec, facts: HostFacts) -> Check:
     return _ok("kube-packages", f"kubelet, kubeadm, kubectl {version}, held")
 
 
+def _cpu_limit(facts: HostFacts) -> str:
+    """`maxcpus=N` / `nr_cpus=N` on the running kernel's command line, if any."""
+    words = [w for w in facts.proc_cmdline.split() if w.startswith(("maxcpus=", "nr_cpus="))]
+    return " ".join(words)
+
+
 def check_resources(role: Role, facts: HostFacts) -> Check:
     memory_mb = facts.mem_total_kb // 1024
     if role is Role.CONTROL_PLANE and (
         memory_mb < CONTROL_PLANE_MIN_MEMORY_MB or facts.cpus < CONTROL_PLANE_MIN_CPUS
     ):
+        limit = _cpu_limit(facts) if facts.cpus < CONTROL_PLANE_MIN_CPUS else ""
+        fixes = []
+        if memory_mb < CONTROL_PLANE_MIN_MEMORY_MB:
+            fixes.append("use a Pi with 2 GB or more as the control plane")
+        if limit:
+            fixes.append(f"remove {limit} from {facts.boot_cmdline_path} and reboot")
+        elif facts.cpus < CONTROL_PLANE_MIN_CPUS:
+            fixes.append("use a Pi with 2 or more cores as the control plane")
         return Check(
             "resources",
             Status.FAIL,
-            f"{memory_mb} MB memory and {facts.cpus} CPUs: a kubeadm control plane needs at "
-            f"least {CONTROL_PLANE_MIN_MEMORY_MB} MB and {CONTROL_PLANE_MIN_CPUS} CPUs "
-            "(preflight Mem/NumCPU)",
-            "use a Pi with 2 GB or more as the control plane",
+            f"{memory_mb} MB memory and {facts.cpus} CPU{'s' if facts.cpus != 1 else ''}"
+            + (f" (the kernel was told {limit})" if limit else "")
+            + f": a kubeadm control plane needs at least {CONTROL_PLANE_MIN_MEMORY_MB} MB and "
+            f"{CONTROL_PLANE_MIN_CPUS} CPUs (kubeadm's preflight checks Mem and NumCPU fail)",
+            "; ".join(fixes),
         )
     if role is Role.WORKER and memory_mb < WORKER_MIN_MEMORY_MB:
         return Check(
@@ -409,6 +424,15 @@ def check_clock(facts: HostFacts, local_clock_s: float) -> Check:
 # -- across hosts ------------------------------------------------------------------------------
 
 
+_IDENTITY_FIXES = {
+    "hostname": "give each Pi its own hostname (`hostnamectl set-hostname NAME`, or raspi-config)",
+    "machine-id": "regenerate /etc/machine-id (`rm /etc/machine-id && systemd-machine-id-setup`)",
+    "MAC": "give the interface its own MAC address (e.g. MACAddress= in a systemd .link file)",
+    "product_uuid": "give each (virtual) machine its own product_uuid",
+    "serial number": "each Pi has its own serial number: check the spec's addresses",
+}
+
+
 def check_identities(facts: Mapping[str, HostFacts]) -> dict[str, Check]:
     """Hostname, MAC, machine-id and product_uuid/serial must differ between nodes."""
     seen: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -423,17 +447,19 @@ def check_identities(facts: Mapping[str, HostFacts]) -> dict[str, Check]:
     result = {}
     for node in facts:
         clashes = [
-            f"{kind} {value} also on {', '.join(n for n in nodes if n != node)}"
+            (kind, f"{kind} {value} also on {', '.join(n for n in nodes if n != node)}")
             for (kind, value), nodes in seen.items()
             if node in nodes and len(nodes) > 1
         ]
         if clashes:
+            kinds = list(dict.fromkeys(kind for kind, _text in clashes))
+            cloned = " (cloned SD card?)" if {"hostname", "machine-id"} & set(kinds) else ""
             result[node] = Check(
                 "unique-identity",
                 Status.FAIL,
-                "; ".join(clashes) + " (cloned SD card?): kubeadm join and the node's identity "
-                "in the cluster get confused",
-                "give each Pi its own hostname (raspi-config) and regenerate /etc/machine-id",
+                "; ".join(text for _kind, text in clashes) + cloned + ": kubeadm join, the "
+                "node's identity in the cluster and the LAN's switches get confused",
+                "; ".join(_IDENTITY_FIXES[kind] for kind in kinds),
             )
         else:
             result[node] = _ok("unique-identity", "hostname, MAC and machine-id are unique")

@@ -9,8 +9,8 @@ SIGHUP), it boots it again, reading the boot partition afresh, as the Pi firmwar
 pulls the plug.
 
 What a network namespace cannot show faithfully is presented here, and only here, as a
-Raspberry Pi 4 running Raspberry Pi OS would show it (the builder reads the standard paths and
-never knows it is in a lab):
+Raspberry Pi running Raspberry Pi OS would show it (the builder reads the standard paths and
+never knows it is in a lab); docs/decisions/0032 and 0034 list what and how:
 
 - /proc/cmdline: the firmware's own arguments, then the first line of the boot partition's
   cmdline.txt. Like current Raspberry Pi firmware/kernels, the firmware part carries
@@ -18,7 +18,16 @@ never knows it is in a lab):
   host reboots. With the `memory-cgroup-off` fault the firmware also appends it after
   cmdline.txt, so the flags are ignored (the Raspberry Pi 6.12 kernel reports).
 - /proc/cgroups and /sys/fs/cgroup/cgroup.controllers: derived from that command line.
-- /sys/firmware/devicetree/base/{model,serial-number}: the Pi's model and serial.
+- The board: /sys/firmware/devicetree/base/{model,serial-number}, /proc/meminfo (the board's
+  memory), and the CPUs the kernel brought up (its cores, fewer with `maxcpus=` on the command
+  line) as the host's CPU affinity, which is what nproc and kubeadm count.
+- /proc/sys/kernel/random/boot_id: a new one at every boot, as on a real machine.
+- A kernel built without some modules (Ubuntu's raspi kernel has no vxlan until
+  linux-modules-extra-raspi is installed): they are missing from /sys/module, and a missing
+  br_netfilter takes its sysctls (/proc/sys/net/bridge) with it.
+- A wrong wall clock (no RTC, no time sync): every dynamically linked program of the host
+  reads CLOCK_REALTIME through Debian's libfaketime, preloaded host-wide; the monotonic clocks
+  are left alone, as a wrong wall clock leaves them.
 - Kernel-wide sysctls are read-only (as in any container), so nothing a host does changes the
   machine; the host's own network sysctls (/proc/sys/net) are real and writable.
 - Swap cannot be enabled in a namespace (swapon acts on the whole machine, and fails on an
@@ -36,6 +45,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -47,7 +57,10 @@ FIRMWARE_CMDLINE = (
     "numa_policy=interleave smsc95xx.macaddr={mac} vc_mem.mem_base=0x3ec00000 "
     "vc_mem.mem_size=0x40000000"
 )
-PI_MODEL = "Raspberry Pi 4 Model B Rev 1.5"
+# Debian's libfaketime (machine package `libfaketime`), preloaded in a host whose clock is wrong.
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# /proc/meminfo lines that are not amounts of the board's memory.
+_MEMINFO_KEEP = ("Swap", "Vmalloc", "Hugepagesize", "Hugetlb", "DirectMap", "HugePages_")
 _CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 _V1_NAMES = (
     "cpuset",
@@ -65,17 +78,35 @@ _V1_NAMES = (
 
 
 @dataclass(frozen=True)
+class Board:
+    """The Raspberry Pi a lab host is: its device-tree model, memory and cores."""
+
+    model: str
+    memory_kb: int  # MemTotal as Raspberry Pi OS shows it (less the GPU's and kernel's share)
+    cores: int
+
+
+BOARDS = {
+    "pi4-4gb": Board("Raspberry Pi 4 Model B Rev 1.5", 3_884_000, 4),
+    "pi3-1gb": Board("Raspberry Pi 3 Model B Rev 1.2", 944_000, 4),
+}
+DEFAULT_BOARD = "pi4-4gb"
+
+
+@dataclass(frozen=True)
 class Firmware:
-    """What the Pi's firmware adds to the kernel command line."""
+    """The board and what its firmware adds to the kernel command line."""
 
     mac: str
     memory_forced_off: bool = False  # the `memory-cgroup-off` fault
+    board: Board = BOARDS[DEFAULT_BOARD]
 
 
 @dataclass(frozen=True)
 class KernelView:
     cmdline: str
     memory_cgroup: bool
+    cpus: int  # the CPUs the kernel brought up
 
     @property
     def proc_cgroups(self) -> str:
@@ -103,6 +134,17 @@ def memory_cgroup_enabled(cmdline: str) -> bool:
     return enabled
 
 
+def online_cpus(cmdline: str, cores: int) -> int:
+    """The CPUs a kernel brings up: all cores, or fewer with maxcpus= / nr_cpus= (the last of
+    each wins; maxcpus=0 leaves the boot CPU alone)."""
+    limits: dict[str, int] = {}
+    for word in cmdline.split():
+        key, _, value = word.partition("=")
+        if key in ("maxcpus", "nr_cpus") and value.isdigit():
+            limits[key] = max(int(value), 1)
+    return min([cores, *limits.values()])
+
+
 def kernel_view(firmware: Firmware, cmdline_txt: str) -> KernelView:
     """What the kernel shows after booting with this firmware and this cmdline.txt."""
     lines = cmdline_txt.splitlines()
@@ -110,7 +152,28 @@ def kernel_view(firmware: Firmware, cmdline_txt: str) -> KernelView:
     cmdline = FIRMWARE_CMDLINE.format(mac=firmware.mac.upper()) + (f" {own}" if own else "")
     if firmware.memory_forced_off:
         cmdline += " cgroup_disable=memory"
-    return KernelView(cmdline=cmdline, memory_cgroup=memory_cgroup_enabled(cmdline))
+    return KernelView(
+        cmdline=cmdline,
+        memory_cgroup=memory_cgroup_enabled(cmdline),
+        cpus=online_cpus(cmdline, firmware.board.cores),
+    )
+
+
+def meminfo_view(machine_meminfo: str, memory_kb: int) -> str:
+    """/proc/meminfo of a board with `memory_kb`: the machine's, every amount of memory scaled
+    to the board's size (so free <= total still holds); swap and the like are kept."""
+    lines = machine_meminfo.splitlines()
+    total = next((int(line.split()[1]) for line in lines if line.startswith("MemTotal:")), 0)
+    result = []
+    for line in lines:
+        fields = line.split()
+        key = fields[0] if fields else ""
+        if len(fields) == 3 and fields[2] == "kB" and total and not key.startswith(_MEMINFO_KEEP):
+            amount = memory_kb if key == "MemTotal:" else int(fields[1]) * memory_kb // total
+            result.append(f"{key:<16}{amount:>8} kB")
+        else:
+            result.append(line)
+    return "\n".join(result) + "\n"
 
 
 # -- the host's configuration, written by sshhosts.py ----------------------------------------
@@ -125,13 +188,17 @@ class HostConfig:
     mac: str
     serial: str
     memory_forced_off: bool
+    board: str = DEFAULT_BOARD
+    missing_modules: tuple[str, ...] = ()  # what the host's kernel was built without
+    clock_offset_s: int = 0  # how wrong the host's wall clock is
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "missing_modules": list(self.missing_modules)}
 
     @classmethod
     def load(cls, hostdir: Path) -> HostConfig:
         data = json.loads((hostdir / "host.json").read_text())
+        data["missing_modules"] = tuple(data.get("missing_modules", ()))
         return cls(**data)
 
     def save(self) -> None:
@@ -146,10 +213,25 @@ mount --bind "$HOSTDIR/bootfs" "$M/boot/firmware"
 mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
 mount --bind "$V/cmdline" "$M/proc/cmdline"
 mount --bind "$V/cgroups" "$M/proc/cgroups"
+mount --bind "$V/meminfo" "$M/proc/meminfo"
 mount --bind "$M/proc/sys" "$M/proc/sys"
 mount --bind "$M/proc/sys/net" "$M/proc/sys/net"
 mount -o remount,bind,ro "$M/proc/sys"
+mount --bind "$V/boot_id" "$M/proc/sys/kernel/random/boot_id"
+MISSING=" $(cat "$V/missing-modules") "
+case "$MISSING" in
+  *" br_netfilter "*) mount -t tmpfs -o ro,mode=555 nobrnf "$M/proc/sys/net/bridge";;
+esac
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
+if [ "$MISSING" != "  " ]; then
+  mount -t tmpfs -o mode=755 modules "$M/sys/module"
+  for d in /sys/module/*; do
+    n=${d##*/}
+    case "$MISSING" in *" $n "*) continue;; esac
+    mkdir "$M/sys/module/$n"; mount --bind "$d" "$M/sys/module/$n"
+  done
+  mount -o remount,ro "$M/sys/module"
+fi
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
 mount --bind "$V/cgroup.controllers" "$M/sys/fs/cgroup/cgroup.controllers"
 mount -t tmpfs -o mode=755 firmware "$M/sys/firmware"
@@ -167,9 +249,22 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$M/dev/pts"
 ln -s pts/ptmx "$M/dev/ptmx"
 mount -t tmpfs -o mode=1777,nosuid,nodev shm "$M/dev/shm"
 touch "$M/dev/console"; mount --bind "$HOSTDIR/console.log" "$M/dev/console"
-hostname "$HOSTNAME_"
+INIT_ARGS=""
+if [ -f "$V/faketimerc" ]; then
+  # A wrong wall clock for every program but systemd's own (libfaketime breaks their timerfd
+  # timers); the monotonic clocks stay right, as a wrong wall clock leaves them.
+  SKIP="systemctl,journalctl$(for f in "$M"/lib/systemd/systemd*; do printf ,%s "${f##*/}"; done)"
+  mkdir -p "$M${FAKETIME_LIBRARY%/*}"
+  touch "$M$FAKETIME_LIBRARY" "$M/etc/faketimerc" "$M/etc/ld.so.preload"
+  mount --bind -o ro "$FAKETIME_LIBRARY" "$M$FAKETIME_LIBRARY"
+  mount --bind "$V/faketimerc" "$M/etc/faketimerc"
+  mount --bind "$V/ld.so.preload" "$M/etc/ld.so.preload"
+  export FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_SKIP_CMDS="$SKIP"
+  INIT_ARGS="systemd.setenv=FAKETIME_DONT_FAKE_MONOTONIC=1 systemd.setenv=FAKETIME_SKIP_CMDS=$SKIP"
+fi
+hostname "$(cat "$M/etc/hostname")"
 export container=pikube-lab
-exec chroot "$M" /lib/systemd/systemd
+exec chroot "$M" /lib/systemd/systemd $INIT_ARGS
 """
 
 _UNSHARE = (
@@ -210,17 +305,34 @@ def remove_cgroup(directory: Path, timeout_s: float = 5.0) -> None:
 
 
 def _write_view(config: HostConfig, hostdir: Path) -> KernelView:
+    """The files this boot presents (read by the boot script), from the boot partition."""
     cmdline_txt = hostdir / "bootfs" / "cmdline.txt"
     text = cmdline_txt.read_text() if cmdline_txt.exists() else ""
-    view = kernel_view(Firmware(config.mac, config.memory_forced_off), text)
+    board = BOARDS[config.board]
+    view = kernel_view(Firmware(config.mac, config.memory_forced_off, board), text)
     directory = hostdir / "view"
     directory.mkdir(exist_ok=True)
     (directory / "cmdline").write_text(view.cmdline + "\n")
     (directory / "cgroups").write_text(view.proc_cgroups)
     (directory / "cgroup.controllers").write_text(view.cgroup_controllers)
-    (directory / "model").write_bytes(PI_MODEL.encode() + b"\0")
+    (directory / "model").write_bytes(board.model.encode() + b"\0")
     (directory / "serial-number").write_bytes(config.serial.encode() + b"\0")
+    meminfo = meminfo_view(Path("/proc/meminfo").read_text(), board.memory_kb)
+    (directory / "meminfo").write_text(meminfo)
+    (directory / "boot_id").write_text(f"{uuid.uuid4()}\n")
+    (directory / "missing-modules").write_text(" ".join(config.missing_modules) + "\n")
+    faketimerc = directory / "faketimerc"
+    if config.clock_offset_s:
+        faketimerc.write_text(f"{config.clock_offset_s:+d}\n")
+        (directory / "ld.so.preload").write_text(FAKETIME_LIBRARY + "\n")
+    else:
+        faketimerc.unlink(missing_ok=True)
     return view
+
+
+def _bring_up_cpus(machine_cpus: list[int], count: int) -> None:
+    """The CPUs this boot's kernel brought up: the host's processes inherit the affinity."""
+    os.sched_setaffinity(0, machine_cpus[: max(1, count)])
 
 
 def run(hostdir: Path) -> int:
@@ -233,8 +345,9 @@ def run(hostdir: Path) -> int:
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOSTDIR": str(hostdir),
         "ROOTFS": config.rootfs,
-        "HOSTNAME_": config.host,
+        "FAKETIME_LIBRARY": FAKETIME_LIBRARY,
     }
+    machine_cpus = sorted(os.sched_getaffinity(0))
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
@@ -250,7 +363,8 @@ def run(hostdir: Path) -> int:
     status = 0
     try:
         while not stopping:
-            _write_view(config, hostdir)
+            view = _write_view(config, hostdir)
+            _bring_up_cpus(machine_cpus, view.cpus)
             boots += 1
             (hostdir / "boots").write_text(f"{boots}\n")
             child = subprocess.Popen(

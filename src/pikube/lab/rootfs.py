@@ -39,6 +39,12 @@ INCLUDE = (
     "iputils-ping",
 )
 RECIPE_VERSION = 1  # bump when _dress_as_raspberry_pi_os changes
+# The machine's own architecture: a 64-bit userland, like Raspberry Pi OS (64-bit). A lab host
+# with a 32-bit userland (the `32-bit-userland` fault) boots a root of THIRTY_TWO_BIT instead:
+# real i386 programs on the machine's 64-bit kernel, as Raspberry Pi OS (32-bit) runs armhf
+# programs on a Pi 4's 64-bit kernel.
+NATIVE = "amd64"
+THIRTY_TWO_BIT = "i386"
 _BUILD_TIMEOUT_S = 900.0
 
 
@@ -46,13 +52,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PIKUBE_CACHE_DIR", "/var/cache/pikube"))
 
 
-def recipe_key() -> str:
-    recipe = {"suite": SUITE, "include": INCLUDE, "version": RECIPE_VERSION}
+def recipe_key(arch: str = NATIVE) -> str:
+    recipe: dict[str, object] = {"suite": SUITE, "include": INCLUDE, "version": RECIPE_VERSION}
+    if arch != NATIVE:  # the native root's key predates other architectures
+        recipe["arch"] = arch
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def rootfs_path() -> Path:
-    return cache_dir() / "rootfs" / f"{SUITE}-{recipe_key()}"
+def rootfs_path(arch: str = NATIVE) -> Path:
+    name = SUITE if arch == NATIVE else f"{SUITE}-{arch}"
+    return cache_dir() / "rootfs" / f"{name}-{recipe_key(arch)}"
 
 
 def debian_mirror() -> str:
@@ -87,9 +96,10 @@ def cache_lock(name: str) -> Iterator[None]:
         os.close(fd)
 
 
-def ensure_rootfs() -> Path:
-    """The cached root, built first if missing (about 40 s). Safe to call concurrently."""
-    target = rootfs_path()
+def ensure_rootfs(arch: str = NATIVE) -> Path:
+    """The cached root for `arch`, built first if missing (about 40 s). Safe to call
+    concurrently."""
+    target = rootfs_path(arch)
     if (target / "etc" / "os-release").exists():
         return target
     require_root("building the lab's Debian root")
@@ -102,7 +112,7 @@ def ensure_rootfs() -> Path:
             shutil.rmtree(stale, ignore_errors=True)  # a build that was killed
         tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
         try:
-            _debootstrap(tmp)
+            _debootstrap(tmp, arch)
             _dress_as_raspberry_pi_os(tmp)
             os.rename(tmp, target)
         finally:
@@ -110,10 +120,11 @@ def ensure_rootfs() -> Path:
     return target
 
 
-def _debootstrap(into: Path) -> None:
+def _debootstrap(into: Path, arch: str) -> None:
     mirror = debian_mirror()
     argv = [
         "debootstrap",
+        f"--arch={arch}",
         "--variant=minbase",
         f"--include={','.join(INCLUDE)}",
         SUITE,

@@ -30,6 +30,7 @@ from pikube.lab import aptrepo, pihost, rootfs, state
 from pikube.lab.lab import Lab
 from pikube.lab.processes import TcpListening
 from pikube.lab.topology import Role
+from pikube.system import require_commands
 
 REPO_PROCESS = "apt-repository"
 HOST_PROCESS = "pi"
@@ -39,8 +40,9 @@ _BOOT_TIMEOUT_S = 60.0
 
 
 class Fault(enum.Enum):
-    """What can be wrong with a lab host (every fresh host is a stock Raspberry Pi OS, which
-    already has dphys-swapfile enabled and the memory cgroup off)."""
+    """What can be wrong with a lab host (every fresh host is a stock Raspberry Pi OS (64-bit)
+    on a Raspberry Pi 4 with 4 GB, which already has dphys-swapfile enabled and the memory
+    cgroup off). How each is presented: docs/decisions/0032 and 0034."""
 
     # cmdline.txt has the flags, but the firmware forces the memory cgroup off after them
     MEMORY_CGROUP_OFF = "memory-cgroup-off"
@@ -48,6 +50,24 @@ class Fault(enum.Enum):
     CRI_DISABLED = "cri-disabled"  # containerd config with disabled_plugins = ["cri"]
     UNREACHABLE = "unreachable"  # powered off: nothing answers on port 22
     IP_FORWARD_OFF = "ip-forward-off"  # net.ipv4.ip_forward = 0 at runtime
+    SMALL_BOARD = "pi3-1gb"  # a Raspberry Pi 3 Model B: 1 GB of memory
+    MAXCPUS_1 = "maxcpus-1"  # cmdline.txt has maxcpus=1: the kernel brings up one CPU
+    CLOCK_AHEAD = "clock-ahead"  # set by hand, no time sync: the wall clock is an hour ahead
+    # Raspberry Pi OS (32-bit) on a 64-bit kernel: the lab's i386 root on the machine's kernel
+    USERLAND_32_BIT = "32-bit-userland"
+    NO_VXLAN = "no-vxlan"  # a kernel without vxlan (Ubuntu's raspi kernel, no modules-extra)
+    NO_BR_NETFILTER = "no-br-netfilter"  # a kernel without br_netfilter
+    # The hosts with this fault boot copies of one SD card (the first one's): one hostname,
+    # machine-id and set of SSH host keys
+    CLONED_SD_CARD = "cloned-sd-card"
+    # An unplugged USB Ethernet adapter (eth1) with the factory MAC cheap RTL8152/8153
+    # adapters share: every host with this fault has the same MAC
+    USB_ETHERNET_DEFAULT_MAC = "usb-ethernet-default-mac"
+
+
+CLOCK_AHEAD_S = 3600
+USB_ETHERNET_MAC = "00:e0:4c:53:44:58"
+USB_ETHERNET_IFNAME = "eth1"
 
 
 def data_dir(lab: str) -> Path:
@@ -112,13 +132,20 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
     """
     lab.require_up()
     hosts = ssh_hosts(lab, faults)
-    root = rootfs.ensure_rootfs()
+    if any(Fault.CLOCK_AHEAD in h.faults for h in hosts):
+        require_commands("faketime")  # its libfaketime presents the wrong clock
     repo = aptrepo.ensure_repo()
     _serve_repository(lab, repo)
     client_key = _client_key(lab.name)
+    cloned = [h for h in hosts if Fault.CLONED_SD_CARD in h.faults]
+    original = _new_card(cloned[0].name) if cloned else None
     records = []
     for host in hosts:
-        _prepare_disk(lab, host, root, repo, client_key)
+        arch = rootfs.THIRTY_TWO_BIT if Fault.USERLAND_32_BIT in host.faults else rootfs.NATIVE
+        card = original if host in cloned and original is not None else _new_card(host.name)
+        _prepare_disk(lab, host, card, rootfs.ensure_rootfs(arch), repo, client_key)
+        if Fault.USB_ETHERNET_DEFAULT_MAC in host.faults:
+            _plug_usb_ethernet_adapter(lab, host.name)
         if Fault.UNREACHABLE in host.faults:
             continue
         directory = host_dir(lab.name, host.name)
@@ -216,26 +243,54 @@ _CRI_DISABLED_TOML = (
 )
 
 
+@dataclass(frozen=True)
+class _Card:
+    """What an SD card carries that makes a Pi itself (and what cloning it copies)."""
+
+    hostname: str
+    machine_id: str
+    partuuid: str
+    host_keys: tuple[tuple[str, bytes, bytes], ...]  # (name, private, public)
+
+
+def _new_card(hostname: str) -> _Card:
+    keys = []
+    for algorithm, name in (("ssh-ed25519", "ed25519"), ("ecdsa-sha2-nistp256", "ecdsa")):
+        key = asyncssh.generate_private_key(algorithm, comment=f"root@{hostname}")
+        keys.append((name, key.export_private_key(), key.export_public_key()))
+    return _Card(hostname, secrets.token_hex(16), secrets.token_hex(4), tuple(keys))
+
+
+def _plug_usb_ethernet_adapter(lab: Lab, host: str) -> None:
+    """eth1 with the adapter's factory MAC, up but without a cable (its peer is down, in the
+    LAN namespace and on no bridge)."""
+    peer = f"u-{host}"[:15]
+    if lab.run(host, ["ip", "link", "show", USB_ETHERNET_IFNAME]).returncode == 0:
+        return
+    add = ["ip", "link", "add", USB_ETHERNET_IFNAME, "address", USB_ETHERNET_MAC, "type", "veth"]
+    lab.run(host, [*add, "peer", "name", peer, "netns", lab.topology.lan_namespace], check=True)
+    lab.run(host, ["ip", "link", "set", USB_ETHERNET_IFNAME, "up"], check=True)
+
+
 def _prepare_disk(
-    lab: Lab, host: SshHost, root: Path, repo: Path, client_key: asyncssh.SSHKey
+    lab: Lab, host: SshHost, card: _Card, root: Path, repo: Path, client_key: asyncssh.SSHKey
 ) -> None:
-    """The host's SD card: a fresh Raspberry Pi OS with this host's identity (and faults)."""
+    """The host's SD card: a fresh Raspberry Pi OS with this card's identity (and faults)."""
     directory = host_dir(lab.name, host.name)
     if directory.exists():
         shutil.rmtree(directory)
     for sub in ("upper", "work", "merged", "bootfs"):
         (directory / sub).mkdir(parents=True)
     upper = directory / "upper"
-    _write(upper / "etc" / "hostname", f"{host.name}\n")
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.1.1\t{host.name}"]
+    _write(upper / "etc" / "hostname", f"{card.hostname}\n")
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.1.1\t{card.hostname}"]
     lines += [f"{h.ipv4}\t{h.name}" for h in lab.topology.hosts]
     _write(upper / "etc" / "hosts", "\n".join(lines) + "\n")
-    _write(upper / "etc" / "machine-id", secrets.token_hex(16) + "\n", 0o444)
-    for algorithm, name in (("ssh-ed25519", "ed25519"), ("ecdsa-sha2-nistp256", "ecdsa")):
-        key = asyncssh.generate_private_key(algorithm, comment=f"root@{host.name}")
+    _write(upper / "etc" / "machine-id", card.machine_id + "\n", 0o444)
+    for name, private, public in card.host_keys:
         base = upper / "etc" / "ssh" / f"ssh_host_{name}_key"
-        _write(base, key.export_private_key(), 0o600)
-        _write(base.with_suffix(".pub"), key.export_public_key())
+        _write(base, private, 0o600)
+        _write(base.with_suffix(".pub"), public)
     _write(
         upper / "root" / ".ssh" / "authorized_keys",
         client_key.export_public_key().decode(),
@@ -251,10 +306,10 @@ def _prepare_disk(
         upper / "etc" / "apt" / "trusted.gpg.d" / "pikube-lab.gpg",
         (repo / aptrepo.LAB_KEY_FILE).read_bytes(),
     )
-    partuuid = secrets.token_hex(4)
-    cmdline = _CMDLINE.format(partuuid=partuuid)
+    cmdline = _CMDLINE.format(partuuid=card.partuuid)
     flags = " cgroup_enable=memory cgroup_memory=1"
     own = cmdline + (flags if Fault.MEMORY_CGROUP_OFF in host.faults else "")
+    own += " maxcpus=1" if Fault.MAXCPUS_1 in host.faults else ""
     _write(directory / "bootfs" / "cmdline.txt", own + "\n")
     _write(directory / "bootfs" / "config.txt", _CONFIG_TXT)
     if Fault.WRONG_CMDLINE_FILE in host.faults:
@@ -270,6 +325,16 @@ def _prepare_disk(
         mac=topo_host.mac,
         serial="10000000" + secrets.token_hex(4),
         memory_forced_off=Fault.MEMORY_CGROUP_OFF in host.faults,
+        board="pi3-1gb" if Fault.SMALL_BOARD in host.faults else pihost.DEFAULT_BOARD,
+        missing_modules=tuple(
+            module
+            for module, fault in (
+                ("vxlan", Fault.NO_VXLAN),
+                ("br_netfilter", Fault.NO_BR_NETFILTER),
+            )
+            if fault in host.faults
+        ),
+        clock_offset_s=CLOCK_AHEAD_S if Fault.CLOCK_AHEAD in host.faults else 0,
     ).save()
 
 

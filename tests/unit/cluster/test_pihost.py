@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pikube.lab.pihost import Firmware, kernel_view, memory_cgroup_enabled
+from pikube.lab.pihost import (
+    BOARDS,
+    Firmware,
+    kernel_view,
+    meminfo_view,
+    memory_cgroup_enabled,
+    online_cpus,
+)
 
 PLAIN = "console=serial0,115200 root=PARTUUID=1234-02 rootwait\n"
 FLAGS = (
@@ -39,3 +46,32 @@ def test_the_last_word_on_memory_wins(words: list[str]) -> None:
     decisive = [w for w in words if "memory" in w]
     expected = not decisive or decisive[-1] == "cgroup_enable=memory"
     assert memory_cgroup_enabled(" ".join(words)) is expected
+
+
+def test_a_pi_brings_up_its_cores_unless_the_command_line_says_fewer() -> None:
+    pi3 = Firmware("02:00:00:00:00:21", board=BOARDS["pi3-1gb"])
+    assert kernel_view(pi3, PLAIN).cpus == 4
+    assert kernel_view(pi3, PLAIN.replace("rootwait", "rootwait maxcpus=1")).cpus == 1
+    assert online_cpus("maxcpus=0", 4) == 1  # the boot CPU always runs
+    assert online_cpus("nr_cpus=2 maxcpus=3", 4) == 2
+    assert online_cpus("maxcpus=8", 4) == 4
+
+
+MACHINE_MEMINFO = """\
+MemTotal:       24683812 kB
+MemFree:        22995004 kB
+MemAvailable:   24200420 kB
+SwapTotal:             0 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+"""
+
+
+def test_meminfo_shows_the_boards_memory() -> None:
+    pi3 = meminfo_view(MACHINE_MEMINFO, 944_000)
+    values = {line.split()[0]: line.split()[1] for line in pi3.splitlines()}
+    assert values["MemTotal:"] == "944000"
+    assert int(values["MemFree:"]) < int(values["MemAvailable:"]) < 944_000
+    assert values["Hugepagesize:"] == "2048"  # not an amount of the board's memory
+    assert values["HugePages_Total:"] == "0"
+    assert pi3.startswith("MemTotal:         944000 kB\n")
