@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
     from pikube.cluster.spec import ClusterSpec
     from pikube.cluster.ssh import NewHostKey
     from pikube.lab.lab import Lab
+
+T = TypeVar("T")
+
+
+def _run(main: Coroutine[Any, Any, T], interrupted: str) -> T:
+    """asyncio.run, with Ctrl-C (or a cancelled main task) as one line and exit status 130."""
+    try:
+        return asyncio.run(main)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise PikubeError(interrupted, exit_code=130) from None
 
 
 def _console(err: bool = False) -> Console:
@@ -95,7 +106,7 @@ def plan(spec_path: str, output: str) -> None:
     from pikube.cluster.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    the_plan = asyncio.run(_plan(spec))
+    the_plan = _run(_plan(spec), "interrupted (plan changes nothing)")
     if output == "json":
         click.echo(json.dumps(the_plan.to_json(), indent=2))
     else:
@@ -148,6 +159,7 @@ _STATE_STYLE = {
     "unchanged": "green",
     "failed": "red",
     "unreachable": "red",
+    "interrupted": "yellow",
     "rebooting": "magenta",
 }
 
@@ -191,15 +203,42 @@ def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
 
     spec = load_spec(spec_path)
     path = Path(log_path) if log_path else default_log_path(spec)
-    report = asyncio.run(_apply(spec, yes, path))
+    report = _run(
+        _apply(spec, yes, path),
+        "stopped waiting: the commands already started finish on their nodes; "
+        "apply again to continue from where each node is",
+    )
     _print_report(report)
+    if report.interrupted:
+        sys.exit(130)
     if not report.ok:
         sys.exit(1)
+
+
+def _stop_on_ctrl_c(stop: asyncio.Event) -> None:
+    """First Ctrl-C: every node finishes its running command and starts no other. Second:
+    stop waiting (the commands still finish on the nodes)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def interrupted() -> None:
+        if stop.is_set():
+            if task is not None:
+                task.cancel()
+            return
+        stop.set()
+        _console(err=True).print(
+            "interrupted: each node finishes the command it is running, then stops "
+            "(Ctrl-C again to stop waiting)"
+        )
+
+    loop.add_signal_handler(signal.SIGINT, interrupted)
 
 
 async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
     from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
 
+    stop = asyncio.Event()
     async with Session(spec, _report_new_key) as session:
         the_plan, _facts = await session.plan()
         if the_plan.change_count:
@@ -210,13 +249,14 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
                 if not click.confirm("apply these changes?", default=False):
                     raise PikubeError("nothing changed (not confirmed)")
         log = CommandLog(log_path if the_plan.change_count else None)
+        _stop_on_ctrl_c(stop)
         if sys.stdout.isatty():
             with Live(refresh_per_second=8, transient=False) as live:
                 view = _ProgressView((h.node for h in the_plan.hosts), live)
                 live.update(view.table())
-                return await apply_plan(session, the_plan, log, view)
+                return await apply_plan(session, the_plan, log, view, stop)
         view = _ProgressView((h.node for h in the_plan.hosts), None)
-        return await apply_plan(session, the_plan, log, view)
+        return await apply_plan(session, the_plan, log, view, stop)
 
 
 def _print_report(report: ApplyReport) -> None:
@@ -240,7 +280,7 @@ def doctor(spec_path: str, output: str) -> None:
     from pikube.cluster.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    report = asyncio.run(_doctor(spec))
+    report = _run(_doctor(spec), "interrupted (doctor changes nothing)")
     if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -6,9 +6,15 @@ the reboot dance (send it, see the host go, wait for it to come back, reconnect)
 the result from fresh runtime facts, and the command log (JSON lines). A node that fails or
 is unreachable stops only itself. No lockstep: a node never waits for another.
 
+Interrupting: when `stop` is set (the CLI's first Ctrl-C), every node finishes the command it
+is running and starts no other. Each command is started so that it runs to its end on the node
+even if the builder dies or loses the node (SIGKILL, a second Ctrl-C, a pulled cable): an
+apt-get install is never cut in the middle by the builder.
+
 Resuming: nothing is remembered between runs; the next run gathers facts and plans afresh, and
-every operation is idempotent, so an apply cut short (Ctrl-C, a lost host, a reboot) carries
-on where the host actually is.
+every operation is idempotent (and waits for, or repairs, an apt/dpkg run of the interrupted
+one), so an apply cut short (Ctrl-C, a lost host, a power cut, a reboot) carries on where the
+host actually is.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from pikube.errors import PikubeError
 
 REBOOT_TIMEOUT_S = 300.0
 COMMAND_TIMEOUT_S = 900.0
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
+class _Stopped(Exception):
+    """The apply was asked to stop (Ctrl-C) before this node's next command."""
 
 
 class HostState(enum.Enum):
@@ -45,6 +56,7 @@ class HostState(enum.Enum):
     UNCHANGED = "unchanged"
     FAILED = "failed"
     UNREACHABLE = "unreachable"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,10 @@ class ApplyReport:
     @property
     def ok(self) -> bool:
         return all(h.state in (HostState.DONE, HostState.UNCHANGED) for h in self.hosts)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(h.state is HostState.INTERRUPTED for h in self.hosts)
 
     @property
     def changes_applied(self) -> int:
@@ -210,11 +226,14 @@ async def apply_plan(
     plan: Plan,
     log: CommandLog,
     on_progress: ProgressCallback = lambda _p: None,
+    stop: asyncio.Event | None = None,
 ) -> ApplyReport:
-    """Run every node's planned commands, each node independently; then verify."""
+    """Run every node's planned commands, each node independently; then verify. Once `stop`
+    is set, each node finishes its running command and starts no other."""
     started = time.monotonic()
+    stop = stop or asyncio.Event()
     results = await asyncio.gather(
-        *(_apply_host(session, host, log, on_progress) for host in plan.hosts)
+        *(_apply_host(session, host, log, on_progress, stop) for host in plan.hosts)
     )
     return ApplyReport(
         hosts=tuple(results), log_path=log.path, elapsed_s=time.monotonic() - started
@@ -222,7 +241,11 @@ async def apply_plan(
 
 
 async def _apply_host(
-    session: Session, host: HostPlan, log: CommandLog, on_progress: ProgressCallback
+    session: Session,
+    host: HostPlan,
+    log: CommandLog,
+    on_progress: ProgressCallback,
+    stop: asyncio.Event,
 ) -> HostResult:
     node = host.node
     if host.error is not None:
@@ -236,13 +259,26 @@ async def _apply_host(
     steps = len(host.changes)
     try:
         for step, change in enumerate(host.changes, start=1):
+            if stop.is_set():
+                raise _Stopped
             state = HostState.REBOOTING if change.reboot else HostState.APPLYING
             on_progress(Progress(node, state, step, steps, change.summary))
-            commands += await _run_change(session, node, change, log)
+            await _run_change(session, node, change, log, stop, commands)
             applied.append(change.id)
         on_progress(Progress(node, HostState.VERIFYING, steps, steps, "checking runtime state"))
         facts = await session.facts(node)
         problem = _verify(session.spec, facts)
+    except _Stopped:
+        message = (
+            f"stopped after {len(applied)} of {steps} changes (nothing half done); "
+            "apply again to continue"
+        )
+        on_progress(Progress(node, HostState.INTERRUPTED, len(applied), steps, message))
+        return HostResult(node, HostState.INTERRUPTED, tuple(applied), tuple(commands), message)
+    except ssh.UnreachableError as exc:
+        message = f"{exc.message}; apply again once it is back (it continues from there)"
+        on_progress(Progress(node, HostState.UNREACHABLE, len(applied), steps, message))
+        return HostResult(node, HostState.UNREACHABLE, tuple(applied), tuple(commands), message)
     except PikubeError as exc:
         on_progress(Progress(node, HostState.FAILED, len(applied), steps, exc.message))
         return HostResult(node, HostState.FAILED, tuple(applied), tuple(commands), exc.message)
@@ -253,29 +289,50 @@ async def _apply_host(
     return HostResult(node, HostState.DONE, tuple(applied), tuple(commands))
 
 
-async def _run_change(session: Session, node: str, change: Change, log: CommandLog) -> list[str]:
-    conn = session.connections[node]
-    ran = []
+async def _run_change(
+    session: Session,
+    node: str,
+    change: Change,
+    log: CommandLog,
+    stop: asyncio.Event,
+    ran: list[str],
+) -> None:
+    """Run a change's commands in order (appending each to `ran` as it starts)."""
     for command in change.commands:
+        if stop.is_set():
+            raise _Stopped
+        ran.append(command)
         started = time.monotonic()
         if change.reboot:
-            await _reboot(session, node, command, log, change.id)
-            ran.append(command)
+            await _reboot(session, node, command, log, change.id, stop)
             continue
-        result = await conn.run(command, timeout_s=COMMAND_TIMEOUT_S)
+        conn = session.connections[node]
+        result = await conn.run(command, timeout_s=COMMAND_TIMEOUT_S, survive_disconnect=True)
         log.record(node, change.id, result, time.monotonic() - started)
-        ran.append(command)
         if not result.ok:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise PikubeError(
                 f"{node}: `{_short(command)}` ({change.id}) failed with status "
                 f"{result.exit_status}: {detail[-1] if detail else 'no output'}"
             )
-    return ran
 
 
-async def _reboot(session: Session, node: str, command: str, log: CommandLog, change: str) -> None:
+async def _boot_id(conn: ssh.Connection) -> str:
+    return (await conn.run(BOOT_ID, timeout_s=30.0)).stdout.strip()
+
+
+async def _reboot(
+    session: Session,
+    node: str,
+    command: str,
+    log: CommandLog,
+    change: str,
+    stop: asyncio.Event,
+) -> None:
+    """Reboot, see the host go, and reconnect to its next boot (a new boot_id): until then,
+    sshd of the old boot may still accept a connection."""
     conn = session.connections[node]
+    before = await _boot_id(conn)
     started = time.monotonic()
     try:
         result = await conn.run(command, timeout_s=60.0)
@@ -284,10 +341,34 @@ async def _reboot(session: Session, node: str, command: str, log: CommandLog, ch
     log.record(node, change, result, time.monotonic() - started)
     if not result.ok:
         raise PikubeError(f"{node}: `{command}` failed: {result.stderr.strip()[-300:]}")
-    # The host is going down: wait for the old connection to close, then for the new boot.
+    back = asyncio.ensure_future(_next_boot(session, node, conn, before))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({back, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not back.done():
+            back.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await back
+    if not back.done() or back.cancelled():
+        raise _Stopped  # the host reboots without us; the next run reads its facts
+    back.result()
+
+
+async def _next_boot(session: Session, node: str, old: ssh.Connection, before: str) -> None:
+    deadline = time.monotonic() + REBOOT_TIMEOUT_S
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(conn.wait_closed(), timeout=REBOOT_TIMEOUT_S)
-    await session.reconnect(node, REBOOT_TIMEOUT_S)
+        await asyncio.wait_for(old.wait_closed(), timeout=REBOOT_TIMEOUT_S)
+    while True:
+        conn = await session.reconnect(node, max(deadline - time.monotonic(), 1.0))
+        with contextlib.suppress(ssh.UnreachableError):
+            if await _boot_id(conn) != before:
+                return
+        await conn.close()
+        if time.monotonic() > deadline:
+            raise PikubeError(f"{node}: did not reboot within {REBOOT_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.25)
 
 
 def _verify(spec: ClusterSpec, facts: HostFacts) -> str:

@@ -47,6 +47,9 @@ PACKAGES = (
     "dphys-swapfile",
 )
 
+# Programs that hold dpkg's lock while they run (process names, at most 15 characters).
+PACKAGE_MANAGERS = ("apt", "apt-get", "aptitude", "dpkg", "unattended-upgr")
+
 
 def facts_script() -> str:
     """The script that prints every fact, section by section (POSIX sh, read-only)."""
@@ -55,6 +58,7 @@ def facts_script() -> str:
     modules = " ".join(MODULES)
     sysctls = " ".join(s.replace(".", "/") for s in SYSCTLS)
     packages = " ".join(PACKAGES)
+    package_managers = " ".join(PACKAGE_MANAGERS)
     return f"""export LC_ALL=C
 s() {{ printf '\\n{MARK}%s\\n' "$1"; }}
 s uname; uname -m; uname -r
@@ -87,6 +91,8 @@ s containerd-version; containerd --version 2>/dev/null
 s dpkg; dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Abbrev}}\\n' {packages} 2>/dev/null
 s holds; apt-mark showhold 2>/dev/null
 s dpkg-audit; dpkg --audit 2>/dev/null | head -n 5
+s dpkg-journal; ls /var/lib/dpkg/updates 2>/dev/null | grep -x '[0-9]*' | head -n 3
+s package-manager; for p in {package_managers}; do pgrep -l -x "$p"; done
 s keyring; [ -s {KEYRING} ] && echo present
 s clock; date +%s.%N
 s memory; grep '^MemTotal:' /proc/meminfo; nproc
@@ -181,6 +187,8 @@ class HostFacts:
     packages: Mapping[str, Package] = field(default_factory=dict)
     holds: frozenset[str] = frozenset()
     dpkg_audit: str = ""
+    dpkg_journal: tuple[str, ...] = ()  # /var/lib/dpkg/updates: a dpkg run was cut short
+    package_managers: tuple[str, ...] = ()  # "PID NAME" of apt/dpkg runs going on right now
     keyring_present: bool = False
     clock_s: float = 0.0
     mem_total_kb: int = 0
@@ -444,6 +452,8 @@ def parse_facts(output: str) -> HostFacts:
         packages=_packages(sec.get("dpkg", "")),
         holds=names("holds"),
         dpkg_audit=sec.get("dpkg-audit", "").strip(),
+        dpkg_journal=tuple(_lines(sec.get("dpkg-journal", ""))),
+        package_managers=tuple(_lines(sec.get("package-manager", ""))),
         keyring_present=sec.get("keyring", "").strip() == "present",
         clock_s=float(clock) if clock.replace(".", "", 1).isdigit() else 0.0,
         mem_total_kb=mem_kb,

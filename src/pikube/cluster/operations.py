@@ -8,8 +8,10 @@ containerd's configuration, the Kubernetes apt repository, kubelet/kubeadm/kubec
 held, the cgroup flags on the kernel command line, and a reboot when the running kernel lacks
 them.
 
-Files are written atomically (a temporary file, then mv), so an interrupted apply leaves each
-file old or new, and the next run carries on from the facts it then finds.
+Resuming after an interruption (Ctrl-C, a lost host, a power cut) needs no memory of the
+interrupted run: files are written atomically (a temporary file, then mv), so each is old or
+new; an apt or dpkg run still going is waited for; a dpkg run cut short is finished with
+`dpkg --configure -a`; and everything else is read afresh from the facts.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ CONTAINERD_CONF = "/etc/containerd/config.toml"
 KUBE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
 ZRAM_CONF = "/etc/systemd/zram-generator.conf"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Wait (up to 5 minutes) for dpkg's lock instead of failing: apt-daily on a fresh Pi, or the
+# apt run of an apply that was interrupted and is finishing on its own.
+APT_LOCK_WAIT = "-o DPkg::Lock::Timeout=300"
+APT_UPDATE = f"apt-get update -q {APT_LOCK_WAIT}"
 # Keep a configuration file the user (or an earlier tool) changed instead of asking: a
 # conffile question would wait forever (the operations below then write what the spec says).
 APT_KEEP_CONFIG = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -161,12 +167,26 @@ def _file_change(
 # -- the operations --------------------------------------------------------------------------
 
 
+def package_manager_idle(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    """dpkg takes no turns: wait for an apt/dpkg run that is going on (bounded by the command
+    timeout), so the repair and installs below do not fail on its lock."""
+    if facts.package_managers:
+        names = ", ".join(facts.package_managers)
+        pattern = " ".join(sorted({p.split()[-1] for p in facts.package_managers}))
+        yield Change(
+            "wait-package-manager",
+            Kind.PACKAGES,
+            f"wait for the package manager run going on ({names}) to finish",
+            (f"for p in {pattern}; do while pgrep -x $p >/dev/null; do sleep 1; done; done",),
+        )
+
+
 def dpkg_repair(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
-    if facts.dpkg_audit:
+    if facts.dpkg_audit or facts.dpkg_journal:
         yield Change(
             "dpkg-repair",
             Kind.PACKAGES,
-            "finish package installs that were interrupted",
+            "finish the package installs a cut-short dpkg run left half done",
             (f"{APT_ENV} dpkg --configure -a",),
         )
 
@@ -183,9 +203,9 @@ def base_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
             Kind.PACKAGES,
             f"install {', '.join(wanted)}",
             (
-                "apt-get update -q",
-                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
-                + " ".join(wanted),
+                APT_UPDATE,
+                f"{APT_ENV} apt-get install -y -q {APT_LOCK_WAIT} {APT_KEEP_CONFIG} "
+                "--no-install-recommends " + " ".join(wanted),
             ),
         )
 
@@ -313,7 +333,7 @@ def kubernetes_repository(spec: ClusterSpec, facts: HostFacts) -> Iterator[Chang
             "kubernetes-index",
             Kind.PACKAGES,
             "read the Kubernetes repository's index",
-            ("apt-get update -q",),
+            (APT_UPDATE,),
         )
 
 
@@ -331,8 +351,8 @@ def kubernetes_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]
             Kind.PACKAGES,
             f"install {', '.join(wrong)} {version}",
             (
-                f"{APT_ENV} apt-get install -y -q {APT_KEEP_CONFIG} --no-install-recommends "
-                f"--allow-change-held-packages {targets}",
+                f"{APT_ENV} apt-get install -y -q {APT_LOCK_WAIT} {APT_KEEP_CONFIG} "
+                f"--no-install-recommends --allow-change-held-packages {targets}",
             ),
         )
     unheld = [n for n in KUBE_PACKAGES if n not in facts.holds]
@@ -386,6 +406,7 @@ def reboot(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
 
 
 OPERATIONS = (
+    package_manager_idle,
     dpkg_repair,
     base_packages,
     swap_off,

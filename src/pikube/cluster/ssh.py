@@ -22,6 +22,14 @@ from pikube.errors import PikubeError
 
 MAX_CHANNELS_PER_CONNECTION = 8
 CONNECT_TIMEOUT_S = 10.0
+# A node that stops answering (cable pulled, hung, powered off without closing its TCP
+# connections) is given up after about KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT_MAX seconds.
+KEEPALIVE_INTERVAL_S = 5.0
+KEEPALIVE_COUNT_MAX = 3
+# Run first by commands that must finish even if the builder goes away (killed, or its
+# connection lost): without a terminal sshd signals nothing, and with SIGPIPE ignored the
+# command's writes to the closed channel fail harmlessly instead of killing it (apt, dpkg).
+_SURVIVE_DISCONNECT = "trap '' PIPE\n"
 
 
 @dataclass(frozen=True)
@@ -129,14 +137,21 @@ class Connection:
         return f"sudo -n sh -c {shlex.quote(command)}"
 
     async def run(
-        self, command: str, *, input_text: str = "", timeout_s: float = 600.0
+        self,
+        command: str,
+        *,
+        input_text: str = "",
+        timeout_s: float = 600.0,
+        survive_disconnect: bool = False,
     ) -> CommandResult:
         """Run a command; its stdin is `input_text` then end-of-file, so nothing ever waits
-        for an answer on the terminal."""
+        for an answer on the terminal. With `survive_disconnect`, the command runs to its end
+        on the node even if this connection is lost meanwhile."""
+        remote = (_SURVIVE_DISCONNECT + command) if survive_disconnect else command
         async with self._channels:
             try:
                 result = await self._conn.run(
-                    self._wrap(command), input=input_text, check=False, timeout=timeout_s
+                    self._wrap(remote), input=input_text, check=False, timeout=timeout_s
                 )
             except asyncssh.TimeoutError as exc:
                 raise PikubeError(
@@ -147,6 +162,12 @@ class Connection:
                     f"{self.target.node}: lost the SSH connection to {self.target.address}: "
                     f"{_reason(exc)}"
                 ) from exc
+        if result.exit_status is None and result.exit_signal is None and self._conn.is_closed():
+            # The channel ended without a status because the connection did (keepalive).
+            raise UnreachableError(
+                f"{self.target.node}: lost the SSH connection to {self.target.address} "
+                "(no answer to keepalives)"
+            )
         status = result.exit_status if result.exit_status is not None else 255
         return CommandResult(command, status, _text(result.stdout), _text(result.stderr))
 
@@ -203,6 +224,8 @@ async def connect(
             config=None,
             connect_timeout=timeout_s,
             login_timeout=timeout_s,
+            keepalive_interval=KEEPALIVE_INTERVAL_S,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
         )
     except asyncssh.HostKeyNotVerifiable as exc:
         offered = client.offered

@@ -28,7 +28,7 @@ import asyncssh
 from pikube.errors import PikubeError
 from pikube.lab import aptrepo, pihost, rootfs, state
 from pikube.lab.lab import Lab
-from pikube.lab.processes import TcpListening
+from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
 from pikube.system import require_commands
 
@@ -148,14 +148,21 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
             _plug_usb_ethernet_adapter(lab, host.name)
         if Fault.UNREACHABLE in host.faults:
             continue
-        directory = host_dir(lab.name, host.name)
-        records.append(
-            lab.start(
-                host.name,
-                HOST_PROCESS,
-                [sys.executable, "-m", "pikube.lab.pihost", str(directory)],
-            )
-        )
+        records.append(_power_on(lab, host.name))
+    _wait_for_sshd(lab, records)
+    for host in hosts:
+        if Fault.IP_FORWARD_OFF in host.faults:
+            lab.run(host.name, ["sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
+    return hosts
+
+
+def _power_on(lab: Lab, host: str) -> ProcessRecord:
+    directory = host_dir(lab.name, host)
+    argv = [sys.executable, "-m", "pikube.lab.pihost", str(directory)]
+    return lab.start(host, HOST_PROCESS, argv)
+
+
+def _wait_for_sshd(lab: Lab, records: Iterable[ProcessRecord]) -> None:
     deadline = time.monotonic() + _BOOT_TIMEOUT_S
     listening = TcpListening(SSH_PORT)
     for record in records:
@@ -167,10 +174,32 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
                     f"see {console} and {record.log_path}"
                 )
             time.sleep(0.02)
-    for host in hosts:
-        if Fault.IP_FORWARD_OFF in host.faults:
-            lab.run(host.name, ["sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
-    return hosts
+
+
+def power_cut(lab: Lab, host: str) -> None:
+    """Pull the host's power: every process of it dies at once (its disk stays as it was)."""
+    lab.stop(lab.process(host, HOST_PROCESS))
+
+
+def power_on(lab: Lab, host: str) -> None:
+    """Boot a host whose power was cut, and wait for its sshd."""
+    _wait_for_sshd(lab, [_power_on(lab, host)])
+
+
+def host_processes(lab_name: str, host: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process running on a booted lab host (its cgroup's)."""
+    found = []
+    for cgroup_root in _cgroup2_mounts():
+        directory = cgroup_root / pihost.cgroup_name(lab_name, host)
+        for procs in directory.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(OSError):
+                        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                        found.append((int(pid), tuple(a.decode() for a in argv if a)))
+        if found:
+            break
+    return found
 
 
 def down_ssh_hosts(lab_name: str) -> None:

@@ -38,10 +38,11 @@ def test_a_fresh_pi_gets_the_seeds_whole_preparation(spec: ClusterSpec, fresh: H
     changes = changes_for(spec, fresh)
     assert [c.id for c in changes] == FRESH_PLAN
     commands = [cmd for c in changes for cmd in c.commands]
-    assert commands[0] == "apt-get update -q"
+    assert commands[0] == "apt-get update -q -o DPkg::Lock::Timeout=300"
     assert "containerd" in commands[1].split()
     installs = [c for c in commands if "apt-get install" in c]
     assert all("--force-confold" in c for c in installs)  # never a question that waits
+    assert all("DPkg::Lock::Timeout=300" in c for c in installs)  # apt-daily, a resumed run
     assert "systemctl mask dphys-swapfile.service" in commands
     assert any("kubelet=1.31.5-* kubeadm=1.31.5-* kubectl=1.31.5-*" in c for c in commands)
     assert "apt-mark hold kubelet kubeadm kubectl" in commands
@@ -130,6 +131,22 @@ def test_an_interrupted_package_install_is_finished_first(
 ) -> None:
     broken = dataclasses.replace(prepared, dpkg_audit="The following packages are only half")
     assert _ids(spec, broken) == ["dpkg-repair"]
+    journal = dataclasses.replace(prepared, dpkg_journal=("0000", "0001"))
+    assert _ids(spec, journal) == ["dpkg-repair"]
+
+
+def test_a_package_manager_run_going_on_is_waited_for_first(
+    spec: ClusterSpec, fresh: HostFacts
+) -> None:
+    busy = dataclasses.replace(
+        fresh, package_managers=("812 apt-get", "830 dpkg"), dpkg_audit="half configured"
+    )
+    changes = changes_for(spec, busy)
+    assert [c.id for c in changes[:3]] == ["wait-package-manager", "dpkg-repair", "packages"]
+    wait = changes[0]
+    assert "812 apt-get" in wait.summary
+    (command,) = wait.commands
+    assert command.startswith("for p in apt-get dpkg; do while pgrep -x $p")
 
 
 def test_the_plan_keeps_unreachable_nodes_apart(spec: ClusterSpec, fresh: HostFacts) -> None:
