@@ -7,7 +7,10 @@ from the lab's client host):
   - apply on the 4 fresh hosts (the whole preparation, reboots included), once,
   - plan and apply on the prepared hosts (zero changes),
 and, as a peer in the same run, OpenSSH running `true` on the 4 hosts one after another (the
-floor of any tool that opens one SSH connection per host). Prints medians; never fails on time.
+floor of any tool that opens one SSH connection per host). Also the start-up part of plan's
+time (importing what `pikube cluster plan` imports, in a fresh interpreter), and the machine's
+load average before and after (the machine is shared: read the figures against it). Prints
+medians; never fails on time.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,11 +63,17 @@ def _in_namespace(namespace: str, spec_path: Path) -> float:
     return elapsed[0]
 
 
+# What `pikube cluster plan` imports before it connects (see pikube.cli.cluster).
+_PLAN_IMPORTS = "import pikube.cli, pikube.cli.cluster, pikube.cluster.spec, pikube.cluster.apply"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    imports = [_timed([sys.executable, "-c", _PLAN_IMPORTS])[0] for _ in range(args.runs)]
     lab = Lab("benchcl")
     lab.down()
     lab.up()
@@ -119,8 +129,12 @@ def main() -> None:
                 noop_apply.append(elapsed)
     finally:
         lab.down()
+    load_after = os.getloadavg()
     result = {
         "runs": args.runs,
+        "load_average_1_5_15_before": load_before,
+        "load_average_1_5_15_after": load_after,
+        "plan_imports_s": statistics.median(imports),
         "ssh_hosts_boot_s": boot_s,
         "peer_openssh_true_4_hosts_s": statistics.median(peer),
         "plan_fresh_cli_s": statistics.median(fresh_plan),
@@ -134,6 +148,7 @@ def main() -> None:
     labels = {
         "ssh_hosts_boot_s": "boot 4 SSH hosts (lab, not the builder)",
         "peer_openssh_true_4_hosts_s": "peer: OpenSSH `true` on 4 hosts in turn",
+        "plan_imports_s": "start-up: what plan imports (python -c)",
         "plan_fresh_cli_s": "plan, 4 fresh hosts (whole command)      goal < 2 s",
         "plan_fresh_in_process_s": "plan, 4 fresh hosts (connect+facts+plan)",
         "prepare_4_fresh_hosts_s": "apply, 4 fresh hosts (whole prep)       goal < 60 s",
@@ -146,6 +161,12 @@ def main() -> None:
     print(f"{'commands run by the preparation':<55} {commands:7d}")
     ratio = result["plan_fresh_cli_s"] / result["peer_openssh_true_4_hosts_s"]
     print(f"{'plan / peer ratio':<55} {ratio:7.2f}")
+    print(
+        f"{'load average (1, 5, 15 min) before / after':<55} "
+        + " ".join(f"{v:.2f}" for v in load_before)
+        + " / "
+        + " ".join(f"{v:.2f}" for v in load_after)
+    )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2))
 

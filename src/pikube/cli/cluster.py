@@ -1,8 +1,10 @@
 """`pikube cluster ...`: init, schema, plan, apply, doctor; and `pikube lab cluster-spec`.
 
 Parsing and printing only: the decisions are in pikube.cluster. The spec is validated before
-any connection is made. The builder's modules (pydantic, asyncssh: about 1 s to import) are
-imported inside the commands, so other `pikube` commands do not pay for them.
+any connection is made. Start-up time matters (`plan` should answer in well under 2 s): the
+builder's modules (pydantic, asyncssh: most of a second to import) are imported inside the
+commands that need them, and rich only by the live progress of `apply` and the doctor's table;
+everything else prints with click.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
 
 from pikube.errors import PikubeError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
     from pikube.cluster.apply import ApplyReport, Progress
     from pikube.cluster.doctor import DoctorReport
     from pikube.cluster.plan import Plan
@@ -44,7 +46,13 @@ def _run(main: Coroutine[Any, Any, T], interrupted: str) -> T:
 
 
 def _console(err: bool = False) -> Console:
+    from rich.console import Console  # noqa: PLC0415 (only for tables and live progress)
+
     return Console(highlight=False, stderr=err, width=None if sys.stdout.isatty() else 120)
+
+
+def _say(text: str, err: bool = False) -> None:
+    click.echo(text, err=err)
 
 
 _spec_option = click.option(
@@ -80,7 +88,7 @@ def init(path: str, force: bool) -> None:
     if target.exists() and not force:
         raise PikubeError(f"{target} exists; use --force to overwrite it")
     target.write_text(SEED_SPEC)
-    _console().print(f"wrote {target}: edit the addresses, then `pikube cluster plan -f {target}`")
+    _say(f"wrote {target}: edit the addresses, then `pikube cluster plan -f {target}`")
 
 
 @cluster.command()
@@ -92,9 +100,10 @@ def schema() -> None:
 
 
 def _report_new_key(event: NewHostKey) -> None:
-    _console(err=True).print(
+    _say(
         f"{event.node}: first contact with {event.address}; recorded its host key "
-        f"{event.algorithm} {event.fingerprint}"
+        f"{event.algorithm} {event.fingerprint}",
+        err=True,
     )
 
 
@@ -126,28 +135,29 @@ async def _plan(spec: ClusterSpec) -> Plan:
 def _print_plan(the_plan: Plan) -> None:
     from pikube.cluster.operations import Kind  # noqa: PLC0415
 
-    console = _console()
+    bold = click.style
     for host in the_plan.hosts:
+        name = bold(host.node, bold=True)
         if host.error is not None:
-            console.print(f"[bold]{host.node}[/bold]: [red]no plan: {escape(host.error)}[/red]")
+            _say(f"{name}: " + click.style(f"no plan: {host.error}", fg="red"))
             continue
         count = len(host.changes)
         if not count:
-            console.print(f"[bold]{host.node}[/bold]: no changes")
+            _say(f"{name}: no changes")
             continue
-        console.print(f"[bold]{host.node}[/bold]: {count} change{'s' if count > 1 else ''}")
+        _say(f"{name}: {count} change{'s' if count > 1 else ''}")
         for change in host.changes:
-            console.print(f"  [yellow]~[/yellow] {escape(change.summary)}  [dim]({change.id})")
+            tilde = click.style("~", fg="yellow")
+            _say(f"  {tilde} {change.summary}  " + click.style(f"({change.id})", dim=True))
             if change.kind is Kind.FILE and change.diff:
                 for line in change.diff.splitlines():
-                    style = "green" if line.startswith("+") else "red" if line[:1] == "-" else ""
-                    text = escape(line)
-                    console.print(f"      [{style}]{text}[/{style}]" if style else f"      {text}")
+                    colour = "green" if line[:1] == "+" else "red" if line[:1] == "-" else None
+                    _say("      " + (click.style(line, fg=colour) if colour else line))
             else:
                 for command in change.commands:
-                    console.print(f"      [dim]$[/dim] {escape(command)}")
+                    _say("      " + click.style("$", dim=True) + f" {command}")
     total = the_plan.change_count
-    console.print(
+    _say(
         f"\n{total} change{'s' if total != 1 else ''} on "
         f"{sum(1 for h in the_plan.hosts if h.changes)} of {len(the_plan.hosts)} nodes"
         + (f"; {len(the_plan.errors)} unreachable" if the_plan.errors else "")
@@ -175,12 +185,16 @@ class _ProgressView:
         self.live = live
 
     def table(self) -> Table:
+        from rich.markup import escape  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+
         table = Table("node", "state", "step", "elapsed", "doing", box=None)
         for node, p in self.rows.items():
             style = _STATE_STYLE.get(p.state.value, "yellow")
             step = f"{p.step}/{p.steps}" if p.steps else ""
             elapsed = f"{time.monotonic() - self.started[node]:.1f} s"
-            table.add_row(node, f"[{style}]{p.state.value}[/{style}]", step, elapsed, p.detail)
+            state = f"[{style}]{p.state.value}[/{style}]"
+            table.add_row(node, state, step, elapsed, escape(p.detail))
         return table
 
     def __call__(self, progress: Progress) -> None:
@@ -227,9 +241,10 @@ def _stop_on_ctrl_c(stop: asyncio.Event) -> None:
                 task.cancel()
             return
         stop.set()
-        _console(err=True).print(
+        _say(
             "interrupted: each node finishes the command it is running, then stops "
-            "(Ctrl-C again to stop waiting)"
+            "(Ctrl-C again to stop waiting)",
+            err=True,
         )
 
     loop.add_signal_handler(signal.SIGINT, interrupted)
@@ -251,6 +266,8 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
         log = CommandLog(log_path if the_plan.change_count else None)
         _stop_on_ctrl_c(stop)
         if sys.stdout.isatty():
+            from rich.live import Live  # noqa: PLC0415 (only on a terminal)
+
             with Live(refresh_per_second=8, transient=False) as live:
                 view = _ProgressView((h.node for h in the_plan.hosts), live)
                 live.update(view.table())
@@ -260,16 +277,13 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
 
 
 def _print_report(report: ApplyReport) -> None:
-    console = _console()
     for host in report.hosts:
-        style = _STATE_STYLE.get(host.state.value, "yellow")
-        detail = f": {escape(host.message)}" if host.message else ""
-        console.print(
-            f"{host.node}: [{style}]{host.state.value}[/{style}], "
-            f"{len(host.applied)} changes{detail}"
-        )
+        colour = _STATE_STYLE.get(host.state.value, "yellow")
+        detail = f": {host.message}" if host.message else ""
+        state = click.style(host.state.value, fg=colour)
+        _say(f"{host.node}: {state}, {len(host.applied)} changes{detail}")
     where = f"; commands logged in {report.log_path}" if report.log_path else ""
-    console.print(f"{report.changes_applied} changes applied in {report.elapsed_s:.1f} s{where}")
+    _say(f"{report.changes_applied} changes applied in {report.elapsed_s:.1f} s{where}")
 
 
 @cluster.command()
@@ -299,6 +313,9 @@ async def _doctor(spec: ClusterSpec) -> DoctorReport:
 
 
 def _print_doctor(report: DoctorReport) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("node", "check", "status", "what it means", "fix", box=None)
     styles = {"ok": "green", "warn": "yellow", "fail": "red"}
     for node, checks in report.hosts.items():
@@ -321,15 +338,14 @@ def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
 
     started = time.monotonic()
     hosts = sshhosts.up_ssh_hosts(the_lab, sshhosts.parse_faults(faults))
-    console = _console()
-    console.print(
+    _say(
         f"SSH hosts up in {time.monotonic() - started:.1f} s: "
         + ", ".join(
             f"{h.name} ({h.address}" + "".join(f"; {f.value}" for f in h.faults) + ")"
             for h in hosts
         )
     )
-    console.print(
+    _say(
         f"try the builder: pikube lab cluster-spec -n {the_lab.name} > cluster.yaml && "
         f"pikube lab exec -n {the_lab.name} client -- pikube cluster plan -f cluster.yaml"
     )

@@ -58,7 +58,7 @@ def facts_script() -> str:
     modules = " ".join(MODULES)
     sysctls = " ".join(s.replace(".", "/") for s in SYSCTLS)
     packages = " ".join(PACKAGES)
-    package_managers = " ".join(PACKAGE_MANAGERS)
+    package_managers = "|".join(PACKAGE_MANAGERS)
     return f"""export LC_ALL=C
 s() {{ printf '\\n{MARK}%s\\n' "$1"; }}
 s uname; uname -m; uname -r
@@ -89,10 +89,9 @@ s sysctl; for k in {sysctls}; do echo "$k $(cat "/proc/sys/$k" 2>/dev/null || ec
 s units; systemctl show -p Id,LoadState,UnitFileState,ActiveState {units} 2>/dev/null
 s containerd-version; containerd --version 2>/dev/null
 s dpkg; dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Abbrev}}\\n' {packages} 2>/dev/null
-s holds; apt-mark showhold 2>/dev/null
 s dpkg-audit; dpkg --audit 2>/dev/null | head -n 5
 s dpkg-journal; ls /var/lib/dpkg/updates 2>/dev/null | grep -x '[0-9]*' | head -n 3
-s package-manager; for p in {package_managers}; do pgrep -l -x "$p"; done
+s package-manager; ps -e -o pid=,comm= | grep -E '^ *[0-9]+ ({package_managers})$'
 s keyring; [ -s {KEYRING} ] && echo present
 s clock; date +%s.%N
 s memory; grep '^MemTotal:' /proc/meminfo; nproc
@@ -419,6 +418,8 @@ def parse_facts(output: str) -> HostFacts:
         iface, _, mac = line.partition(" ")
         macs.append((iface, mac.strip()))
 
+    packages = _packages(sec.get("dpkg", ""))
+
     def names(key: str) -> frozenset[str]:
         return frozenset(w for line in _lines(sec.get(key, "")) for w in line.split())
 
@@ -449,11 +450,13 @@ def parse_facts(output: str) -> HostFacts:
         sysctls=_sysctls(sec.get("sysctl", "")),
         units=_units(sec.get("units", "")),
         containerd_version=sec.get("containerd-version", "").strip(),
-        packages=_packages(sec.get("dpkg", "")),
-        holds=names("holds"),
+        packages=packages,
+        holds=frozenset(p.name for p in packages.values() if p.status.startswith("h")),
         dpkg_audit=sec.get("dpkg-audit", "").strip(),
         dpkg_journal=tuple(_lines(sec.get("dpkg-journal", ""))),
-        package_managers=tuple(_lines(sec.get("package-manager", ""))),
+        package_managers=tuple(
+            " ".join(line.split()) for line in _lines(sec.get("package-manager", ""))
+        ),
         keyring_present=sec.get("keyring", "").strip() == "present",
         clock_s=float(clock) if clock.replace(".", "", 1).isdigit() else 0.0,
         mem_total_kb=mem_kb,
