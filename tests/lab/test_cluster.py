@@ -84,9 +84,14 @@ def test_apply_runs_exactly_the_plan_and_then_has_nothing_to_do(
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     for node, host_plan in plan.items():
         planned = [cmd for change in host_plan["changes"] for cmd in change["commands"]]
-        executed = [e["command"] for e in entries if e["node"] == node]
+        executed = [e["command"] for e in entries if e["node"] == node and "read_only" not in e]
         assert executed == planned, node
         assert all(e["exit_status"] == 0 for e in entries if e["node"] == node)
+        # Every command run is in the log, the reads too: facts before and after, boot ids.
+        reads = [e["change"] for e in entries if e["node"] == node and e.get("read_only")]
+        assert reads[0] == reads[-1] == "facts", node
+        assert set(reads[1:-1]) == {"reboot"}, node  # boot_id before, and after (maybe more)
+        assert len(reads) >= 4, node
     assert any(e["command"] == "systemctl reboot" for e in entries)
 
     status, out, err = _pikube(lab, "cluster", "plan", "-f", str(spec), "-o", "json")

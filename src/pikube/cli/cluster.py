@@ -209,7 +209,13 @@ class _ProgressView:
 @cluster.command()
 @_spec_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="The command log.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    help="The log of every command run, JSON lines "
+    "[default: ~/.local/state/pikube/logs/apply-CLUSTER-TIME.jsonl].",
+)
 def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
     """Carry out the plan on every node concurrently; a second apply changes nothing."""
     from pikube.cluster.apply import default_log_path  # noqa: PLC0415
@@ -254,7 +260,7 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
     from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
 
     stop = asyncio.Event()
-    async with Session(spec, _report_new_key) as session:
+    async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
         the_plan, _facts = await session.plan()
         if the_plan.change_count:
             _print_plan(the_plan)
@@ -263,7 +269,6 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
                     raise PikubeError("apply asks before changing anything: pass --yes")
                 if not click.confirm("apply these changes?", default=False):
                     raise PikubeError("nothing changed (not confirmed)")
-        log = CommandLog(log_path if the_plan.change_count else None)
         _stop_on_ctrl_c(stop)
         if sys.stdout.isatty():
             from rich.live import Live  # noqa: PLC0415 (only on a terminal)
@@ -271,9 +276,9 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
             with Live(refresh_per_second=8, transient=False) as live:
                 view = _ProgressView((h.node for h in the_plan.hosts), live)
                 live.update(view.table())
-                return await apply_plan(session, the_plan, log, view, stop)
+                return await apply_plan(session, the_plan, view, stop)
         view = _ProgressView((h.node for h in the_plan.hosts), None)
-        return await apply_plan(session, the_plan, log, view, stop)
+        return await apply_plan(session, the_plan, view, stop)
 
 
 def _print_report(report: ApplyReport) -> None:

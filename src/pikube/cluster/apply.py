@@ -97,18 +97,29 @@ class ApplyReport:
 
 
 class CommandLog:
-    """Appends one JSON line per command: when, where, what, how it ended (no secrets exist
-    in commands: keys are never sent, only paths are read locally)."""
+    """Appends one JSON line per command run on a node: when, where, what, how it ended.
+
+    Commands that only read (gathering facts, a reboot's boot_id) carry "read_only": true and
+    the change they serve ("facts" for gathering); the others are exactly the plan's commands.
+    No secrets exist in commands: keys are never sent, only paths are read locally."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, node: str, change: str, result: ssh.CommandResult, elapsed_s: float) -> None:
+    def record(
+        self,
+        node: str,
+        change: str,
+        result: ssh.CommandResult,
+        elapsed_s: float,
+        *,
+        read_only: bool = False,
+    ) -> None:
         if self.path is None:
             return
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "node": node,
             "change": change,
@@ -116,6 +127,8 @@ class CommandLog:
             "exit_status": result.exit_status,
             "duration_s": round(elapsed_s, 3),
         }
+        if read_only:
+            entry["read_only"] = True
         if not result.ok:
             entry["stderr"] = result.stderr[-2000:]
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -143,6 +156,7 @@ class Session:
 
     spec: ClusterSpec
     on_new_host_key: Callable[[ssh.NewHostKey], None] = lambda _event: None
+    log: CommandLog = field(default_factory=lambda: CommandLog(None))
     connections: dict[str, ssh.Connection] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -191,7 +205,9 @@ class Session:
             return conn
 
     async def facts(self, node: str) -> HostFacts:
+        started = time.monotonic()
         result = await self.connections[node].run(facts_script(), timeout_s=60.0)
+        self.log.record(node, "facts", result, time.monotonic() - started, read_only=True)
         if not complete(result.stdout):
             raise PikubeError(
                 f"{node}: gathering facts stopped early (status {result.exit_status}): "
@@ -224,7 +240,6 @@ ProgressCallback = Callable[[Progress], None]
 async def apply_plan(
     session: Session,
     plan: Plan,
-    log: CommandLog,
     on_progress: ProgressCallback = lambda _p: None,
     stop: asyncio.Event | None = None,
 ) -> ApplyReport:
@@ -233,17 +248,16 @@ async def apply_plan(
     started = time.monotonic()
     stop = stop or asyncio.Event()
     results = await asyncio.gather(
-        *(_apply_host(session, host, log, on_progress, stop) for host in plan.hosts)
+        *(_apply_host(session, host, on_progress, stop) for host in plan.hosts)
     )
     return ApplyReport(
-        hosts=tuple(results), log_path=log.path, elapsed_s=time.monotonic() - started
+        hosts=tuple(results), log_path=session.log.path, elapsed_s=time.monotonic() - started
     )
 
 
 async def _apply_host(
     session: Session,
     host: HostPlan,
-    log: CommandLog,
     on_progress: ProgressCallback,
     stop: asyncio.Event,
 ) -> HostResult:
@@ -263,7 +277,7 @@ async def _apply_host(
                 raise _Stopped
             state = HostState.REBOOTING if change.reboot else HostState.APPLYING
             on_progress(Progress(node, state, step, steps, change.summary))
-            await _run_change(session, node, change, log, stop, commands)
+            await _run_change(session, node, change, stop, commands)
             applied.append(change.id)
         on_progress(Progress(node, HostState.VERIFYING, steps, steps, "checking runtime state"))
         facts = await session.facts(node)
@@ -293,7 +307,6 @@ async def _run_change(
     session: Session,
     node: str,
     change: Change,
-    log: CommandLog,
     stop: asyncio.Event,
     ran: list[str],
 ) -> None:
@@ -304,11 +317,11 @@ async def _run_change(
         ran.append(command)
         started = time.monotonic()
         if change.reboot:
-            await _reboot(session, node, command, log, change.id, stop)
+            await _reboot(session, node, command, change.id, stop)
             continue
         conn = session.connections[node]
         result = await conn.run(command, timeout_s=COMMAND_TIMEOUT_S, survive_disconnect=True)
-        log.record(node, change.id, result, time.monotonic() - started)
+        session.log.record(node, change.id, result, time.monotonic() - started)
         if not result.ok:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise PikubeError(
@@ -317,28 +330,30 @@ async def _run_change(
             )
 
 
-async def _boot_id(conn: ssh.Connection) -> str:
-    return (await conn.run(BOOT_ID, timeout_s=30.0)).stdout.strip()
+async def _boot_id(session: Session, node: str, conn: ssh.Connection) -> str:
+    started = time.monotonic()
+    result = await conn.run(BOOT_ID, timeout_s=30.0)
+    session.log.record(node, "reboot", result, time.monotonic() - started, read_only=True)
+    return result.stdout.strip()
 
 
 async def _reboot(
     session: Session,
     node: str,
     command: str,
-    log: CommandLog,
     change: str,
     stop: asyncio.Event,
 ) -> None:
     """Reboot, see the host go, and reconnect to its next boot (a new boot_id): until then,
     sshd of the old boot may still accept a connection."""
     conn = session.connections[node]
-    before = await _boot_id(conn)
+    before = await _boot_id(session, node, conn)
     started = time.monotonic()
     try:
         result = await conn.run(command, timeout_s=60.0)
     except ssh.UnreachableError:  # the connection went down with the host: expected
         result = ssh.CommandResult(command, 0, "", "")
-    log.record(node, change, result, time.monotonic() - started)
+    session.log.record(node, change, result, time.monotonic() - started)
     if not result.ok:
         raise PikubeError(f"{node}: `{command}` failed: {result.stderr.strip()[-300:]}")
     back = asyncio.ensure_future(_next_boot(session, node, conn, before))
@@ -363,7 +378,7 @@ async def _next_boot(session: Session, node: str, old: ssh.Connection, before: s
     while True:
         conn = await session.reconnect(node, max(deadline - time.monotonic(), 1.0))
         with contextlib.suppress(ssh.UnreachableError):
-            if await _boot_id(conn) != before:
+            if await _boot_id(session, node, conn) != before:
                 return
         await conn.close()
         if time.monotonic() > deadline:

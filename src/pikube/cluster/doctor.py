@@ -14,7 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pikube.cluster.facts import HostFacts
-from pikube.cluster.operations import CGROUP_FLAGS, KUBE_PACKAGES, pause_image
+from pikube.cluster.operations import (
+    CGROUP_FLAGS,
+    KUBE_PACKAGES,
+    KUBE_PROXY_MODULES,
+    KUBELET_DEFAULTS,
+    KUBELET_SWAP_FLAG,
+    boot_modules,
+    kubelet_tolerates_swap,
+    pause_image,
+)
 from pikube.cluster.spec import ClusterSpec, Role, SwapPolicy
 
 CONTROL_PLANE_MIN_MEMORY_MB = 1700  # kubeadm's Mem preflight check
@@ -181,12 +190,20 @@ def check_swap(spec: ClusterSpec, facts: HostFacts) -> Check:
     if not sources:
         return _ok("swap", "no swap now and none configured for the next boot")
     if spec.swap is SwapPolicy.KEEP:
+        if kubelet_tolerates_swap(facts):
+            return _ok(
+                "swap",
+                "swap: " + "; ".join(sources) + f" (kept, as the spec says; kubelet runs with "
+                f"{KUBELET_SWAP_FLAG})",
+            )
         return Check(
             "swap",
-            Status.WARN,
-            "swap: " + "; ".join(sources) + " (the spec keeps swap: kubelet needs failSwapOn: "
-            "false)",
-            "",
+            Status.FAIL,
+            "swap: " + "; ".join(sources) + "; the spec keeps swap, but kubelet refuses to "
+            f"start with swap on unless told otherwise ({KUBELET_DEFAULTS} lacks "
+            f"{KUBELET_SWAP_FLAG})",
+            f"add {KUBELET_SWAP_FLAG} to KUBELET_EXTRA_ARGS in {KUBELET_DEFAULTS}",
+            apply_fixes=True,
         )
     return Check(
         "swap",
@@ -198,18 +215,24 @@ def check_swap(spec: ClusterSpec, facts: HostFacts) -> Check:
     )
 
 
-def check_modules(facts: HostFacts) -> Check:
-    missing = [m for m in ("overlay", "br_netfilter", "vxlan") if not facts.module_loadable(m)]
+def check_modules(spec: ClusterSpec, facts: HostFacts) -> Check:
+    wanted = boot_modules(spec)
+    needed = [*wanted, "vxlan"]
+    missing = [m for m in needed if not facts.module_loadable(m)]
+    mode = spec.networking.kube_proxy_mode
+    why = "containerd needs overlay, flannel needs br_netfilter and vxlan"
+    if mode in KUBE_PROXY_MODULES:
+        why += f", kube-proxy's {mode.value} mode needs {', '.join(KUBE_PROXY_MODULES[mode])}"
     if missing:
         return Check(
             "kernel-modules",
             Status.FAIL,
-            f"missing kernel modules: {', '.join(missing)} (containerd needs overlay, flannel "
-            "needs br_netfilter and vxlan: 'Error registering network: operation not supported')",
+            f"missing kernel modules: {', '.join(missing)} ({why}; without vxlan flannel "
+            "fails with 'Error registering network: operation not supported')",
             "install the kernel's extra modules (Ubuntu: linux-modules-extra-raspi) or use "
             "Raspberry Pi OS's kernel",
         )
-    not_loaded = [m for m in ("overlay", "br_netfilter") if not facts.module_available(m)]
+    not_loaded = [m for m in wanted if not facts.module_available(m)]
     if not_loaded:
         return Check(
             "kernel-modules",
@@ -218,7 +241,7 @@ def check_modules(facts: HostFacts) -> Check:
             "modprobe them and list them in /etc/modules-load.d/k8s.conf",
             apply_fixes=True,
         )
-    return _ok("kernel-modules", "overlay, br_netfilter and vxlan are available")
+    return _ok("kernel-modules", f"{', '.join(needed)} are available")
 
 
 def check_forwarding(facts: HostFacts) -> Check:
@@ -493,7 +516,7 @@ def diagnose(
             check_memory_cgroup(f),
             check_cmdline_file(f),
             check_swap(spec, f),
-            check_modules(f),
+            check_modules(spec, f),
             check_forwarding(f),
             *check_containerd(spec, f),
             check_kube_packages(spec, f),

@@ -26,10 +26,21 @@ FILES = (
     "/etc/apt/sources.list.d/kubernetes.list",
     "/etc/systemd/zram-generator.conf",
     "/usr/lib/systemd/zram-generator.conf",
+    "/etc/default/kubelet",
 )
 KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 UNITS = ("dphys-swapfile", "rpi-swap", "containerd", "kubelet")
-MODULES = ("overlay", "br_netfilter", "vxlan")
+# containerd (overlay), kubeadm and flannel (br_netfilter, vxlan), kube-proxy's ipvs mode.
+MODULES = (
+    "overlay",
+    "br_netfilter",
+    "vxlan",
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_sh",
+    "nf_conntrack",
+)
 SYSCTLS = (
     "net.ipv4.ip_forward",
     "net.bridge.bridge-nf-call-iptables",
@@ -55,7 +66,7 @@ def facts_script() -> str:
     """The script that prints every fact, section by section (POSIX sh, read-only)."""
     files = " ".join(FILES)
     units = " ".join(f"{u}.service" for u in UNITS)
-    modules = " ".join(MODULES)
+    modules = "|".join(MODULES)
     sysctls = " ".join(s.replace(".", "/") for s in SYSCTLS)
     packages = " ".join(PACKAGES)
     package_managers = "|".join(PACKAGE_MANAGERS)
@@ -84,7 +95,8 @@ s filesystems; cut -f2 /proc/filesystems
 s modules; cut -d' ' -f1 /proc/modules 2>/dev/null
 s sys-module; ls /sys/module
 s modules-builtin; sed 's#.*/##; s#[.]ko.*##' "/lib/modules/$(uname -r)/modules.builtin" 2>/dev/null
-s modinfo; for m in {modules}; do modinfo -F filename "$m" >/dev/null 2>&1 && echo "$m"; done
+s modules-on-disk; cut -d: -f1 "/lib/modules/$(uname -r)/modules.dep" 2>/dev/null |
+  sed 's#.*/##; s#[.]ko.*##' | grep -xE '{modules}'
 s sysctl; for k in {sysctls}; do echo "$k $(cat "/proc/sys/$k" 2>/dev/null || echo -)"; done
 s units; systemctl show -p Id,LoadState,UnitFileState,ActiveState {units} 2>/dev/null
 s containerd-version; containerd --version 2>/dev/null
@@ -446,7 +458,7 @@ def parse_facts(output: str) -> HostFacts:
         modules_loaded=names("modules"),
         sys_module=names("sys-module"),
         modules_builtin=names("modules-builtin"),
-        modules_loadable=names("modinfo"),
+        modules_loadable=names("modules-on-disk"),
         sysctls=_sysctls(sec.get("sysctl", "")),
         units=_units(sec.get("units", "")),
         containerd_version=sec.get("containerd-version", "").strip(),

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pikube.cluster.facts import KEYRING, HostFacts
-from pikube.cluster.spec import ClusterSpec, SwapPolicy
+from pikube.cluster.spec import ClusterSpec, KubeProxyMode, SwapPolicy
 
 KUBE_PACKAGES = ("kubelet", "kubeadm", "kubectl")
 BASE_PACKAGES = ("apt-transport-https", "ca-certificates", "curl", "gpg")
@@ -32,6 +32,15 @@ SYSCTL_CONF = "/etc/sysctl.d/k8s.conf"
 CONTAINERD_CONF = "/etc/containerd/config.toml"
 KUBE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
 ZRAM_CONF = "/etc/systemd/zram-generator.conf"
+# Read by kubelet's systemd drop-in from the kubeadm package (EnvironmentFile=, Debian family).
+KUBELET_DEFAULTS = "/etc/default/kubelet"
+KUBELET_SWAP_FLAG = "--fail-swap-on=false"  # kubelet's failSwapOn: false
+# Kernel modules loaded at every boot: containerd's overlay, kubeadm's br_netfilter, and what
+# kube-proxy's mode needs (ipvs: the schedulers kube-proxy uses and conntrack).
+BASE_MODULES = ("overlay", "br_netfilter")
+KUBE_PROXY_MODULES = {
+    KubeProxyMode.IPVS: ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"),
+}
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Wait (up to 5 minutes) for dpkg's lock instead of failing: apt-daily on a fresh Pi, or the
 # apt run of an apply that was interrupted and is finishing on its own.
@@ -78,9 +87,48 @@ class Change:
 
 # -- desired state ---------------------------------------------------------------------------
 
-MODULES_LOAD_CONTENT = (
-    "# pikube: kernel modules for containerd and flannel\noverlay\nbr_netfilter\n"
-)
+
+def boot_modules(spec: ClusterSpec) -> tuple[str, ...]:
+    return BASE_MODULES + KUBE_PROXY_MODULES.get(spec.networking.kube_proxy_mode, ())
+
+
+def modules_load_content(spec: ClusterSpec) -> str:
+    mode = spec.networking.kube_proxy_mode
+    extra = f", and kube-proxy's {mode.value} mode" if mode in KUBE_PROXY_MODULES else ""
+    return f"# pikube: kernel modules for containerd and flannel{extra}\n" + "".join(
+        f"{module}\n" for module in boot_modules(spec)
+    )
+
+
+def kubelet_defaults(current: str | None, tolerate_swap: bool) -> str | None:
+    """/etc/default/kubelet with (or without) the swap flag in KUBELET_EXTRA_ARGS, the rest
+    kept; None when there is no file and nothing to say."""
+    lines = (current or "").splitlines()
+    found = False
+    result = []
+    for line in lines:
+        if line.startswith("KUBELET_EXTRA_ARGS="):
+            found = True
+            value = line.partition("=")[2].strip().strip('"')
+            args = [a for a in value.split() if not a.startswith("--fail-swap-on")]
+            args += [KUBELET_SWAP_FLAG] if tolerate_swap else []
+            result.append(f"KUBELET_EXTRA_ARGS={' '.join(args)}")
+        else:
+            result.append(line)
+    if not found and tolerate_swap:
+        result.append(f"KUBELET_EXTRA_ARGS={KUBELET_SWAP_FLAG}")
+    if current is None and not result:
+        return None
+    return "\n".join(result) + "\n"
+
+
+def kubelet_tolerates_swap(facts: HostFacts) -> bool:
+    for line in (facts.files.get(KUBELET_DEFAULTS) or "").splitlines():
+        if line.startswith("KUBELET_EXTRA_ARGS=") and KUBELET_SWAP_FLAG in line.split("=", 1)[1]:
+            return True
+    return False
+
+
 SYSCTL_CONTENT = (
     "# pikube: bridged traffic through iptables, and forwarding (kubeadm, flannel)\n"
     "net.bridge.bridge-nf-call-iptables = 1\n"
@@ -210,6 +258,22 @@ def base_packages(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
         )
 
 
+def kubelet_swap(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    """swap: keep means kubelet's failSwapOn: false (KUBELET_EXTRA_ARGS); disable takes it
+    back out, so kubelet refuses swap that comes back."""
+    keep = spec.swap is SwapPolicy.KEEP
+    current = facts.files.get(KUBELET_DEFAULTS)
+    if current is None and not keep:
+        return
+    new = kubelet_defaults(current, tolerate_swap=keep)
+    if new is None:
+        return
+    why = "kubelet tolerates swap" if keep else "kubelet refuses swap again"
+    change = _file_change("kubelet-swap", facts, KUBELET_DEFAULTS, new, why)
+    if change is not None:
+        yield change
+
+
 def swap_off(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
     """Swap off now and for good: swapon, /etc/fstab, dphys-swapfile, zram (rpi-swap)."""
     if spec.swap is SwapPolicy.KEEP:
@@ -253,13 +317,18 @@ def swap_off(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
             yield change
 
 
-def kernel_modules(_spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+def kernel_modules(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
+    wanted = boot_modules(spec)
     change = _file_change(
-        "modules-load", facts, MODULES_LOAD, MODULES_LOAD_CONTENT, "load overlay, br_netfilter"
+        "modules-load",
+        facts,
+        MODULES_LOAD,
+        modules_load_content(spec),
+        f"load {', '.join(wanted)} at boot",
     )
     if change is not None:
         yield change
-    missing = [m for m in ("overlay", "br_netfilter") if not facts.module_available(m)]
+    missing = [m for m in wanted if not facts.module_available(m)]
     if missing:
         yield Change(
             "modules-now",
@@ -415,6 +484,7 @@ OPERATIONS = (
     containerd,
     kubernetes_repository,
     kubernetes_packages,
+    kubelet_swap,
     cgroup_flags,
     reboot,
 )

@@ -6,7 +6,7 @@ import dataclasses
 
 from pikube.cluster.doctor import Status, diagnose
 from pikube.cluster.facts import HostFacts
-from pikube.cluster.spec import ClusterSpec
+from pikube.cluster.spec import ClusterSpec, KubeProxyMode, SwapPolicy
 
 
 def _report(spec: ClusterSpec, facts: dict[str, HostFacts], clock: float | None = None):  # type: ignore[no-untyped-def]
@@ -145,3 +145,31 @@ def test_unreachable_nodes_and_json_shape(spec: ClusterSpec, prepared: HostFacts
     assert hosts["node03"]["checks"][0]["id"] == "reachable"
     assert hosts["node03"]["checks"][0]["status"] == "fail"
     assert set(hosts["master"]["checks"][0]) >= {"id", "status", "message", "fix"}
+
+
+def test_swap_kept_needs_kubelet_told(spec: ClusterSpec, fresh: HostFacts) -> None:
+    keep = spec.model_copy(update={"swap": SwapPolicy.KEEP})
+    check = _report(keep, _four(fresh)).check("node01", "swap")
+    assert check.status is Status.FAIL
+    assert "--fail-swap-on=false" in check.message
+    assert check.apply_fixes
+    told = dataclasses.replace(
+        fresh,
+        files={**fresh.files, "/etc/default/kubelet": "KUBELET_EXTRA_ARGS=--fail-swap-on=false\n"},
+    )
+    assert _report(keep, _four(told)).check("node01", "swap").status is Status.OK
+    assert _report(spec, _four(told)).check("node01", "swap").status is Status.FAIL
+
+
+def test_ipvs_mode_needs_ip_vs(spec: ClusterSpec, prepared: HostFacts) -> None:
+    ipvs = spec.model_copy(
+        update={
+            "networking": spec.networking.model_copy(update={"kube_proxy_mode": KubeProxyMode.IPVS})
+        }
+    )
+    no_ipvs = dataclasses.replace(prepared, sys_module=prepared.sys_module - {"ip_vs"})
+    check = _report(ipvs, _four(no_ipvs)).check("master", "kernel-modules")
+    assert check.status is Status.FAIL
+    assert "ip_vs" in check.message
+    assert "kube-proxy's ipvs mode" in check.message
+    assert _report(spec, _four(no_ipvs)).check("master", "kernel-modules").status is Status.OK

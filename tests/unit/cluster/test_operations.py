@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 from pikube.cluster.facts import HostFacts, SwapEntry, UnitState
-from pikube.cluster.operations import changes_for, write_file_command
+from pikube.cluster.operations import changes_for, kubelet_defaults, write_file_command
 from pikube.cluster.plan import make_plan
-from pikube.cluster.spec import ClusterSpec
+from pikube.cluster.spec import ClusterSpec, KubeProxyMode, SwapPolicy
 
 FRESH_PLAN = [
     "packages",
@@ -169,3 +169,47 @@ def test_file_writes_are_atomic_and_keep_content_verbatim(tmp_path: Path) -> Non
     subprocess.run(["sh", "-c", write_file_command(str(target), content)], check=True)
     assert target.read_text() == content
     assert not list(target.parent.glob("*.pikube-new"))
+
+
+def test_ipvs_mode_loads_kube_proxys_modules_at_boot(
+    spec: ClusterSpec, prepared: HostFacts
+) -> None:
+    ipvs = spec.model_copy(
+        update={
+            "networking": spec.networking.model_copy(update={"kube_proxy_mode": KubeProxyMode.IPVS})
+        }
+    )
+    changes = {c.id: c for c in changes_for(ipvs, prepared)}
+    assert list(changes) == ["modules-load", "modules-now"]
+    assert "+ip_vs_wrr\n" in (changes["modules-load"].diff or "")
+    assert "modprobe ip_vs" in changes["modules-now"].commands
+    assert "modprobe overlay" not in changes["modules-now"].commands  # already there
+
+
+def test_keeping_swap_tells_kubelet_to_tolerate_it(spec: ClusterSpec, prepared: HostFacts) -> None:
+    keep = spec.model_copy(update={"swap": SwapPolicy.KEEP})
+    (change,) = changes_for(keep, prepared)
+    assert change.id == "kubelet-swap"
+    assert "+KUBELET_EXTRA_ARGS=--fail-swap-on=false" in (change.diff or "")
+    kept = dataclasses.replace(
+        prepared,
+        files={
+            **prepared.files,
+            "/etc/default/kubelet": "KUBELET_EXTRA_ARGS=--v=2 --fail-swap-on=false\n",
+        },
+    )
+    assert changes_for(keep, kept) == []
+    # Back to swap: disable, the flag goes and the user's own argument stays.
+    (back,) = changes_for(spec, kept)
+    assert "+KUBELET_EXTRA_ARGS=--v=2\n" in (back.diff or "")
+
+
+def test_kubelet_defaults_keep_other_settings() -> None:
+    text = 'KUBELET_EXTRA_ARGS="--node-ip=198.51.100.21"\nOTHER=1\n'
+    assert kubelet_defaults(text, tolerate_swap=True) == (
+        "KUBELET_EXTRA_ARGS=--node-ip=198.51.100.21 --fail-swap-on=false\nOTHER=1\n"
+    )
+    assert kubelet_defaults(None, tolerate_swap=False) is None
+    assert kubelet_defaults("OTHER=1\n", tolerate_swap=True) == (
+        "OTHER=1\nKUBELET_EXTRA_ARGS=--fail-swap-on=false\n"
+    )
