@@ -76,24 +76,31 @@ def cluster() -> None:
 
 @cluster.command()
 @click.option("-f", "--file", "path", default="cluster.yaml", show_default=True)
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
 def init(path: str, force: bool) -> None:
-    """Write a commented spec of the seed's cluster (master + node01-03); `-f -` prints it."""
-    from pikube.cluster.spec import SEED_SPEC  # noqa: PLC0415
+    """Write a commented spec of the seed's cluster (master + node01-03) and, next to it, its
+    JSON Schema for editors; `-f -` prints the spec."""
+    from pikube.cluster.spec import SCHEMA_FILE, SEED_SPEC, json_schema  # noqa: PLC0415
 
     if path == "-":
         click.echo(SEED_SPEC, nl=False)
         return
     target = Path(path)
-    if target.exists() and not force:
-        raise PikubeError(f"{target} exists; use --force to overwrite it")
+    schema_path = target.parent / SCHEMA_FILE
+    for existing in (target, schema_path):
+        if existing.exists() and not force:
+            raise PikubeError(f"{existing} exists; use --force to overwrite it")
     target.write_text(SEED_SPEC)
-    _say(f"wrote {target}: edit the addresses, then `pikube cluster plan -f {target}`")
+    schema_path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    _say(
+        f"wrote {target} (and {schema_path}, for editors): edit the addresses, then "
+        f"`pikube cluster plan -f {target}`"
+    )
 
 
 @cluster.command()
 def schema() -> None:
-    """Print the spec's JSON Schema (for editors)."""
+    """Print the spec's JSON Schema (for editors; docs/cluster.schema.json is the same)."""
     from pikube.cluster.spec import json_schema  # noqa: PLC0415
 
     click.echo(json.dumps(json_schema(), indent=2))

@@ -262,11 +262,15 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+SCHEMA_FILE = "cluster.schema.json"  # written next to the spec by `pikube cluster init`
+
 SEED_SPEC = """\
+# yaml-language-server: $schema=cluster.schema.json
 # pikube cluster spec: the cluster of the seed article ("Raspberry Pi で構築する
 # Bare-Metal Kubernetes"): one control plane and three workers on a home LAN.
 # Check it with `pikube cluster plan -f cluster.yaml`; nothing changes until `apply`.
-# Editors: the JSON Schema is printed by `pikube cluster schema`.
+# Editors: the line above points YAML language servers at the spec's JSON Schema, which
+# `pikube cluster init` writes next to this file (or print it: `pikube cluster schema`).
 apiVersion: pikube.dev/v1alpha1
 
 cluster:

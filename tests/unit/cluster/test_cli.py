@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pikube.cluster.spec import load_spec
+from pikube.cluster.spec import json_schema, load_spec
 from tests.helpers import run_pikube
 
 
@@ -16,6 +16,24 @@ def test_init_writes_the_seed_spec_and_refuses_to_overwrite(tmp_path: Path) -> N
     again = run_pikube("cluster", "init", "-f", str(target))
     assert again.returncode == 1
     assert "exists; use --force" in again.stderr
+    assert run_pikube("cluster", "init", "-f", str(target), "--force").returncode == 0
+
+
+def test_init_publishes_the_schema_for_editors(tmp_path: Path) -> None:
+    target = tmp_path / "cluster.yaml"
+    run_pikube("cluster", "init", "-f", str(target))
+    # The spec's first line points YAML language servers at the schema written beside it.
+    assert (
+        target.read_text().splitlines()[0] == "# yaml-language-server: $schema=cluster.schema.json"
+    )
+    assert json.loads((tmp_path / "cluster.schema.json").read_text()) == json_schema()
+
+
+def test_the_published_schema_is_the_models() -> None:
+    """docs/cluster.schema.json (for editors that fetch it from the repository) never drifts:
+    regenerate it with `pikube cluster schema > docs/cluster.schema.json`."""
+    published = Path(__file__).parents[3] / "docs" / "cluster.schema.json"
+    assert json.loads(published.read_text()) == json_schema()
 
 
 def test_an_invalid_spec_fails_before_any_connection(tmp_path: Path) -> None:
