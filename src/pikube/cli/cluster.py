@@ -24,7 +24,6 @@ from pikube.errors import PikubeError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.live import Live
     from rich.table import Table
 
     from pikube.cluster.apply import ApplyReport, Progress
@@ -181,34 +180,50 @@ _STATE_STYLE = {
 }
 
 
-class _ProgressView:
-    """A live table, one row per node (plain lines when not on a terminal)."""
+_FINISHED = ("done", "unchanged", "failed", "unreachable", "interrupted")
 
-    def __init__(self, nodes: Iterable[str], live: Live | None) -> None:
+
+class _ProgressView:
+    """A live table, one row per node, redrawn 8 times a second so the clocks run (plain
+    lines when not on a terminal)."""
+
+    def __init__(self, nodes: Iterable[str], live: bool) -> None:
         from pikube.cluster.apply import HostState, Progress  # noqa: PLC0415
 
         self.rows: dict[str, Progress] = {n: Progress(n, HostState.WAITING) for n in nodes}
-        self.started = {n: time.monotonic() for n in self.rows}
+        self.started = time.monotonic()
+        self.finished: dict[str, float] = {}
         self.live = live
+        self.caption = ""
+
+    def notice(self, text: str) -> None:
+        """A message under the live table (on stderr when there is no table)."""
+        if self.live:
+            self.caption = text
+        else:
+            click.echo(text, err=True)
 
     def table(self) -> Table:
         from rich.markup import escape  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
 
+        now = time.monotonic()
         table = Table("node", "state", "step", "elapsed", "doing", box=None)
+        table.caption = escape(self.caption) or None
+        table.caption_justify = "left"
         for node, p in self.rows.items():
             style = _STATE_STYLE.get(p.state.value, "yellow")
             step = f"{p.step}/{p.steps}" if p.steps else ""
-            elapsed = f"{time.monotonic() - self.started[node]:.1f} s"
+            elapsed = f"{self.finished.get(node, now) - self.started:.1f} s"
             state = f"[{style}]{p.state.value}[/{style}]"
             table.add_row(node, state, step, elapsed, escape(p.detail))
         return table
 
     def __call__(self, progress: Progress) -> None:
         self.rows[progress.node] = progress
-        if self.live is not None:
-            self.live.update(self.table())
-        else:
+        if progress.state.value in _FINISHED:
+            self.finished.setdefault(progress.node, time.monotonic())
+        if not self.live:
             step = f" {progress.step}/{progress.steps}" if progress.steps else ""
             click.echo(f"{progress.node}: {progress.state.value}{step} {progress.detail}".rstrip())
 
@@ -242,9 +257,9 @@ def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
         sys.exit(1)
 
 
-def _stop_on_ctrl_c(stop: asyncio.Event) -> None:
-    """First Ctrl-C: every node finishes its running command and starts no other. Second:
-    stop waiting (the commands still finish on the nodes)."""
+def _stop_on_ctrl_c(stop: asyncio.Event, view: _ProgressView) -> None:
+    """First Ctrl-C: every node finishes the command it is running, and starts no other.
+    Second: stop waiting (the commands still finish on the nodes)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
 
@@ -254,10 +269,9 @@ def _stop_on_ctrl_c(stop: asyncio.Event) -> None:
                 task.cancel()
             return
         stop.set()
-        _say(
+        view.notice(
             "interrupted: each node finishes the command it is running, then stops "
-            "(Ctrl-C again to stop waiting)",
-            err=True,
+            "(Ctrl-C again to stop waiting)"
         )
 
     loop.add_signal_handler(signal.SIGINT, interrupted)
@@ -276,15 +290,13 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
                     raise PikubeError("apply asks before changing anything: pass --yes")
                 if not click.confirm("apply these changes?", default=False):
                     raise PikubeError("nothing changed (not confirmed)")
-        _stop_on_ctrl_c(stop)
-        if sys.stdout.isatty():
+        view = _ProgressView((h.node for h in the_plan.hosts), live=sys.stdout.isatty())
+        _stop_on_ctrl_c(stop, view)
+        if view.live:
             from rich.live import Live  # noqa: PLC0415 (only on a terminal)
 
-            with Live(refresh_per_second=8, transient=False) as live:
-                view = _ProgressView((h.node for h in the_plan.hosts), live)
-                live.update(view.table())
+            with Live(get_renderable=view.table, refresh_per_second=8, transient=False):
                 return await apply_plan(session, the_plan, view, stop)
-        view = _ProgressView((h.node for h in the_plan.hosts), None)
         return await apply_plan(session, the_plan, view, stop)
 
 
