@@ -174,9 +174,14 @@ class Connection:
     async def wait_closed(self) -> None:
         await self._conn.wait_closed()
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Close politely; a node that does not answer (cable pulled) is dropped after
+        `timeout_s` instead of holding the builder until TCP gives up."""
         self._conn.close()
-        await self._conn.wait_closed()
+        try:
+            await asyncio.wait_for(self._conn.wait_closed(), timeout_s)
+        except TimeoutError:
+            self._conn.abort()
 
 
 def _text(data: object) -> str:
