@@ -209,6 +209,7 @@ class Speaker:
     _last_evaluated: float = 0.0
     _drained_at: float = 0.0
     _ticker: asyncio.Handle | None = None
+    _refresher: asyncio.TimerHandle | None = None
     _said_version: int = 0  # bumped when claims, interfaces or links change
     _said: tuple[int, bool, bool] | None = None
     _encoder: protocol.Encoder = field(init=False)
@@ -256,7 +257,7 @@ class Speaker:
         self._arm(self.joining_until)
         self._ticker = loop.call_soon(self._tick)
         source_task = asyncio.create_task(self._source_loop(), name="source")
-        refresh = loop.call_later(s.refresh_s, self._refresh)
+        self._refresher = loop.call_later(s.refresh_s, self._refresh)
         log.info(
             "speaker %s started: interfaces %s, heartbeat every %d ms, peers dead after %.0f ms",
             s.node,
@@ -268,7 +269,8 @@ class Speaker:
             await stop.wait()
             await self._leave()
         finally:
-            refresh.cancel()
+            if self._refresher is not None:
+                self._refresher.cancel()
             if self._ticker is not None:
                 self._ticker.cancel()
             source_task.cancel()
@@ -814,7 +816,7 @@ class Speaker:
             self._announce(announcement)
         assert self._loop is not None
         jitter = random.uniform(0.9, 1.1)
-        self._loop.call_later(self.settings.refresh_s * jitter, self._refresh)
+        self._refresher = self._loop.call_later(self.settings.refresh_s * jitter, self._refresh)
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
         if mac in self._speaker_macs:
