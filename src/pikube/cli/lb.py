@@ -45,19 +45,57 @@ def lb() -> None:
     metavar="CLASS",
     help="Handle services of this loadBalancerClass (default: services that set none).",
 )
-def allocate_command(paths: tuple[str, ...], output: str, lb_class: str | None) -> None:
+@click.option(
+    "--pod-cidr",
+    metavar="CIDR[,CIDR]",
+    help="The cluster's pod network (kubeadm's podSubnet): refuse pools that overlap it.",
+)
+@click.option(
+    "--service-cidr",
+    metavar="CIDR[,CIDR]",
+    help="The cluster's service network (kubeadm's serviceSubnet): refuse pools that overlap it.",
+)
+def allocate_command(
+    paths: tuple[str, ...],
+    output: str,
+    lb_class: str | None,
+    pod_cidr: str | None,
+    service_cidr: str | None,
+) -> None:
     """Plan which IPs MetalLB-style allocation gives each LoadBalancer service (offline).
 
     Reads IPAddressPools, Services and Namespaces from manifests. Services are processed in
     this order: those already holding IPs (status.loadBalancer.ingress) first, then oldest
     first (metadata.creationTimestamp), then by namespace/name. Exits 0 when the input is
     valid, even if some services get no IP (they are listed with the reason); exits 2 when
-    the input is not (bad YAML, an invalid pool), naming the file and the document.
+    the input is not (bad YAML, an invalid pool, a pool inside --pod-cidr or --service-cidr),
+    naming the file and the document.
     """
+    from pikube.lb import overlaps  # noqa: PLC0415
     from pikube.lb.config import load_manifests  # noqa: PLC0415 (the speaker must stay lean)
     from pikube.lb.ipam import allocate  # noqa: PLC0415
 
-    result = allocate(load_manifests(paths), load_balancer_class=lb_class)
+    networks = {}
+    for option, what, text in (
+        ("--pod-cidr", "pod CIDR", pod_cidr),
+        ("--service-cidr", "service CIDR", service_cidr),
+    ):
+        if text is not None:
+            try:
+                networks[f"{what} ({option})"] = overlaps.parse_networks(text)
+            except ValueError as exc:
+                raise PikubeError(f"{option}: {exc}", exit_code=2) from None
+    resources = load_manifests(paths)
+    problems = overlaps.pools_overlapping(resources.pools, networks)
+    if problems:
+        more = len(problems) - 1
+        raise PikubeError(
+            problems[0]
+            + (f" (and {more} more overlap{'s' * (more > 1)})" if more else "")
+            + ": LoadBalancer IPs must be outside the cluster's own networks",
+            exit_code=2,
+        )
+    result = allocate(resources, load_balancer_class=lb_class)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return

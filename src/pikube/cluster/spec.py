@@ -128,12 +128,6 @@ class Networking(_Model):
             raise ValueError(f"not a network in CIDR form: {exc}") from None
         return value
 
-    @model_validator(mode="after")
-    def _disjoint(self) -> Networking:
-        if ipaddress.ip_network(self.pod_cidr).overlaps(ipaddress.ip_network(self.service_cidr)):
-            raise ValueError(f"pod_cidr {self.pod_cidr} overlaps service_cidr {self.service_cidr}")
-        return self
-
 
 class LoadBalancer(_Model):
     mode: LoadBalancerMode = LoadBalancerMode.LAYER2
@@ -143,15 +137,74 @@ class LoadBalancer(_Model):
     @classmethod
     def _range(cls, value: str) -> str:
         try:
-            if "-" in value:
-                first, last = (ipaddress.ip_address(p.strip()) for p in value.split("-", 1))
-                if first.version != last.version or int(first) > int(last):
-                    raise ValueError("the first address must not come after the last")
-            else:
-                ipaddress.ip_network(value)
+            pool_networks(value)
         except ValueError as exc:
             raise ValueError(f"not an address range (a.b.c.d-a.b.c.e) or CIDR: {exc}") from None
         return value
+
+    @property
+    def networks(self) -> list[Network]:
+        return pool_networks(self.pool)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def pool_networks(text: str) -> list[Network]:
+    """The networks that make up a pool written as `first-last` or as a CIDR."""
+    if "-" not in text:
+        return [ipaddress.ip_network(text)]
+    first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+    if first.version != last.version or int(first) > int(last):
+        raise ValueError("the first address must not come after the last")
+    return list(ipaddress.summarize_address_range(first, last))
+
+
+def network_overlaps(spec: ClusterSpec) -> list[str]:
+    """The address ranges of the spec that must not share an address and do, each naming both
+    fields: the pod network against the nodes, the services and the load balancer's pool;
+    the service network against the nodes; the pool against the nodes (pure)."""
+    fields: list[tuple[str, list[Network]]] = [
+        (
+            f"networking.pod_cidr {spec.networking.pod_cidr}",
+            [ipaddress.ip_network(spec.networking.pod_cidr)],
+        ),
+        (
+            f"networking.service_cidr {spec.networking.service_cidr}",
+            [ipaddress.ip_network(spec.networking.service_cidr)],
+        ),
+    ]
+    if spec.load_balancer is not None:
+        fields.append(
+            (f"load_balancer.pool {spec.load_balancer.pool}", spec.load_balancer.networks)
+        )
+    problems = []
+    for i, (name, networks) in enumerate(fields):
+        for other_name, others in fields[i + 1 :]:
+            if any(a.overlaps(b) for a in networks for b in others):
+                problems.append(f"{name} overlaps {other_name}")
+        inside = [
+            (index, node)
+            for index, node in enumerate(spec.nodes)
+            if (address := _ip_or_none(node.address)) is not None
+            and any(address in n for n in networks)
+        ]
+        if inside:
+            index, node = inside[0]
+            count = len(inside) - 1
+            more = f"; and {count} more node{'s' * (count > 1)}" if count else ""
+            why = "" if name.startswith("load_balancer") else ": it must not overlap the nodes' LAN"
+            problems.append(
+                f"{name} contains nodes[{index}].address {node.address} ({node.name}{more}){why}"
+            )
+    return problems
+
+
+def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None  # a DNS name: nothing to compare before connecting
 
 
 class DemoApp(_Model):
@@ -196,6 +249,12 @@ class ClusterSpec(_Model):
         planes = [n.name for n in self.nodes if n.role is Role.CONTROL_PLANE]
         if len(planes) != 1:
             raise ValueError(f"needs exactly one node with role control-plane (has {len(planes)})")
+        overlaps = network_overlaps(self)
+        if overlaps:
+            more = len(overlaps) - 1
+            raise ValueError(
+                overlaps[0] + (f" (and {more} more overlap{'s' * (more > 1)})" if more else "")
+            )
         return self
 
     def node(self, name: str) -> Node:
@@ -232,11 +291,13 @@ def parse_spec(data: Any, source: str) -> ClusterSpec:
         return ClusterSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = _location(tuple(first["loc"]))
+        loc = tuple(first["loc"])
+        # A check across fields (at the top) names its fields itself.
+        where = "" if not loc else f"{_location(loc)}: "
         message = first["msg"].removeprefix("Value error, ")
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise PikubeError(f"{source}: {where}: {message}{suffix}") from None
+        raise PikubeError(f"{source}: {where}{message}{suffix}") from None
 
 
 def load_spec(path: str | Path) -> ClusterSpec:

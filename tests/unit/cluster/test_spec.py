@@ -41,7 +41,7 @@ def test_the_seed_spec_describes_the_seed_cluster() -> None:
         (lambda d: d["nodes"][2].update(name="Node_2"), "nodes[2].name: must be a lower-case"),
         (lambda d: d["nodes"][3].update(address="192.168.68.201"), "repeats the address"),
         (lambda d: d["versions"].update(kubernetes="1.31"), "versions.kubernetes: must look like"),
-        (lambda d: d["networking"].update(pod_cidr="10.96.0.0/16"), "overlaps service_cidr"),
+        (lambda d: d["ssh"].update(user=5), "ssh.user: Input should be a valid string"),
         (lambda d: d["load_balancer"].update(pool="192.168.68.250-192.168.68.230"), "pool"),
         (lambda d: d.update(swapp="disable"), "swapp: Extra inputs are not permitted"),
         (lambda d: d["nodes"][0].update(role="worker"), "exactly one node with role control-plane"),
@@ -72,3 +72,81 @@ def test_the_json_schema_lists_the_fields_and_forbids_others() -> None:
     assert {"apiVersion", "cluster", "nodes", "versions", "swap"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
     assert "Node" in schema["$defs"]
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        (
+            "networking",
+            "pod_cidr",
+            "10.96.0.0/16",
+            "networking.pod_cidr 10.96.0.0/16 overlaps networking.service_cidr 10.96.0.0/12",
+        ),
+        (
+            "networking",
+            "pod_cidr",
+            "192.168.0.0/16",
+            "networking.pod_cidr 192.168.0.0/16 overlaps load_balancer.pool "
+            "192.168.68.230-192.168.68.250",
+        ),
+        (
+            "networking",
+            "pod_cidr",
+            "192.168.68.192/28",
+            "networking.pod_cidr 192.168.68.192/28 contains nodes[0].address 192.168.68.200 "
+            "(master; and 3 more nodes): it must not overlap the nodes' LAN",
+        ),
+        (
+            "networking",
+            "service_cidr",
+            "192.168.68.202/31",
+            "networking.service_cidr 192.168.68.202/31 contains nodes[2].address "
+            "192.168.68.202 (node02; and 1 more node)",
+        ),
+        (
+            "networking",
+            "service_cidr",
+            "192.168.68.240/28",
+            "networking.service_cidr 192.168.68.240/28 overlaps load_balancer.pool",
+        ),
+        (
+            "load_balancer",
+            "pool",
+            "10.244.1.0/24",
+            "networking.pod_cidr 10.244.0.0/16 overlaps load_balancer.pool 10.244.1.0/24",
+        ),
+        (
+            "load_balancer",
+            "pool",
+            "10.100.0.1-10.100.0.9",
+            "networking.service_cidr 10.96.0.0/12 overlaps load_balancer.pool "
+            "10.100.0.1-10.100.0.9",
+        ),
+        (
+            "load_balancer",
+            "pool",
+            "192.168.68.200-192.168.68.210",
+            "load_balancer.pool 192.168.68.200-192.168.68.210 contains nodes[0].address",
+        ),
+    ],
+)
+def test_overlapping_networks_are_refused_naming_both_fields(
+    section: str, field: str, value: str, message: str
+) -> None:
+    data = _seed()
+    section_data = data[section]
+    assert isinstance(section_data, dict)
+    section_data[field] = value
+    with pytest.raises(PikubeError) as caught:
+        parse_spec(data, "cluster.yaml")
+    assert caught.value.message.startswith(f"cluster.yaml: {message}")
+
+
+def test_nodes_named_by_dns_and_an_ipv6_pool_are_not_overlaps() -> None:
+    data = _seed()
+    nodes = data["nodes"]
+    assert isinstance(nodes, list)
+    nodes[0]["address"] = "master.local"
+    data["load_balancer"] = {"pool": "2001:db8:68::230-2001:db8:68::250"}
+    assert parse_spec(data, "cluster.yaml").nodes[0].address == "master.local"
