@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pikube.errors import PikubeError
+from pikube.inputs import SPEC_LIMIT_BYTES, InputBudget
 
 API_VERSION = "pikube.dev/v1alpha1"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -303,9 +304,11 @@ def parse_spec(data: Any, source: str) -> ClusterSpec:
 def load_spec(path: str | Path) -> ClusterSpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = InputBudget(SPEC_LIMIT_BYTES, "the cluster spec").read_text(path)
     except OSError as exc:
         raise PikubeError(f"cannot read the cluster spec {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise PikubeError(f"{path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

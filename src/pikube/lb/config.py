@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import NoReturn
 import yaml
 
 from pikube.errors import PikubeError
+from pikube.inputs import MANIFESTS_LIMIT_BYTES, InputBudget
 from pikube.lb.model import (
     SERVICE_NAME_LABEL,
     AddressRange,
@@ -1348,13 +1348,14 @@ def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
 def read_documents(paths: Iterable[str | Path]) -> list[tuple[object, Origin]]:
     """Every YAML document of the given files and directories, with its origin. `-` is stdin."""
     docs: list[tuple[object, Origin]] = []
+    budget = InputBudget(MANIFESTS_LIMIT_BYTES, "manifests")
     for raw in paths:
         if str(raw) == "-":
-            docs.extend(documents_from_text(sys.stdin.read(), "<stdin>"))
+            docs.extend(documents_from_text(budget.read_stdin(), "<stdin>"))
             continue
         for path in manifest_files([raw]):
             try:
-                text = path.read_text(encoding="utf-8")
+                text = budget.read_text(path)
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise ConfigError(f"cannot read it: {reason}", origin=str(path)) from None
