@@ -359,6 +359,7 @@ def _print_doctor(report: DoctorReport) -> None:
 def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
     """For `pikube lab up --ssh`: boot the SSH hosts and say how to use them."""
     from pikube.lab import sshhosts  # noqa: PLC0415 (only for --ssh)
+    from pikube.lab.lab import lab_command  # noqa: PLC0415
 
     started = time.monotonic()
     hosts = sshhosts.up_ssh_hosts(the_lab, sshhosts.parse_faults(faults))
@@ -370,6 +371,6 @@ def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
         )
     )
     _say(
-        f"try the builder: pikube lab cluster-spec -n {the_lab.name} > cluster.yaml && "
-        f"pikube lab exec -n {the_lab.name} client -- pikube cluster plan -f cluster.yaml"
+        f"try the builder: {lab_command(the_lab.name, 'cluster-spec')} > cluster.yaml && "
+        + lab_command(the_lab.name, "exec", "client", "--", "pikube cluster plan -f cluster.yaml")
     )

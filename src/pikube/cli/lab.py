@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pikube.errors import PikubeError
 from pikube.lab.checks import PROBE_KINDS, Probe, reachability
-from pikube.lab.lab import DEFAULT_LAB, Lab, LabStatus
+from pikube.lab.lab import DEFAULT_LAB, Lab, LabStatus, lab_command
 from pikube.lab.processes import LAB_ENV
 from pikube.lab.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST
 
@@ -40,11 +40,19 @@ def lab() -> None:
 @_name_option
 @click.option("--ssh", is_flag=True, help="Also boot master and node01-03 as SSH-able Pis.")
 @click.option(
-    "--fault", "faults", multiple=True, metavar="HOST=FAULT", help="With --ssh: break a host."
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="HOST=FAULT[,FAULT]",
+    help="Break an SSH host (implies --ssh; repeatable). Checked before anything is built.",
 )
 def up(name: str, ssh: bool, faults: tuple[str, ...]) -> None:
     """Build the lab (idempotent)."""
     the_lab = Lab(name)
+    if faults:
+        from pikube.lab import sshhosts  # noqa: PLC0415 (only for --fault)
+
+        sshhosts.ssh_hosts(the_lab, sshhosts.parse_faults(faults))  # refuses bad values now
     report = the_lab.up()
     verb = "built" if report.created else "already up"
     _console().print(f"lab {name!r} {verb} in {report.elapsed_s:.2f} s")
@@ -70,7 +78,9 @@ def kubeconfig(name: str) -> None:
 
     path = launch.kubeconfig_path(name)
     if not path.exists():
-        raise PikubeError(f"lab {name!r} has no Kubernetes API yet; start it with `pikube lab up`")
+        raise PikubeError(
+            f"lab {name!r} has no Kubernetes API yet; start it with `{lab_command(name, 'up')}`"
+        )
     click.echo(str(path))
 
 
@@ -201,7 +211,7 @@ def demo(name: str, keep: bool) -> None:
         )
     finally:
         if keep:
-            console.print(f"lab {name!r} left up: `pikube lab status -n {name}`")
+            console.print(f"lab {name!r} left up: `{lab_command(name, 'status')}`")
         else:
             down_started = time.monotonic()
             the_lab.down()
@@ -219,6 +229,10 @@ def cluster_spec(name: str) -> None:
 
     the_lab = Lab(name)
     the_lab.require_up()
+    if not sshhosts.has_ssh_hosts(the_lab):
+        raise PikubeError(
+            f"lab {name!r} has no SSH hosts: start it with `{lab_command(name, 'up', '--ssh')}`"
+        )
     click.echo(sshhosts.cluster_spec_yaml(the_lab), nl=False)
 
 

@@ -32,6 +32,15 @@ from pikube.lab.topology import BRIDGE, HOST_INTERFACE, LAN_IPV4, LAN_IPV6, Host
 from pikube.system import require_commands, require_root
 
 DEFAULT_LAB = "pikube"
+
+
+def lab_command(name: str, command: str, *rest: str) -> str:
+    """The `pikube lab COMMAND ...` a message tells the user to run, with `--name NAME` when
+    the lab is not the default one (a hint that drops it would act on another lab)."""
+    named = () if name == DEFAULT_LAB else ("--name", name)
+    return " ".join(("pikube", "lab", command, *named, *rest))
+
+
 ETC_NETNS = Path("/etc/netns")
 
 # Every host: only the owner of an address answers ARP for it, so a service IP is answered by
@@ -204,7 +213,9 @@ class Lab:
     def require_up(self) -> state.LabState:
         current = state.load(self.name)
         if current is None or not current.complete:
-            raise PikubeError(f"lab {self.name!r} is not up; start it with `pikube lab up`")
+            raise PikubeError(
+                f"lab {self.name!r} is not up; start it with `{lab_command(self.name, 'up')}`"
+            )
         return current
 
     def status(self) -> LabStatus:

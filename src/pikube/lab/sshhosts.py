@@ -27,7 +27,7 @@ import asyncssh
 
 from pikube.errors import PikubeError
 from pikube.lab import aptrepo, pihost, rootfs, state
-from pikube.lab.lab import Lab
+from pikube.lab.lab import Lab, lab_command
 from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
 from pikube.system import require_commands
@@ -102,13 +102,13 @@ def parse_faults(specs: Iterable[str]) -> dict[str, set[Fault]]:
     for spec in specs:
         host, sep, names = spec.partition("=")
         if not sep or not names:
-            raise PikubeError(f"--fault {spec!r}: write HOST=FAULT (faults: {known})")
+            raise PikubeError(f"--fault {spec!r}: write HOST=FAULT (faults: {known})", exit_code=2)
         for name in names.split(","):
             try:
                 result.setdefault(host, set()).add(Fault(name))
             except ValueError:
                 raise PikubeError(
-                    f"--fault {spec!r}: unknown fault {name!r} (faults: {known})"
+                    f"--fault {spec!r}: unknown fault {name!r} (faults: {known})", exit_code=2
                 ) from None
     return result
 
@@ -120,9 +120,16 @@ def ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> 
     for name in faults:
         if name not in names:
             raise PikubeError(
-                f"cannot give a fault to {name!r}: the SSH hosts are {', '.join(sorted(names))}"
+                f"--fault: cannot give a fault to {name!r}: the SSH hosts are "
+                f"{', '.join(sorted(names))}",
+                exit_code=2,
             )
     return [SshHost(h.name, str(h.ipv4), h.role, frozenset(faults.get(h.name, ()))) for h in hosts]
+
+
+def has_ssh_hosts(lab: Lab) -> bool:
+    """Whether `up_ssh_hosts` was run for this lab (its SSH client key is made first)."""
+    return client_key_path(lab.name).exists()
 
 
 def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> list[SshHost]:
@@ -378,7 +385,7 @@ def cluster_spec_yaml(lab: Lab) -> str:
     return f"""\
 # pikube cluster spec for the SSH hosts of lab {lab.name!r} (master and node01-03).
 # Run the builder from the lab's client host, which is on the lab LAN:
-#   pikube lab exec -n {lab.name} client -- pikube cluster plan -f cluster.yaml
+#   {lab_command(lab.name, "exec", "client", "--", "pikube cluster plan -f cluster.yaml")}
 apiVersion: pikube.dev/v1alpha1
 cluster:
   name: kubeadm-orenge-cloud-playground

@@ -30,13 +30,13 @@ from pikube.lab.kubeapi import pki
 from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from pikube.lab.kubeapi.seed import node
 from pikube.lab.kubeapi.store import format_time
-from pikube.lab.lab import Lab
+from pikube.lab.lab import Lab, lab_command
 from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
 
 API_PORT = 6443
 API_HOST = "master"
-PROCESS_NAME = "kube-apiserver"
+PROCESS_NAME = "api-stand-in"  # not kube-apiserver: `lab status` says what it is
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def admin_request(
     except OSError as exc:
         raise PikubeError(
             f"the Kubernetes API of lab {lab_name!r} does not answer on {sock}: {exc}; "
-            "start it with `pikube lab up`"
+            f"start it with `{lab_command(lab_name, 'up')}`"
         ) from exc
     finally:
         connection.close()
