@@ -46,3 +46,11 @@ class PikubeError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+
+class InvalidInput(PikubeError):
+    """What the user typed or gave is wrong (an option, a spec, a manifest, a missing or too
+    large file): exit status 2, as for click's usage errors. Everything else that fails exits
+    1 (the convention: README, "Exit status", and docs/decisions/0090)."""
+
+    exit_code = 2

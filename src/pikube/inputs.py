@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput
 
 MIB = 1024 * 1024
 SPEC_LIMIT_BYTES = 1 * MIB
@@ -25,10 +25,8 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
 
 
-class TooLarge(PikubeError):
-    """An input over its limit: invalid input, exit status 2."""
-
-    exit_code = 2
+class TooLarge(InvalidInput):
+    """An input over its limit."""
 
 
 class InputBudget:

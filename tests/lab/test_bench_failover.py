@@ -62,7 +62,7 @@ def test_one_keepalived_run_per_scenario_writes_the_agreed_json(tmp_path: Path) 
 def test_an_unknown_implementation_is_one_clear_line(impl: str, message: str) -> None:
     name = new_lab_name()
     result = run_pikube("bench", "failover", "--impl", impl, "--runs", "1", "--name", name)
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("pikube: error: ")

@@ -84,11 +84,11 @@ def test_a_missing_program_names_the_debian_package(tmp_path: object) -> None:
 def test_unknown_host_and_lab_not_up_are_explained() -> None:
     name = new_lab_name()
     result = run_pikube("lab", "exec", "--name", name, "node09", "--", "true")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no host 'node09'" in _one_line_error(result.stderr)
     result = run_pikube("lab", "exec", "--name", name, "node01", "--", "true")
     assert result.returncode == 1
     assert "is not up" in _one_line_error(result.stderr)
     result = run_pikube("lab", "up", "--name", "Bad_Name")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "invalid lab name" in _one_line_error(result.stderr)

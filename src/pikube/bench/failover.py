@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput, PikubeError
 from pikube.lab import keepalived, netns, state
 from pikube.lab.lab import Lab
 from pikube.lab.probe import (
@@ -268,18 +268,20 @@ def implementation(name: str) -> Implementation:
         return KeepalivedBaseline(name=name, advert_int_s=0.1)
     if name == "keepalived-1s":
         return KeepalivedBaseline(name=name, advert_int_s=1.0)
-    raise PikubeError(f"unknown implementation {name!r} (choose from {', '.join(IMPLEMENTATIONS)})")
+    raise InvalidInput(
+        f"unknown implementation {name!r} (choose from {', '.join(IMPLEMENTATIONS)})"
+    )
 
 
 def parse_impls(text: str) -> tuple[str, ...]:
     """`--impl a,b` -> ("a", "b"), in the order given, each known, no repeats."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
-        raise PikubeError(f"--impl needs at least one of {', '.join(IMPLEMENTATIONS)}")
+        raise InvalidInput(f"--impl needs at least one of {', '.join(IMPLEMENTATIONS)}")
     for name in names:
         if name not in IMPLEMENTATIONS:
             known = ", ".join(IMPLEMENTATIONS)
-            raise PikubeError(f"--impl: unknown implementation {name!r} (choose from {known})")
+            raise InvalidInput(f"--impl: unknown implementation {name!r} (choose from {known})")
     return tuple(dict.fromkeys(names))
 
 

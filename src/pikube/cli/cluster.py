@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput, PikubeError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,7 +88,7 @@ def init(path: str, force: bool) -> None:
     schema_path = target.parent / SCHEMA_FILE
     for existing in (target, schema_path):
         if existing.exists() and not force:
-            raise PikubeError(f"{existing} exists; use --force to overwrite it")
+            raise InvalidInput(f"{existing} exists; use --force to overwrite it")
     target.write_text(SEED_SPEC)
     schema_path.write_text(json.dumps(json_schema(), indent=2) + "\n")
     _say(
@@ -287,7 +287,7 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
             _print_plan(the_plan)
             if not yes:
                 if not sys.stdin.isatty():
-                    raise PikubeError("apply asks before changing anything: pass --yes")
+                    raise InvalidInput("apply asks before changing anything: pass --yes")
                 if not click.confirm("apply these changes?", default=False):
                     raise PikubeError("nothing changed (not confirmed)")
         view = _ProgressView((h.node for h in the_plan.hosts), live=sys.stdout.isatty())

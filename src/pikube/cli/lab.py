@@ -106,10 +106,12 @@ def status(name: str, output: str) -> None:
     st = Lab(name).status()
     if output == "json":
         click.echo(json.dumps(_status_json(st), indent=2))
+        if not st.exists:
+            sys.exit(1)
         return
     if not st.exists:
         _console().print(f"lab {name!r} does not exist")
-        sys.exit(3)
+        sys.exit(1)
     _print_hosts(st)
     if st.processes:
         table = Table("host", "process", "pid", "state", "command", box=None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput
 
 if TYPE_CHECKING:
     from pikube.lb.ipam import AllocationResult
@@ -84,16 +84,15 @@ def allocate_command(
             try:
                 networks[f"{what} ({option})"] = overlaps.parse_networks(text)
             except ValueError as exc:
-                raise PikubeError(f"{option}: {exc}", exit_code=2) from None
+                raise InvalidInput(f"{option}: {exc}") from None
     resources = load_manifests(paths)
     problems = overlaps.pools_overlapping(resources.pools, networks)
     if problems:
         more = len(problems) - 1
-        raise PikubeError(
+        raise InvalidInput(
             problems[0]
             + (f" (and {more} more overlap{'s' * (more > 1)})" if more else "")
-            + ": LoadBalancer IPs must be outside the cluster's own networks",
-            exit_code=2,
+            + ": LoadBalancer IPs must be outside the cluster's own networks"
         )
     result = allocate(resources, load_balancer_class=lb_class)
     if output == "json":
@@ -126,15 +125,14 @@ def _read_key(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise PikubeError(
+        raise InvalidInput(
             f"key file {path}: {exc.strerror}; every speaker needs the same shared key, e.g. "
-            f"`head -c 32 /dev/urandom | base64 > {path}`",
-            exit_code=2,
+            f"`head -c 32 /dev/urandom | base64 > {path}`"
         ) from exc
     try:
         return load_key(raw)
     except ValueError as exc:
-        raise PikubeError(f"key file {path}: {exc}", exit_code=2) from exc
+        raise InvalidInput(f"key file {path}: {exc}") from exc
 
 
 def _source(spec: str) -> Source:
@@ -144,11 +142,9 @@ def _source(spec: str) -> Source:
 
         directory = Path(value)
         if not directory.is_dir():
-            raise PikubeError(f"--source {spec}: {directory} is not a directory", exit_code=2)
+            raise InvalidInput(f"--source {spec}: {directory} is not a directory")
         return ManifestDirectory(directory)
-    raise PikubeError(
-        f"--source {spec!r}: use dir:PATH (a directory of Kubernetes YAML)", exit_code=2
-    )
+    raise InvalidInput(f"--source {spec!r}: use dir:PATH (a directory of Kubernetes YAML)")
 
 
 @lb.command()
@@ -250,7 +246,7 @@ def speaker(
     from pikube.lb import speaker as daemon  # noqa: PLC0415
 
     if not node:
-        raise PikubeError("--node is required (or set NODE_NAME)", exit_code=2)
+        raise InvalidInput("--node is required (or set NODE_NAME)")
     key = _read_key(key_file)
     source = _source(source_spec)
     handler = logging.StreamHandler(sys.stderr)

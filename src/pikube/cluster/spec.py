@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput, PikubeError
 from pikube.inputs import SPEC_LIMIT_BYTES, InputBudget
 
 API_VERSION = "pikube.dev/v1alpha1"
@@ -287,7 +287,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def parse_spec(data: Any, source: str) -> ClusterSpec:
     """Validate parsed YAML; a PikubeError names the source and the first bad field."""
     if not isinstance(data, dict):
-        raise PikubeError(f"{source}: the spec must be a mapping (apiVersion, cluster, nodes, ...)")
+        raise InvalidInput(
+            f"{source}: the spec must be a mapping (apiVersion, cluster, nodes, ...)"
+        )
     try:
         return ClusterSpec.model_validate(data)
     except ValidationError as exc:
@@ -298,7 +300,7 @@ def parse_spec(data: Any, source: str) -> ClusterSpec:
         message = first["msg"].removeprefix("Value error, ")
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise PikubeError(f"{source}: {where}{message}{suffix}") from None
+        raise InvalidInput(f"{source}: {where}{message}{suffix}") from None
 
 
 def load_spec(path: str | Path) -> ClusterSpec:
@@ -306,16 +308,16 @@ def load_spec(path: str | Path) -> ClusterSpec:
     try:
         text = InputBudget(SPEC_LIMIT_BYTES, "the cluster spec").read_text(path)
     except OSError as exc:
-        raise PikubeError(f"cannot read the cluster spec {path}: {exc.strerror}") from exc
+        raise InvalidInput(f"cannot read the cluster spec {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
-        raise PikubeError(f"{path}: not UTF-8 text") from None
+        raise InvalidInput(f"{path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PikubeError(f"{path}:{where}: not valid YAML: {problem}") from None
+        raise InvalidInput(f"{path}:{where}: not valid YAML: {problem}") from None
     return parse_spec(data, str(path))
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import asyncssh
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput, PikubeError
 from pikube.lab import aptrepo, pihost, rootfs, state
 from pikube.lab.lab import Lab, lab_command
 from pikube.lab.processes import ProcessRecord, TcpListening
@@ -102,13 +102,13 @@ def parse_faults(specs: Iterable[str]) -> dict[str, set[Fault]]:
     for spec in specs:
         host, sep, names = spec.partition("=")
         if not sep or not names:
-            raise PikubeError(f"--fault {spec!r}: write HOST=FAULT (faults: {known})", exit_code=2)
+            raise InvalidInput(f"--fault {spec!r}: write HOST=FAULT (faults: {known})")
         for name in names.split(","):
             try:
                 result.setdefault(host, set()).add(Fault(name))
             except ValueError:
-                raise PikubeError(
-                    f"--fault {spec!r}: unknown fault {name!r} (faults: {known})", exit_code=2
+                raise InvalidInput(
+                    f"--fault {spec!r}: unknown fault {name!r} (faults: {known})"
                 ) from None
     return result
 
@@ -119,10 +119,9 @@ def ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> 
     names = {h.name for h in hosts}
     for name in faults:
         if name not in names:
-            raise PikubeError(
+            raise InvalidInput(
                 f"--fault: cannot give a fault to {name!r}: the SSH hosts are "
-                f"{', '.join(sorted(names))}",
-                exit_code=2,
+                f"{', '.join(sorted(names))}"
             )
     return [SshHost(h.name, str(h.ipv4), h.role, frozenset(faults.get(h.name, ()))) for h in hosts]
 

@@ -14,7 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput
 
 LAN_IPV4 = ipaddress.IPv4Network("198.51.100.0/24")
 LAN_IPV6 = ipaddress.IPv6Network("2001:db8:68::/64")
@@ -99,7 +99,7 @@ class Topology:
             if host.name == name:
                 return host
         known = ", ".join(h.name for h in self.hosts)
-        raise PikubeError(f"lab {self.lab!r} has no host {name!r} (hosts: {known})")
+        raise InvalidInput(f"lab {self.lab!r} has no host {name!r} (hosts: {known})")
 
     @property
     def gateway(self) -> Host:
@@ -112,7 +112,7 @@ class Topology:
 
 def validate_lab_name(name: str) -> None:
     if not LAB_NAME_RE.match(name):
-        raise PikubeError(
+        raise InvalidInput(
             f"invalid lab name {name!r}: use 1-12 lower-case letters and digits, "
             "starting with a letter (it prefixes network namespace names)"
         )

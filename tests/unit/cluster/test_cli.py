@@ -14,7 +14,7 @@ def test_init_writes_the_seed_spec_and_refuses_to_overwrite(tmp_path: Path) -> N
     assert run_pikube("cluster", "init", "-f", str(target)).returncode == 0
     assert load_spec(target).cluster.name == "kubeadm-orenge-cloud-playground"
     again = run_pikube("cluster", "init", "-f", str(target))
-    assert again.returncode == 1
+    assert again.returncode == 2
     assert "exists; use --force" in again.stderr
     assert run_pikube("cluster", "init", "-f", str(target), "--force").returncode == 0
 
@@ -45,7 +45,7 @@ def test_an_invalid_spec_fails_before_any_connection(tmp_path: Path) -> None:
     spec.write_text(text)
     for command in ("plan", "apply", "doctor"):
         result = run_pikube("cluster", command, "-f", str(spec), timeout_s=30)
-        assert result.returncode == 1
+        assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
             f"pikube: error: {spec}: nodes[1].role: Input should be 'control-plane' or 'worker'"
         ]
