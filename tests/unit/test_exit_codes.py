@@ -43,6 +43,7 @@ def _files(tmp: Path) -> dict[str, str]:
         "UNREACHABLE": str(unreachable),
         "KEY": str(key),
         "MISSING": str(tmp / "missing.yaml"),
+        "LOG": str(tmp / "apply.jsonl"),
     }
 
 
@@ -73,11 +74,11 @@ CASES = [
     ("cluster init -f SPEC", 2),
     ("cluster plan -f MISSING", 2),
     ("cluster plan -f INVALID_SPEC", 2),
-    ("cluster apply -f INVALID_SPEC --yes", 2),
+    ("cluster apply -f INVALID_SPEC --yes --log LOG", 2),
     ("cluster doctor -f INVALID_SPEC", 2),
     ("cluster plan -f UNREACHABLE", 1),
     ("cluster doctor -f UNREACHABLE", 1),
-    ("cluster apply -f UNREACHABLE --yes", 1),
+    ("cluster apply -f UNREACHABLE --yes --log LOG", 1),
     # bench
     ("bench failover --impl nosuch", 2),
 ]

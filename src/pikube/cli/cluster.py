@@ -138,8 +138,11 @@ async def _plan(spec: ClusterSpec) -> Plan:
     return the_plan
 
 
-def _print_plan(the_plan: Plan) -> None:
+def _print_plan(the_plan: Plan, err: bool = False) -> None:
     from pikube.cluster.operations import Kind  # noqa: PLC0415
+
+    def _say(text: str) -> None:
+        click.echo(text, err=err)
 
     bold = click.style
     for host in the_plan.hosts:
@@ -187,13 +190,14 @@ class _ProgressView:
     """A live table, one row per node, redrawn 8 times a second so the clocks run (plain
     lines when not on a terminal)."""
 
-    def __init__(self, nodes: Iterable[str], live: bool) -> None:
+    def __init__(self, nodes: Iterable[str], live: bool, to_stderr: bool = False) -> None:
         from pikube.cluster.apply import HostState, Progress  # noqa: PLC0415
 
         self.rows: dict[str, Progress] = {n: Progress(n, HostState.WAITING) for n in nodes}
         self.started = time.monotonic()
         self.finished: dict[str, float] = {}
         self.live = live
+        self.to_stderr = to_stderr  # progress lines, when stdout is for `-o json`
         self.caption = ""
 
     def notice(self, text: str) -> None:
@@ -225,11 +229,13 @@ class _ProgressView:
             self.finished.setdefault(progress.node, time.monotonic())
         if not self.live:
             step = f" {progress.step}/{progress.steps}" if progress.steps else ""
-            click.echo(f"{progress.node}: {progress.state.value}{step} {progress.detail}".rstrip())
+            line = f"{progress.node}: {progress.state.value}{step} {progress.detail}".rstrip()
+            click.echo(line, err=self.to_stderr)
 
 
 @cluster.command()
 @_spec_option
+@_output_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--log",
@@ -238,19 +244,26 @@ class _ProgressView:
     help="The log of every command run, JSON lines "
     "[default: ~/.local/state/pikube/logs/apply-CLUSTER-TIME.jsonl].",
 )
-def apply(spec_path: str, yes: bool, log_path: str | None) -> None:
-    """Carry out the plan on every node concurrently; a second apply changes nothing."""
+def apply(spec_path: str, output: str, yes: bool, log_path: str | None) -> None:
+    """Carry out the plan on every node concurrently; a second apply changes nothing.
+
+    With `-o json`, stdout is only the report (per node: state, changes applied, commands
+    run); the plan, the question and the progress go to stderr."""
     from pikube.cluster.apply import default_log_path  # noqa: PLC0415
     from pikube.cluster.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
     path = Path(log_path) if log_path else default_log_path(spec)
+    as_json = output == "json"
     report = _run(
-        _apply(spec, yes, path),
+        _apply(spec, yes, path, as_json),
         "stopped waiting: the commands already started finish on their nodes; "
         "apply again to continue from where each node is",
     )
-    _print_report(report)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report)
     if report.interrupted:
         sys.exit(130)
     if not report.ok:
@@ -277,20 +290,21 @@ def _stop_on_ctrl_c(stop: asyncio.Event, view: _ProgressView) -> None:
     loop.add_signal_handler(signal.SIGINT, interrupted)
 
 
-async def _apply(spec: ClusterSpec, yes: bool, log_path: Path) -> ApplyReport:
+async def _apply(spec: ClusterSpec, yes: bool, log_path: Path, as_json: bool) -> ApplyReport:
     from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
 
     stop = asyncio.Event()
     async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
         the_plan, _facts = await session.plan()
         if the_plan.change_count:
-            _print_plan(the_plan)
+            _print_plan(the_plan, err=as_json)
             if not yes:
                 if not sys.stdin.isatty():
                     raise InvalidInput("apply asks before changing anything: pass --yes")
-                if not click.confirm("apply these changes?", default=False):
+                if not click.confirm("apply these changes?", default=False, err=as_json):
                     raise PikubeError("nothing changed (not confirmed)")
-        view = _ProgressView((h.node for h in the_plan.hosts), live=sys.stdout.isatty())
+        live = sys.stdout.isatty() and not as_json
+        view = _ProgressView((h.node for h in the_plan.hosts), live=live, to_stderr=as_json)
         _stop_on_ctrl_c(stop, view)
         if view.live:
             from rich.live import Live  # noqa: PLC0415 (only on a terminal)

@@ -95,6 +95,26 @@ class ApplyReport:
     def changes_applied(self) -> int:
         return sum(len(h.applied) for h in self.hosts)
 
+    def to_json(self) -> dict[str, object]:
+        """`pikube cluster apply -o json`: per node its end state, the changes carried out and
+        the commands run."""
+        return {
+            "ok": self.ok,
+            "interrupted": self.interrupted,
+            "changes_applied": self.changes_applied,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "log": str(self.log_path) if self.log_path else None,
+            "hosts": {
+                h.node: {
+                    "state": h.state.value,
+                    "applied": list(h.applied),
+                    "commands": list(h.commands),
+                    "message": h.message,
+                }
+                for h in self.hosts
+            },
+        }
+
 
 class CommandLog:
     """Appends one JSON line per command run on a node: when, where, what, how it ended.

@@ -58,3 +58,39 @@ def test_schema_is_json_schema() -> None:
     schema = json.loads(result.stdout)
     assert schema["title"] == "pikube cluster.yaml"
     assert "nodes" in schema["required"]
+
+
+def test_apply_reports_in_json_for_scripts(tmp_path: Path) -> None:
+    """stdout is only the JSON report; progress goes to stderr (nodes nobody answers for)."""
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(
+        run_pikube("cluster", "init", "-f", "-")
+        .stdout.replace("port: 22", "port: 1")
+        .replace("192.168.68.20", "127.0.0.1")
+        .replace("~/.ssh/id_ed25519", str(tmp_path / "no-key"))
+        .replace("~/.local/state/pikube/known_hosts", str(tmp_path / "known_hosts"))
+        .replace("192.168.68.230-192.168.68.250", "198.51.100.230-198.51.100.250")
+    )
+    log = tmp_path / "apply.jsonl"
+    args = ("cluster", "apply", "-f", str(spec), "--yes", "--log", str(log), "-o", "json")
+    result = run_pikube(*args)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["changes_applied"] == 0
+    assert sorted(report["hosts"]) == ["master", "node01", "node02", "node03"]
+    master = report["hosts"]["master"]
+    assert master["state"] == "unreachable"
+    assert master["applied"] == []
+    assert "the SSH key file" in master["message"]
+    assert "master: unreachable" in result.stderr
+
+
+def test_shell_completion_as_documented() -> None:
+    """The README's completion line works, and completes the lazily loaded groups too."""
+    script = run_pikube(env={"_PIKUBE_COMPLETE": "bash_source"})
+    assert script.returncode == 0
+    assert "complete -o nosort -F _pikube_completion pikube" in script.stdout
+    words = {"COMP_WORDS": "pikube cluster ap", "COMP_CWORD": "2"}
+    done = run_pikube(env={"_PIKUBE_COMPLETE": "bash_complete", **words})
+    assert done.stdout.split() == ["plain,apply"]
