@@ -117,15 +117,25 @@ def _report_new_key(event: NewHostKey) -> None:
 @_spec_option
 @_output_option
 def plan(spec_path: str, output: str) -> None:
-    """Show every change apply would make, per node; change nothing."""
-    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+    """Show every change apply would make, per node; change nothing. Also names the fields of
+    the spec that the builder does not use yet."""
+    from pikube.cluster.spec import NOT_YET_USED, load_spec, not_yet_used  # noqa: PLC0415
 
     spec = load_spec(spec_path)
     the_plan = _run(_plan(spec), "interrupted (plan changes nothing)")
+    unused = not_yet_used(spec)
     if output == "json":
-        click.echo(json.dumps(the_plan.to_json(), indent=2))
+        data = the_plan.to_json()
+        data["not_yet_used"] = {field: NOT_YET_USED[field] for field in unused}
+        click.echo(json.dumps(data, indent=2))
     else:
         _print_plan(the_plan)
+        if unused:
+            _say(
+                click.style("note:", fg="yellow")
+                + f" not yet used by the builder, so they change nothing: {', '.join(unused)} "
+                "(kubeadm init, flannel, the load balancer and the demo app come later)"
+            )
     if the_plan.errors:
         sys.exit(1)
 

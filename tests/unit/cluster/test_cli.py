@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pikube.cluster.spec import json_schema, load_spec
+from pikube.cluster.spec import NOT_YET_USED, SEED_SPEC, json_schema, load_spec
 from tests.helpers import run_pikube
 
 
@@ -60,17 +60,34 @@ def test_schema_is_json_schema() -> None:
     assert "nodes" in schema["required"]
 
 
-def test_apply_reports_in_json_for_scripts(tmp_path: Path) -> None:
-    """stdout is only the JSON report; progress goes to stderr (nodes nobody answers for)."""
+def _unreachable_spec(tmp_path: Path) -> Path:
+    """The seed's spec, with nodes nobody answers for."""
     spec = tmp_path / "cluster.yaml"
     spec.write_text(
-        run_pikube("cluster", "init", "-f", "-")
-        .stdout.replace("port: 22", "port: 1")
+        SEED_SPEC.replace("port: 22", "port: 1")
         .replace("192.168.68.20", "127.0.0.1")
         .replace("~/.ssh/id_ed25519", str(tmp_path / "no-key"))
         .replace("~/.local/state/pikube/known_hosts", str(tmp_path / "known_hosts"))
         .replace("192.168.68.230-192.168.68.250", "198.51.100.230-198.51.100.250")
     )
+    return spec
+
+
+def test_plan_says_which_fields_of_the_spec_are_not_yet_used(tmp_path: Path) -> None:
+    spec = _unreachable_spec(tmp_path)
+    table = run_pikube("cluster", "plan", "-f", str(spec))
+    assert table.returncode == 1  # nobody answers
+    assert (
+        "note: not yet used by the builder, so they change nothing: versions.flannel, "
+        "networking.pod_cidr, load_balancer, demo_app" in table.stdout
+    )
+    as_json = json.loads(run_pikube("cluster", "plan", "-f", str(spec), "-o", "json").stdout)
+    assert list(as_json["not_yet_used"]) == list(NOT_YET_USED)
+
+
+def test_apply_reports_in_json_for_scripts(tmp_path: Path) -> None:
+    """stdout is only the JSON report; progress goes to stderr (nodes nobody answers for)."""
+    spec = _unreachable_spec(tmp_path)
     log = tmp_path / "apply.jsonl"
     args = ("cluster", "apply", "-f", str(spec), "--yes", "--log", str(log), "-o", "json")
     result = run_pikube(*args)

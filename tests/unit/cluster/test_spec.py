@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pikube.cluster.spec import SEED_SPEC, Role, json_schema, load_spec, parse_spec
+from pikube.cluster.spec import (
+    NOT_YET_USED,
+    NOT_YET_USED_COMMENT,
+    SEED_SPEC,
+    Role,
+    json_schema,
+    load_spec,
+    not_yet_used,
+    parse_spec,
+)
 from pikube.errors import PikubeError
 
 
@@ -150,3 +159,38 @@ def test_nodes_named_by_dns_and_an_ipv6_pool_are_not_overlaps() -> None:
     nodes[0]["address"] = "master.local"
     data["load_balancer"] = {"pool": "2001:db8:68::230-2001:db8:68::250"}
     assert parse_spec(data, "cluster.yaml").nodes[0].address == "master.local"
+
+
+def test_fields_not_yet_used_are_marked_in_the_commented_spec_and_the_schema() -> None:
+    """One list (NOT_YET_USED): delete a field from it when the builder reads it, and its
+    `# not yet used` comment in the commented spec; this test keeps the two equal."""
+    assert set(NOT_YET_USED) == {
+        "versions.flannel",
+        "networking.pod_cidr",
+        "load_balancer",
+        "demo_app",
+    }
+    marked = {
+        line.split(":")[0].strip()
+        for line in SEED_SPEC.splitlines()
+        if NOT_YET_USED_COMMENT in line and not line.startswith("#")
+    }
+    assert marked == {field.rsplit(".", 1)[-1] for field in NOT_YET_USED}
+    schema = json_schema()
+    assert schema["properties"]["load_balancer"]["description"].startswith("Not yet used: ")
+    assert schema["properties"]["demo_app"]["description"].startswith("Not yet used: ")
+    defs = schema["$defs"]
+    assert defs["Versions"]["properties"]["flannel"]["description"].startswith("Not yet used")
+    assert defs["Networking"]["properties"]["pod_cidr"]["description"].startswith("Not yet")
+    assert "description" not in defs["Networking"]["properties"]["service_cidr"]
+
+
+def test_plan_names_only_the_unused_fields_a_spec_sets() -> None:
+    assert not_yet_used(parse_spec(_seed(), "cluster.yaml")) == list(NOT_YET_USED)
+    data = _seed()
+    for key in ("load_balancer", "demo_app"):
+        del data[key]
+    versions = data["versions"]
+    assert isinstance(versions, dict)
+    del versions["flannel"]
+    assert not_yet_used(parse_spec(data, "cluster.yaml")) == ["networking.pod_cidr"]
