@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from pikube.lab.kubeapi import discovery, errors, tables
+from pikube.lab.kubeapi import discovery, errors, schema, tables
 from pikube.lab.kubeapi.errors import ApiError
 from pikube.lab.kubeapi.resources import ResourceType
 from pikube.lab.kubeapi.routing import (
@@ -74,6 +74,37 @@ def _dumps(value: Any) -> bytes:
 
 def _json_response(body: Any, status: int = 200, content_type: str = JSON) -> web.Response:
     return web.Response(body=_dumps(body), status=status, headers={"Content-Type": content_type})
+
+
+_FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
+
+
+def _field_validation(rt: ResourceType, body: Any, directive: str | None) -> list[str]:
+    """The fieldValidation query parameter, as kube-apiserver applies it to a custom resource:
+    Strict refuses undeclared fields (400), Warn (the default) returns them as warnings,
+    Ignore says nothing; the store prunes them in every case. A JSON patch (a list of
+    operations) names no fields to check."""
+    directive = directive or "Warn"
+    if directive not in _FIELD_VALIDATION:
+        raise errors.bad_request(
+            f"fieldValidation: {directive!r} is not one of {', '.join(_FIELD_VALIDATION)}"
+        )
+    if directive == "Ignore" or not rt.custom or rt.schema is None or not isinstance(body, dict):
+        return []
+    unknown = [f'unknown field "{path}"' for path in schema.unknown_fields(rt.schema, body)]
+    if unknown and directive == "Strict":
+        raise errors.bad_request(
+            f"{rt.kind} in version {rt.version!r} cannot be handled as a {rt.kind}: "
+            f"strict decoding error: {', '.join(unknown)}"
+        )
+    return unknown
+
+
+def _warned(response: web.Response, warnings: list[str]) -> web.Response:
+    """Warnings as the real server sends them (kubectl prints each as `Warning: ...`)."""
+    for warning in warnings:
+        response.headers.add("Warning", f'299 - "{warning.replace(chr(34), chr(92) + chr(34))}"')
+    return response
 
 
 def _error_response(error: ApiError) -> web.Response:
@@ -277,8 +308,9 @@ class ApiServer:
                         f"{rt.plural} is namespaced: POST to /namespaces/NAMESPACE/{rt.plural}"
                     )
                 body = await self._body(request)
+                warnings = _field_validation(rt, body, query.get("fieldValidation"))
                 obj = self.store.create(rt, ns, body, dry_run=dry_run)
-                return _json_response(obj, 201)
+                return _warned(_json_response(obj, 201), warnings)
             if method == "DELETE":
                 labels, fields = self._selectors(rt, query)
                 deleted = self.store.delete_collection(rt, ns, labels, fields)
@@ -310,10 +342,11 @@ class ApiServer:
             return _json_response(obj)
         if method == "PUT":
             body = await self._body(request)
+            warnings = _field_validation(rt, body, query.get("fieldValidation"))
             obj = self.store.update(
                 rt, ns, target.name, body, subresource=target.subresource, dry_run=dry_run
             )
-            return _json_response(obj)
+            return _warned(_json_response(obj), warnings)
         if method == "PATCH":
             kind = patch_type(request.headers.get("Content-Type"))
             if kind is None:
@@ -322,11 +355,13 @@ class ApiServer:
                     f"include: {', '.join(t.value for t in PatchType)}"
                 )
             body = await self._body(request, yaml_ok=kind is PatchType.APPLY)
+            warnings = _field_validation(rt, body, query.get("fieldValidation"))
             existed = self._exists(rt, ns, target.name)
             obj = self.store.patch(
                 rt, ns, target.name, kind, body, subresource=target.subresource, dry_run=dry_run
             )
-            return _json_response(obj, 200 if existed or kind is not PatchType.APPLY else 201)
+            status = 200 if existed or kind is not PatchType.APPLY else 201
+            return _warned(_json_response(obj, status), warnings)
         if method == "DELETE":
             if target.subresource is not None:
                 raise errors.method_not_allowed("a subresource cannot be deleted")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pikube.lab.kubeapi import errors
+from pikube.lab.kubeapi import errors, schema
 from pikube.lab.kubeapi.defaults import (
     Cause,
     Exhausted,
@@ -258,6 +258,10 @@ class Store:
         try:
             validate_metadata(rt, obj)
             validate_spec(rt, obj)
+            if rt.custom and rt.schema is not None:
+                causes = schema.validate(rt.schema, obj)
+                if causes:
+                    raise Invalid(causes)
             if rt.storage_key == CRDS:
                 types_from_crd(obj)
         except Invalid as exc:
@@ -266,6 +270,8 @@ class Store:
             raise errors.invalid(rt, name, [Cause("spec", str(exc))]) from exc
 
     def _default(self, rt: ResourceType, obj: Obj, old: Mapping[str, Any] | None) -> None:
+        if rt.custom and rt.schema is not None:
+            schema.prune(rt.schema, obj)  # as the real server, whatever the field validation
         try:
             default_object(rt, obj, self.allocator, old)
         except Invalid as exc:

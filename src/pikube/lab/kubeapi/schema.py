@@ -1,0 +1,222 @@
+"""Custom resources against their CRD's structural schema, as kube-apiserver checks them. Pure.
+
+- `validate`: the value checks of OpenAPI v3 that CRD authors use (type, nullable, enum,
+  required, minimum/maximum, exclusive bounds, minLength/maxLength, pattern, minItems/maxItems,
+  uniqueItems, minProperties/maxProperties, x-kubernetes-int-or-string), each failure a `Cause`
+  worded like the real server's ("spec.addresses: Invalid value: "string": spec.addresses in
+  body must be of type array: "string"") and returned as 422 Invalid.
+- `unknown_fields`: the fields the schema does not declare (the real server's strict field
+  validation refuses them with 400 "strict decoding error: unknown field ..."; Warn and Ignore
+  prune them, as `prune` does).
+- `prune`: drops the undeclared fields in place, as the real server prunes every custom
+  resource with a structural schema.
+
+`x-kubernetes-preserve-unknown-fields` stops the unknown-field check and pruning below it;
+`additionalProperties` declares a map. apiVersion, kind and metadata are the server's, not the
+schema's, and are not looked at here. Must not: do I/O or know about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pikube.lab.kubeapi.defaults import Cause
+
+_SERVER_FIELDS = ("apiVersion", "kind", "metadata")
+_TYPES = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "boolean": (bool,),
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _has_type(value: Any, wanted: str) -> bool:
+    if wanted == "integer":
+        if isinstance(value, float):
+            return value.is_integer()
+        return isinstance(value, int) and not isinstance(value, bool)
+    if wanted == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _TYPES.get(wanted, (object,)))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, dict | list) else f'"{_type_name(value)}"'
+    return text if len(text) <= 60 else text[:57] + '..."'
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _children(
+    schema: Mapping[str, Any], value: Any, path: str
+) -> Iterator[tuple[Mapping[str, Any] | None, Any, str, str]]:
+    """(schema of the child or None if undeclared, child value, child path, key)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, child in value.items():
+            sub = properties.get(key) if isinstance(properties, Mapping) else None
+            if sub is None and isinstance(extra, Mapping):
+                sub = extra
+            if sub is None and extra is True:
+                sub = {"x-kubernetes-preserve-unknown-fields": True}
+            yield sub, child, _join(path, str(key)), str(key)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        for index, child in enumerate(value):
+            yield (items if isinstance(items, Mapping) else {}), child, f"{path}[{index}]", ""
+
+
+def _top(
+    schema: Mapping[str, Any], value: Any
+) -> Iterator[tuple[Mapping[str, Any] | None, Any, str]]:
+    """The top-level fields the schema governs (all but apiVersion, kind, metadata)."""
+    if not isinstance(value, dict):
+        return
+    properties = schema.get("properties") or {}
+    for key, child in value.items():
+        if key in _SERVER_FIELDS:
+            continue
+        yield properties.get(key), child, key
+
+
+def unknown_fields(schema: Mapping[str, Any], obj: Any) -> list[str]:
+    """Paths of the fields `obj` has and the schema does not declare, e.g. `spec.adresses`."""
+    found: list[str] = []
+
+    def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        if sub.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        for child_schema, child, child_path, _key in _children(sub, value, path):
+            if child_schema is None:
+                found.append(child_path)
+            else:
+                walk(child_schema, child, child_path)
+
+    for sub, value, key in _top(schema, obj):
+        if sub is None:
+            if not schema.get("x-kubernetes-preserve-unknown-fields"):
+                found.append(key)
+        else:
+            walk(sub, value, key)
+    return found
+
+
+def prune(schema: Mapping[str, Any], obj: Any) -> None:
+    """Drop, in place, every field the schema does not declare."""
+
+    def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        if sub.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        for child_schema, child, child_path, key in list(_children(sub, value, path)):
+            if child_schema is None:
+                del value[key]
+            else:
+                walk(child_schema, child, child_path)
+
+    if not isinstance(obj, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    for sub, value, key in list(_top(schema, obj)):
+        if sub is None:
+            del obj[key]
+        else:
+            walk(sub, value, key)
+
+
+def validate(schema: Mapping[str, Any], obj: Any) -> list[Cause]:
+    """The schema's value checks; undeclared fields are not looked at (see unknown_fields)."""
+    causes: list[Cause] = []
+
+    def fail(path: str, value: Any, what: str, reason: str = "FieldValueInvalid") -> None:
+        message = f"Invalid value: {_shown(value)}: {path} in body {what}"
+        causes.append(Cause(path, message, reason))
+
+    def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        if value is None:
+            if not sub.get("nullable") and "type" in sub:
+                fail(path, value, f'must be of type {sub["type"]}: "null"', "FieldValueTypeInvalid")
+            return
+        if sub.get("x-kubernetes-int-or-string"):
+            if not (_has_type(value, "integer") or isinstance(value, str)):
+                fail(path, value, "must be of type integer or string", "FieldValueTypeInvalid")
+                return
+        elif "type" in sub and not _has_type(value, str(sub["type"])):
+            fail(
+                path,
+                value,
+                f'must be of type {sub["type"]}: "{_type_name(value)}"',
+                "FieldValueTypeInvalid",
+            )
+            return
+        if "enum" in sub and value not in sub["enum"]:
+            allowed = ", ".join(json.dumps(v) for v in sub["enum"])
+            fail(path, value, f"should be one of [{allowed}]", "FieldValueNotSupported")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if "minimum" in sub:
+                low = sub["minimum"]
+                if value < low or (sub.get("exclusiveMinimum") and value == low):
+                    fail(path, value, f"should be greater than or equal to {low}")
+            if "maximum" in sub:
+                high = sub["maximum"]
+                if value > high or (sub.get("exclusiveMaximum") and value == high):
+                    fail(path, value, f"should be less than or equal to {high}")
+        if isinstance(value, str):
+            if "minLength" in sub and len(value) < sub["minLength"]:
+                fail(path, value, f"should be at least {sub['minLength']} chars long")
+            if "maxLength" in sub and len(value) > sub["maxLength"]:
+                fail(path, value, f"may not be longer than {sub['maxLength']}", "FieldValueTooLong")
+            if "pattern" in sub and not re.search(str(sub["pattern"]), value):
+                fail(path, value, f"should match '{sub['pattern']}'")
+        if isinstance(value, list):
+            if "minItems" in sub and len(value) < sub["minItems"]:
+                fail(path, value, f"should have at least {sub['minItems']} items")
+            if "maxItems" in sub and len(value) > sub["maxItems"]:
+                fail(path, value, f"must have at most {sub['maxItems']} items", "FieldValueTooMany")
+            if sub.get("uniqueItems"):
+                seen = [json.dumps(v, sort_keys=True) for v in value]
+                if len(set(seen)) != len(seen):
+                    fail(path, value, "shouldn't contain duplicates", "FieldValueDuplicate")
+        if isinstance(value, dict):
+            for key in sub.get("required") or ():
+                if key not in value:
+                    causes.append(
+                        Cause(_join(path, str(key)), "Required value", "FieldValueRequired")
+                    )
+            if "minProperties" in sub and len(value) < sub["minProperties"]:
+                fail(path, value, f"should have at least {sub['minProperties']} properties")
+            if "maxProperties" in sub and len(value) > sub["maxProperties"]:
+                fail(path, value, f"should have at most {sub['maxProperties']} properties")
+        for child_schema, child, child_path, _key in _children(sub, value, path):
+            if child_schema is not None:
+                walk(child_schema, child, child_path)
+
+    if isinstance(obj, dict):
+        for key in schema.get("required") or ():
+            if key not in obj and key not in _SERVER_FIELDS:
+                causes.append(Cause(key, "Required value", "FieldValueRequired"))
+    for sub, value, key in _top(schema, obj):
+        if sub is not None:
+            walk(sub, value, key)
+    return causes
