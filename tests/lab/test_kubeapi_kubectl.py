@@ -416,3 +416,63 @@ def test_the_python_client_in_a_lab_host_reads_the_registered_nodes(
         "node02 198.51.100.22 True",
         "node03 198.51.100.23 True",
     ]
+
+
+def test_explain_reads_the_openapi_of_built_in_kinds(cluster: Cluster) -> None:
+    explained = cluster.kubectl("explain", "service.spec.type").stdout
+    assert "KIND:       Service" in explained
+    assert "FIELD: type <string>" in explained
+    assert "LoadBalancer" in explained
+    nested = cluster.kubectl("explain", "deployment.spec.template.spec.containers.ports").stdout
+    assert "containerPort\t<integer> -required-" in nested
+    v2 = cluster.kubectl("explain", "service.spec.type", "--output", "plaintext-openapiv2").stdout
+    assert "FIELD:    type <string>" in v2
+
+
+def test_explain_reads_a_crds_schema(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", str(CRDS))
+    explained = cluster.kubectl("explain", "ipaddresspools.spec").stdout
+    assert "GROUP:      metallb.io" in explained
+    assert "addresses\t<[]string> -required-" in explained
+    assert "autoAssign\t<boolean>" in explained
+    meta = cluster.kubectl("explain", "l2advertisement.metadata.name").stdout
+    assert "FIELD: name <string>" in meta
+
+
+def test_custom_resources_are_checked_against_the_crd_schema(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", str(CRDS))
+    pool_only = POOL.split("---", maxsplit=1)[0].replace("ADDRESSES", "198.51.100.230/32")
+    typo = cluster.write(
+        "typo.yaml", pool_only.replace("  addresses:", "  adresses: [x]\n  addresses:")
+    )
+    strict = cluster.kubectl("apply", "-f", typo, check=False)
+    assert strict.returncode == 1
+    assert 'strict decoding error: unknown field "spec.adresses"' in strict.stderr
+    assert cluster.json("get", "ipaddresspools")["items"] == []
+    warned = cluster.kubectl("apply", "--validate=warn", "-f", typo)
+    assert 'Warning: unknown field "spec.adresses"' in warned.stderr
+    pool = cluster.json("get", "ipaddresspool", "first-pool")
+    assert "adresses" not in pool["spec"]  # pruned, as the real server does
+    cluster.kubectl("delete", "ipaddresspool", "first-pool")
+    wrong = cluster.write(
+        "wrong.yaml", pool_only.replace("  - 198.51.100.230/32", "    198.51.100.230/32")
+    )
+    refused = cluster.kubectl("apply", "-f", wrong, check=False)
+    assert refused.returncode == 1
+    assert (
+        'The IPAddressPool "first-pool" is invalid: spec.addresses: Invalid value: '
+        '"198.51.100.230/32": spec.addresses in body must be of type array: "string"'
+    ) in refused.stderr
+
+
+def test_unknown_fields_of_built_in_kinds_are_refused_like_the_real_servers(
+    cluster: Cluster,
+) -> None:
+    manifest = cluster.write(
+        "typo-svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: typo, namespace: default}\n"
+        "spec: {ports: [{port: 80}], selectr: {app: x}}\n",
+    )
+    refused = cluster.kubectl("apply", "-f", manifest, check=False)
+    assert refused.returncode == 1
+    assert 'strict decoding error: unknown field "spec.selectr"' in refused.stderr

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pikube.lab.kubeapi import discovery
+from pikube.lab.kubeapi import discovery, openapi
 from pikube.lab.kubeapi.resources import Registry, types_from_crd
 from pikube.lab.kubeapi.routing import TargetKind, parse_path, wants_aggregated, wants_table
 from pikube.lab.kubeapi.tables import human_duration, json_path_values, table
@@ -139,10 +139,10 @@ def test_aggregated_discovery_lists_core_and_groups_with_status_subresources() -
 
 def test_openapi_v3_declares_field_validation_for_every_built_in_patch() -> None:
     registry = Registry()
-    index = discovery.openapi_v3_index(registry)
+    index = openapi.v3_index(registry)
     assert "api/v1" in index["paths"]
     assert "apis/apps/v1" in index["paths"]
-    document = discovery.openapi_v3_document(registry, "apps", "v1")
+    document = openapi.v3_document(registry, "apps", "v1")
     assert document is not None
     patches = [p["patch"] for p in document["paths"].values()]
     kinds = {p["x-kubernetes-group-version-kind"]["kind"] for p in patches}

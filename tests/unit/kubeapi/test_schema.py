@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from pikube.lab.kubeapi import schema
+from pikube.lab.kubeapi import openapi, schema
 from pikube.lab.kubeapi.errors import ApiError
+from pikube.lab.kubeapi.resources import Registry
 from tests.unit.kubeapi.test_store import _crd, new_store, rt
 
 
@@ -100,3 +101,43 @@ def test_the_store_refuses_an_invalid_custom_resource_with_422() -> None:
     )
     created = store.create(pools, "default", _pool({"addresses": ["198.51.100.230/32"], "x": 1}))
     assert "x" not in created["spec"]  # pruned, as the real server does
+
+
+def test_built_in_kinds_are_checked_through_their_references() -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "nginx"},
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "metadata": {"labels": {"app": "nginx"}, "lables": {}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx", "port": 80}]},
+            },
+        },
+    }
+    deployments = Registry().by_kind("apps/v1", "Deployment")
+    assert deployments is not None
+    assert schema.unknown_fields(
+        openapi.kind_schema(deployments), deployment, openapi.builtin_schemas()
+    ) == ["spec.template.metadata.lables", "spec.template.spec.containers[0].port"]
+    patch = {"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "x"}]}}}}
+    assert (
+        schema.unknown_fields(
+            openapi.kind_schema(deployments),
+            patch,
+            openapi.builtin_schemas(),
+            patch_directives=True,
+        )
+        == []
+    )
+
+
+def test_a_crd_with_nested_schemas_has_no_unknown_fields() -> None:
+    crds = Registry().by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    assert crds is not None
+    for name in ("ipaddresspools", "l2advertisements", "bgppeers"):
+        found = schema.unknown_fields(
+            openapi.kind_schema(crds), _crd(name), openapi.builtin_schemas()
+        )
+        assert found == [], name

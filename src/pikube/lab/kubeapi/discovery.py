@@ -5,13 +5,7 @@ Pure functions of a `Registry`:
   /api/v1, /apis/G/V (APIResourceList, with `x/status` subresources);
 - aggregated discovery (apidiscovery.k8s.io/v2 APIGroupDiscoveryList), which kubectl asks for
   first on /api and /apis;
-- OpenAPI v3: an index and, per group-version, a document holding only the PATCH operations
-  with their `fieldValidation` parameter. kubectl reads exactly that to decide that the server
-  validates fields itself (so it sends `fieldValidation=Strict` instead of validating against
-  a schema). The documents carry no schemas and declare no strategic-merge-patch body, so
-  `kubectl apply` computes its patches from its compiled-in types (built-in kinds) or as JSON
-  merge patches (custom resources), exactly as it does against a real server whose OpenAPI
-  it does not use.
+- (the OpenAPI documents are openapi.py's)
 - /version.
 
 Must not: know about HTTP or the store.
@@ -19,8 +13,6 @@ Must not: know about HTTP or the store.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -162,66 +154,3 @@ def aggregated(registry: Registry, *, core: bool, api_version: str = "v2") -> di
         "metadata": {},
         "items": items,
     }
-
-
-# -- OpenAPI v3 -----------------------------------------------------------------------------
-
-
-def _openapi_path(group: str, version: str) -> str:
-    return f"api/{version}" if not group else f"apis/{group}/{version}"
-
-
-def openapi_v3_document(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
-    """PATCH operations (with their query parameters) of the built-in kinds in a group-version."""
-    types = [rt for rt in registry.types_in(group, version) if not rt.custom]
-    if not types:
-        return None
-    paths: dict[str, Any] = {}
-    for rt in types:
-        prefix = f"/{_openapi_path(group, version)}"
-        if rt.namespaced:
-            path = f"{prefix}/namespaces/{{namespace}}/{rt.plural}/{{name}}"
-        else:
-            path = f"{prefix}/{rt.plural}/{{name}}"
-        paths[path] = {
-            "patch": {
-                "operationId": f"patch{rt.kind}",
-                "parameters": [
-                    {"name": name, "in": "query", "schema": {"type": "string"}}
-                    for name in ("dryRun", "fieldManager", "fieldValidation", "force")
-                ],
-                "requestBody": {
-                    "content": {
-                        "application/json-patch+json": {"schema": {"type": "object"}},
-                        "application/merge-patch+json": {"schema": {"type": "object"}},
-                        "application/apply-patch+yaml": {"schema": {"type": "object"}},
-                    }
-                },
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": {
-                    "group": group,
-                    "version": version,
-                    "kind": rt.kind,
-                },
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (pikube lab stand-in)", "version": KUBERNETES_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }
-
-
-def openapi_v3_index(registry: Registry) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    for group, versions in registry.group_versions().items():
-        for version in versions:
-            document = openapi_v3_document(registry, group, version)
-            if document is None:
-                continue
-            digest = hashlib.sha512(json.dumps(document, sort_keys=True).encode()).hexdigest()
-            key = _openapi_path(group, version)
-            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest[:128].upper()}"}
-    return {"paths": paths}

@@ -52,7 +52,8 @@ class ApiError(Exception):
         if self.rt is not None:
             if self.rt.group:
                 details["group"] = self.rt.group
-            details["kind"] = self.rt.plural
+            # Invalid names the kind (`The Service "x" is invalid`), the others the resource.
+            details["kind"] = self.rt.kind if self.reason == "Invalid" else self.rt.plural
         if self.causes:
             details["causes"] = [
                 {"reason": c.reason, "message": c.message, "field": c.field} for c in self.causes

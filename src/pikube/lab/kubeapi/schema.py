@@ -7,7 +7,8 @@
   body must be of type array: "string"") and returned as 422 Invalid.
 - `unknown_fields`: the fields the schema does not declare (the real server's strict field
   validation refuses them with 400 "strict decoding error: unknown field ..."; Warn and Ignore
-  prune them, as `prune` does).
+  prune them, as `prune` does). It also serves the built-in kinds, whose schemas refer to each
+  other by `$ref`.
 - `prune`: drops the undeclared fields in place, as the real server prunes every custom
   resource with a structural schema.
 
@@ -102,20 +103,56 @@ def _top(
         yield properties.get(key), child, key
 
 
-def unknown_fields(schema: Mapping[str, Any], obj: Any) -> list[str]:
-    """Paths of the fields `obj` has and the schema does not declare, e.g. `spec.adresses`."""
+def _resolve(sub: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A schema that is a reference (`$ref`, or an `allOf` of one) as what it refers to."""
+    for _ in range(8):
+        ref = sub.get("$ref")
+        if ref is None and len(sub.get("allOf") or ()) == 1:
+            ref = sub["allOf"][0].get("$ref")
+        if not isinstance(ref, str):
+            return sub
+        target = definitions.get(ref.rsplit("/", 1)[-1])
+        if not isinstance(target, Mapping):
+            return {"x-kubernetes-preserve-unknown-fields": True}  # unknown: check nothing
+        sub = target
+    return sub
+
+
+def unknown_fields(
+    schema: Mapping[str, Any],
+    obj: Any,
+    definitions: Mapping[str, Any] | None = None,
+    *,
+    patch_directives: bool = False,
+) -> list[str]:
+    """Paths of the fields `obj` has and the schema does not declare, e.g. `spec.adresses`.
+
+    `definitions` resolves `$ref`s: the built-in kinds' schemas refer to each other, and in
+    them a schema that declares neither properties nor additionalProperties takes anything
+    (RawExtension, JSONSchemaPropsOrArray), where a CRD's structural schema would prune all.
+    `patch_directives` skips the `$patch`, `$setElementOrder/...` keys of a strategic merge
+    patch, which are instructions, not fields."""
     found: list[str] = []
+    refs = definitions or {}
 
     def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        sub = _resolve(sub, refs)
         if sub.get("x-kubernetes-preserve-unknown-fields"):
             return
-        for child_schema, child, child_path, _key in _children(sub, value, path):
+        open_schema = "properties" not in sub and "additionalProperties" not in sub
+        if definitions is not None and isinstance(value, dict) and open_schema:
+            return
+        for child_schema, child, child_path, key in _children(sub, value, path):
+            if patch_directives and key.startswith("$"):
+                continue
             if child_schema is None:
                 found.append(child_path)
             else:
                 walk(child_schema, child, child_path)
 
     for sub, value, key in _top(schema, obj):
+        if patch_directives and key.startswith("$"):
+            continue
         if sub is None:
             if not schema.get("x-kubernetes-preserve-unknown-fields"):
                 found.append(key)

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from pikube.lab.kubeapi import discovery, errors, schema, tables
+from pikube.lab.kubeapi import discovery, errors, openapi, openapi_proto, schema, tables
 from pikube.lab.kubeapi.errors import ApiError
 from pikube.lab.kubeapi.resources import ResourceType
 from pikube.lab.kubeapi.routing import (
@@ -79,19 +79,32 @@ def _json_response(body: Any, status: int = 200, content_type: str = JSON) -> we
 _FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 
 
-def _field_validation(rt: ResourceType, body: Any, directive: str | None) -> list[str]:
-    """The fieldValidation query parameter, as kube-apiserver applies it to a custom resource:
-    Strict refuses undeclared fields (400), Warn (the default) returns them as warnings,
-    Ignore says nothing; the store prunes them in every case. A JSON patch (a list of
-    operations) names no fields to check."""
+def _field_validation(
+    rt: ResourceType, body: Any, directive: str | None, patch: PatchType | None = None
+) -> list[str]:
+    """The fieldValidation query parameter, as kube-apiserver applies it: Strict refuses
+    fields the kind's schema does not declare (400), Warn (the default) returns them as
+    warnings, Ignore says nothing; the store prunes a custom resource's in every case. A JSON
+    patch (a list of operations) names no fields to check."""
     directive = directive or "Warn"
     if directive not in _FIELD_VALIDATION:
         raise errors.bad_request(
             f"fieldValidation: {directive!r} is not one of {', '.join(_FIELD_VALIDATION)}"
         )
-    if directive == "Ignore" or not rt.custom or rt.schema is None or not isinstance(body, dict):
+    if directive == "Ignore" or not isinstance(body, dict) or patch is PatchType.JSON:
         return []
-    unknown = [f'unknown field "{path}"' for path in schema.unknown_fields(rt.schema, body)]
+    if rt.custom:
+        if rt.schema is None:
+            return []
+        paths = schema.unknown_fields(rt.schema, body)
+    else:
+        paths = schema.unknown_fields(
+            openapi.kind_schema(rt),
+            body,
+            openapi.builtin_schemas(),
+            patch_directives=patch is PatchType.STRATEGIC,
+        )
+    unknown = [f'unknown field "{path}"' for path in paths]
     if unknown and directive == "Strict":
         raise errors.bad_request(
             f"{rt.kind} in version {rt.version!r} cannot be handled as a {rt.kind}: "
@@ -220,7 +233,7 @@ class ApiServer:
         if self.identity(request) is None:
             raise UNAUTHORIZED
         if path.startswith("/openapi/"):
-            return self._openapi(path)
+            return self._openapi(request, path)
         target = parse_path(path)
         if target.kind is TargetKind.RESOURCE:
             return await self._resource(request, target)
@@ -257,17 +270,23 @@ class ApiServer:
             return _json_response(resources)
         raise errors.not_found_path(request.path)
 
-    def _openapi(self, path: str) -> web.Response:
+    def _openapi(self, request: web.Request, path: str) -> web.Response:
         registry = self.store.registry
+        if path.rstrip("/") == "/openapi/v2":
+            swagger = openapi.v2_document(registry.all())
+            if "protobuf" in request.headers.get("Accept", ""):  # what client-go asks for
+                body = openapi_proto.document(swagger)
+                return web.Response(body=body, headers={"Content-Type": openapi_proto.CONTENT_TYPE})
+            return _json_response(swagger)
         if path.rstrip("/") == "/openapi/v3":
-            return _json_response(discovery.openapi_v3_index(registry))
+            return _json_response(openapi.v3_index(registry))
         rest = path[len("/openapi/v3/") :] if path.startswith("/openapi/v3/") else ""
         parts = rest.strip("/").split("/")
         document = None
         if len(parts) == 2 and parts[0] == "api":
-            document = discovery.openapi_v3_document(registry, "", parts[1])
+            document = openapi.v3_document(registry, "", parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
-            document = discovery.openapi_v3_document(registry, parts[1], parts[2])
+            document = openapi.v3_document(registry, parts[1], parts[2])
         if document is None:
             raise errors.not_found_path(path)
         return _json_response(document)
@@ -355,7 +374,7 @@ class ApiServer:
                     f"include: {', '.join(t.value for t in PatchType)}"
                 )
             body = await self._body(request, yaml_ok=kind is PatchType.APPLY)
-            warnings = _field_validation(rt, body, query.get("fieldValidation"))
+            warnings = _field_validation(rt, body, query.get("fieldValidation"), kind)
             existed = self._exists(rt, ns, target.name)
             obj = self.store.patch(
                 rt, ns, target.name, kind, body, subresource=target.subresource, dry_run=dry_run

@@ -1,0 +1,75 @@
+"""OpenAPI documents of the API stand-in: schemas of built-in kinds and CRDs, v2 and v3."""
+
+from __future__ import annotations
+
+from pikube.lab.kubeapi import openapi, openapi_proto
+from pikube.lab.kubeapi.openapi import BUILTIN_SCHEMAS_PATH, OBJECT_META, REF_PREFIX
+from pikube.lab.kubeapi.resources import Registry, types_from_crd
+from tests.unit.kubeapi.openapi_data import generate, render
+from tests.unit.kubeapi.test_store import _crd
+
+
+def test_the_shipped_schemas_are_kubernetes_v1_31s() -> None:
+    """Regenerate with `.venv/bin/python -m tests.unit.kubeapi.openapi_data`."""
+    assert BUILTIN_SCHEMAS_PATH.read_text() == render(generate())
+
+
+def _registry_with_pools() -> Registry:
+    registry = Registry()
+    registry.set_crd("ipaddresspools.metallb.io", types_from_crd(_crd("ipaddresspools")))
+    return registry
+
+
+def test_v3_documents_carry_each_kinds_schema_and_all_it_refers_to() -> None:
+    document = openapi.v3_document(Registry(), "", "v1")
+    assert document is not None
+    schemas = document["components"]["schemas"]
+    service = schemas["io.k8s.api.core.v1.Service"]
+    assert service["x-kubernetes-group-version-kind"] == [
+        {"group": "", "kind": "Service", "version": "v1"}
+    ]
+    assert service["properties"]["spec"]["$ref"] == REF_PREFIX + "io.k8s.api.core.v1.ServiceSpec"
+    assert OBJECT_META in schemas
+    referenced: set[str] = set()
+    openapi._referenced(schemas, referenced)
+    assert referenced <= set(schemas)  # no dangling reference
+
+
+def test_a_crd_kind_is_published_under_the_real_servers_name() -> None:
+    document = openapi.v3_document(_registry_with_pools(), "metallb.io", "v1beta1")
+    assert document is not None
+    schemas = document["components"]["schemas"]
+    pool = schemas["io.metallb.v1beta1.IPAddressPool"]
+    assert pool["x-kubernetes-group-version-kind"] == [
+        {"group": "metallb.io", "kind": "IPAddressPool", "version": "v1beta1"}
+    ]
+    assert pool["properties"]["metadata"] == {"$ref": REF_PREFIX + OBJECT_META}
+    assert pool["properties"]["spec"]["required"] == ["addresses"]
+    assert OBJECT_META in schemas
+    patches = [p["patch"] for p in document["paths"].values()]
+    assert any(q["name"] == "fieldValidation" for q in patches[0]["parameters"])
+
+
+def test_v2_refers_to_definitions() -> None:
+    swagger = openapi.v2_document(_registry_with_pools().all())
+    assert swagger["swagger"] == "2.0"
+    definitions = swagger["definitions"]
+    assert "io.metallb.v1beta1.IPAddressPool" in definitions
+    assert definitions["io.k8s.api.core.v1.Service"]["properties"]["spec"]["$ref"] == (
+        "#/definitions/io.k8s.api.core.v1.ServiceSpec"
+    )
+
+
+def test_the_protobuf_form_writes_gnostics_field_numbers() -> None:
+    # Schema{type: TypeItem{value: "string"} (22), description (4)}
+    assert openapi_proto.schema({"type": "string", "description": "d"}) == (
+        b"\xb2\x01\x08\x0a\x06string" + b"\x22\x01d"
+    )
+    # Document{swagger (1), info (2) {title, version}, definitions (9) {NamedSchema{name, value}}}
+    encoded = openapi_proto.document(
+        {"swagger": "2.0", "info": {"title": "t", "version": "v"}, "definitions": {"A": {}}}
+    )
+    assert (
+        encoded
+        == b"\x0a\x032.0" + b"\x12\x06\x0a\x01t\x12\x01v" + b"\x4a\x07\x0a\x05\x0a\x01A\x12\x00"
+    )
