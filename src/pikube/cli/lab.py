@@ -52,7 +52,7 @@ def up(name: str, ssh: bool, faults: tuple[str, ...]) -> None:
     if faults:
         from pikube.lab import sshhosts  # noqa: PLC0415 (only for --fault)
 
-        sshhosts.ssh_hosts(the_lab, sshhosts.parse_faults(faults))  # refuses bad values now
+        sshhosts.checked_ssh_hosts(the_lab, sshhosts.parse_faults(faults))  # refuses bad values now
     report = the_lab.up()
     verb = "built" if report.created else "already up"
     _console().print(f"lab {name!r} {verb} in {report.elapsed_s:.2f} s")

@@ -126,6 +126,17 @@ def ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> 
     return [SshHost(h.name, str(h.ipv4), h.role, frozenset(faults.get(h.name, ()))) for h in hosts]
 
 
+def checked_ssh_hosts(
+    lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None
+) -> list[SshHost]:
+    """The SSH hosts with their faults, once every fault can be given here (before anything
+    is built: `pikube lab up --fault` checks this first)."""
+    hosts = ssh_hosts(lab, faults)
+    if any(Fault.CLOCK_AHEAD in h.faults for h in hosts):
+        require_commands("faketime")  # its libfaketime presents the wrong clock
+    return hosts
+
+
 def has_ssh_hosts(lab: Lab) -> bool:
     """Whether `up_ssh_hosts` was run for this lab (its SSH client key is made first)."""
     return client_key_path(lab.name).exists()
@@ -137,9 +148,7 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
     Builds the cached root and repository first if this machine has none (about a minute).
     """
     lab.require_up()
-    hosts = ssh_hosts(lab, faults)
-    if any(Fault.CLOCK_AHEAD in h.faults for h in hosts):
-        require_commands("faketime")  # its libfaketime presents the wrong clock
+    hosts = checked_ssh_hosts(lab, faults)
     repo = aptrepo.ensure_repo()
     _serve_repository(lab, repo)
     client_key = _client_key(lab.name)
