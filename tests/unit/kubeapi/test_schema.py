@@ -33,8 +33,7 @@ def test_values_are_checked_with_the_real_servers_wording() -> None:
     assert [(c.field, c.message) for c in causes] == [
         (
             "spec.addresses",
-            'Invalid value: "198.51.100.230/32": spec.addresses in body must be of type '
-            'array: "string"',
+            'Invalid value: "string": spec.addresses in body must be of type array: "string"',
         )
     ]
     missing = schema.validate(_pool_schema(), _pool({"autoAssign": True}))
@@ -42,6 +41,16 @@ def test_values_are_checked_with_the_real_servers_wording() -> None:
     typed = schema.validate(_pool_schema(), _pool({"addresses": [], "autoAssign": "yes"}))
     assert [c.field for c in typed] == ["spec.autoAssign"]
     assert schema.validate(_pool_schema(), _pool({"addresses": ["198.51.100.230/32"]})) == []
+    enum = {"type": "object", "properties": {"mode": {"type": "string", "enum": ["a", "b"]}}}
+    (unsupported,) = schema.validate(enum, {"mode": "c"})
+    assert (unsupported.field, unsupported.message) == (
+        "mode",
+        'Unsupported value: "c": supported values: "a", "b"',
+    )
+    nulled = _pool({"addresses": ["198.51.100.230/32"], "autoAssign": None})
+    assert schema.validate(_pool_schema(), nulled) == []
+    schema.prune(_pool_schema(), nulled)
+    assert "autoAssign" not in nulled["spec"]  # pruned, then defaulted by the store
 
 
 def test_unknown_fields_are_found_at_any_depth_and_pruned() -> None:

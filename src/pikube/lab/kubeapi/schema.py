@@ -4,7 +4,8 @@
   required, minimum/maximum, exclusive bounds, minLength/maxLength, pattern, minItems/maxItems,
   uniqueItems, minProperties/maxProperties, x-kubernetes-int-or-string), each failure a `Cause`
   worded like the real server's ("spec.addresses: Invalid value: "string": spec.addresses in
-  body must be of type array: "string"") and returned as 422 Invalid.
+  body must be of type array: "string"") and returned as 422 Invalid. A null the schema does
+  not allow is pruned, not refused.
 - `unknown_fields`: the fields the schema does not declare (the real server's strict field
   validation refuses them with 400 "strict decoding error: unknown field ..."; Warn and Ignore
   prune them, as `prune` does). It also serves the built-in kinds, whose schemas refer to each
@@ -168,7 +169,7 @@ def prune(schema: Mapping[str, Any], obj: Any) -> None:
         if sub.get("x-kubernetes-preserve-unknown-fields"):
             return
         for child_schema, child, child_path, key in list(_children(sub, value, path)):
-            if child_schema is None:
+            if child_schema is None or (child is None and key and not child_schema.get("nullable")):
                 del value[key]
             else:
                 walk(child_schema, child, child_path)
@@ -190,26 +191,26 @@ def validate(schema: Mapping[str, Any], obj: Any) -> list[Cause]:
         message = f"Invalid value: {_shown(value)}: {path} in body {what}"
         causes.append(Cause(path, message, reason))
 
+    def wrong_type(path: str, value: Any, wanted: str) -> None:
+        # The real server shows the value's type, not the value, for a type error.
+        name = _type_name(value)
+        message = f'Invalid value: "{name}": {path} in body must be of type {wanted}: "{name}"'
+        causes.append(Cause(path, message, "FieldValueTypeInvalid"))
+
     def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
         if value is None:
-            if not sub.get("nullable") and "type" in sub:
-                fail(path, value, f'must be of type {sub["type"]}: "null"', "FieldValueTypeInvalid")
-            return
+            return  # a null where the schema allows none is pruned, as the real server does
         if sub.get("x-kubernetes-int-or-string"):
             if not (_has_type(value, "integer") or isinstance(value, str)):
-                fail(path, value, "must be of type integer or string", "FieldValueTypeInvalid")
+                wrong_type(path, value, "integer,string")
                 return
         elif "type" in sub and not _has_type(value, str(sub["type"])):
-            fail(
-                path,
-                value,
-                f'must be of type {sub["type"]}: "{_type_name(value)}"',
-                "FieldValueTypeInvalid",
-            )
+            wrong_type(path, value, str(sub["type"]))
             return
         if "enum" in sub and value not in sub["enum"]:
             allowed = ", ".join(json.dumps(v) for v in sub["enum"])
-            fail(path, value, f"should be one of [{allowed}]", "FieldValueNotSupported")
+            message = f"Unsupported value: {_shown(value)}: supported values: {allowed}"
+            causes.append(Cause(path, message, "FieldValueNotSupported"))
         if isinstance(value, int | float) and not isinstance(value, bool):
             if "minimum" in sub:
                 low = sub["minimum"]
