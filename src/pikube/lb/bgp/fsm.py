@@ -71,7 +71,7 @@ class PeerSettings:
     """What the session needs from a BGPPeer, in the session's own terms."""
 
     local_asn: int
-    router_id: ipaddress.IPv4Address
+    router_id: ipaddress.IPv4Address | None = None  # None: the session's local IPv4 address
     peer_asn: int | None = None  # None: any AS that `internal` allows
     internal: bool | None = None  # dynamic ASN: True must equal ours, False must differ
     hold_time_s: int = 90
@@ -84,7 +84,7 @@ class PeerSettings:
     connect_retry_s: float = 1.0
     connect_retry_max_s: float = 30.0
 
-    def open_message(self) -> codec.Open:
+    def open_message(self, router_id: ipaddress.IPv4Address) -> codec.Open:
         caps: list[codec.Capability] = [codec.Multiprotocol(f) for f in self.families]
         caps += [codec.RouteRefreshCapability(), codec.FourOctetAS(self.local_asn)]
         if self.graceful_restart:
@@ -98,7 +98,7 @@ class PeerSettings:
         return codec.Open(
             asn=self.local_asn,
             hold_time_s=self.hold_time_s,
-            router_id=self.router_id,
+            router_id=router_id,
             capabilities=tuple(caps),
         )
 
@@ -256,6 +256,7 @@ class Session:
     state: State = State.IDLE
     negotiated: Negotiated | None = None
     local_address: IPAddress | None = None
+    router_id: ipaddress.IPv4Address | None = None
     desired: dict[IPNetwork, RouteAttributes] = field(default_factory=dict)
     advertised: dict[IPNetwork, RouteAttributes] = field(default_factory=dict)
     next_hop_v6: ipaddress.IPv6Address | None = None
@@ -331,9 +332,20 @@ class Session:
             return [Close("a connection arrived while the session is " + self.state.value)]
         self.local_address = local
         self._reader = codec.Reader()
+        router_id = self.settings.router_id
+        if router_id is None:
+            if not isinstance(local, ipaddress.IPv4Address):
+                self.stopped = True
+                return self._down(
+                    "no router ID: give the BGPPeer a routerID (the session is IPv6)",
+                    None,
+                    retry=False,
+                )
+            router_id = local
+        self.router_id = router_id
         return [
             StopTimer(Timer.CONNECT_RETRY),
-            _send(self.settings.open_message()),
+            _send(self.settings.open_message(router_id)),
             StartTimer(Timer.HOLD, LARGE_HOLD_TIME_S),
             *self._to(State.OPEN_SENT, "connected, OPEN sent"),
         ]
@@ -461,7 +473,7 @@ class Session:
                 codec.OpenError.BAD_PEER_AS,
                 f"the peer's AS {peer.asn} is not {kind}",
             )
-        if peer.router_id == s.router_id:
+        if peer.router_id == self.router_id:
             raise MessageError(
                 ErrorCode.OPEN_MESSAGE,
                 codec.OpenError.BAD_BGP_IDENTIFIER,
