@@ -75,7 +75,7 @@ import ipaddress  # noqa: E402
 
 BGP_NODE = ipaddress.IPv4Address("198.51.100.21")
 BGP_ROUTER = ipaddress.IPv4Address("198.51.100.1")
-BGP_VIP = ipaddress.ip_network("203.0.113.5/32")
+BGP_VIP = ipaddress.IPv4Network("203.0.113.5/32")
 BGP_PEER_OPEN = bgp_codec.Open(
     64496,
     9,
@@ -136,8 +136,12 @@ def seeds(codec: str) -> list[bytes]:
             next_hop=BGP_ROUTER,
             local_pref=100,
         )
-        messages = [BGP_PEER_OPEN, update, bgp_codec.Notification(6, 2, b"bye")]
-        return [m[18:] for m in map(bgp_codec.encode, messages)]
+        messages: list[bgp_codec.Message] = [
+            BGP_PEER_OPEN,
+            update,
+            bgp_codec.Notification(6, 2, b"bye"),
+        ]
+        return [bgp_codec.encode(m)[18:] for m in messages]
     return [bytes(32)]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,12 +26,12 @@ from pikube.lb.model import LargeCommunity, StandardCommunity
 
 ROUTER_ID = ipaddress.IPv4Address("198.51.100.21")
 NODE = ipaddress.IPv4Address("198.51.100.21")
-VIP = ipaddress.ip_network("203.0.113.5/32")
+VIP = ipaddress.IPv4Network("203.0.113.5/32")
 VIP6 = ipaddress.ip_network("2001:db8:68::230/128")
 PATH = (AsPathSegment(SegmentType.AS_SEQUENCE, (64497,)),)
 
 
-def _open(**kw: object) -> codec.Open:
+def _open(**kw: Any) -> codec.Open:
     caps = (
         codec.Multiprotocol(IPV4_UNICAST),
         codec.Multiprotocol(IPV6_UNICAST),
@@ -36,9 +39,7 @@ def _open(**kw: object) -> codec.Open:
         codec.FourOctetAS(64497),
         codec.GracefulRestart(120, True, False, ((IPV4_UNICAST, True), (IPV6_UNICAST, False))),
     )
-    return codec.Open(
-        **{"asn": 64497, "hold_time_s": 90, "router_id": ROUTER_ID, "capabilities": caps, **kw}
-    )  # type: ignore[arg-type]
+    return replace(codec.Open(64497, 90, ROUTER_ID, caps), **kw)
 
 
 def _announce(**kw: object) -> Update:
@@ -335,10 +336,8 @@ def test_unknown_optional_attributes_are_kept_and_mp_of_other_families_ignored()
 
 
 def _decode_or_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(MessageError):
         codec.decode(data)
-    except MessageError:
-        pass
 
 
 @settings(max_examples=400)

@@ -28,8 +28,8 @@ from pikube.lb.model import LargeCommunity, StandardCommunity
 NODE = ipaddress.IPv4Address("198.51.100.21")
 NODE6 = ipaddress.IPv6Address("2001:db8:68::21")
 ROUTER = ipaddress.IPv4Address("198.51.100.1")
-VIP = ipaddress.ip_network("203.0.113.5/32")
-VIP2 = ipaddress.ip_network("203.0.113.6/32")
+VIP = ipaddress.IPv4Network("203.0.113.5/32")
+VIP2 = ipaddress.IPv4Network("203.0.113.6/32")
 VIP6 = ipaddress.ip_network("2001:db8:68::230/128")
 EBGP = PeerSettings(local_asn=64497, router_id=NODE, peer_asn=64496, hold_time_s=9)
 IBGP = PeerSettings(local_asn=64497, router_id=NODE, peer_asn=64497, hold_time_s=9)
@@ -55,6 +55,10 @@ def sent(actions: list[fsm.Action]) -> list[codec.Message]:
     return [codec.decode(a.data) for a in actions if isinstance(a, Send)]
 
 
+def state_of(session: Session) -> State:
+    return session.state  # (a call, so mypy does not narrow the state between events)
+
+
 def established(
     settings: PeerSettings = EBGP, **open_kw: object
 ) -> tuple[Session, list[fsm.Action]]:
@@ -64,15 +68,15 @@ def established(
         Connect(),
     ]
     actions = session.handle(fsm.TcpConnected(NODE))
-    assert session.state is State.OPEN_SENT
+    assert state_of(session) is State.OPEN_SENT
     (opened,) = sent(actions)
     assert isinstance(opened, codec.Open)
     assert StartTimer(Timer.HOLD, fsm.LARGE_HOLD_TIME_S) in actions
     actions = session.handle(Received(peer_open(**open_kw)))  # type: ignore[arg-type]
     assert sent(actions) == [codec.Keepalive()]
-    assert session.state is State.OPEN_CONFIRM
+    assert state_of(session) is State.OPEN_CONFIRM
     actions = session.handle(Received(KEEPALIVE))
-    assert session.state is State.ESTABLISHED
+    assert state_of(session) is State.ESTABLISHED
     return session, actions
 
 
