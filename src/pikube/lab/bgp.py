@@ -161,14 +161,20 @@ class Frr(Router):
             if o.multipath:
                 lines.append(f"  maximum-paths {'ibgp ' if o.ibgp else ''}8")
             lines.append(" exit-address-family")
-        if o.bfd_interval_ms:
-            lines += [
-                "bfd",
-                " profile nodes",
-                f"  receive-interval {o.bfd_interval_ms}",
-                f"  transmit-interval {o.bfd_interval_ms}",
-                f"  detect-multiplier {o.bfd_multiplier}",
-            ]
+        return "\n".join(lines) + "\n"
+
+    def bfd_config(self) -> str:
+        """bfdd reads its own file: the profile the BGP neighbors name."""
+        o = self.options
+        if not o.bfd_interval_ms:
+            return ""
+        lines = [
+            "bfd",
+            " profile nodes",
+            f"  receive-interval {o.bfd_interval_ms}",
+            f"  transmit-interval {o.bfd_interval_ms}",
+            f"  detect-multiplier {o.bfd_multiplier}",
+        ]
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:
@@ -176,7 +182,7 @@ class Frr(Router):
         d.mkdir(parents=True, exist_ok=True)
         (d / "zebra.conf").write_text("hostname router\n")
         (d / "bgpd.conf").write_text(self.config())
-        (d / "bfdd.conf").write_text("")
+        (d / "bfdd.conf").write_text(self.bfd_config())
         shutil.chown(d, "frr", "frr")
         for path in d.iterdir():
             shutil.chown(path, "frr", "frr")

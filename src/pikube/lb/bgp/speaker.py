@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import ipaddress
 import logging
+import random
 import signal
 import socket
 import struct
@@ -29,6 +30,9 @@ from pathlib import Path
 
 from pikube.errors import PikubeError
 from pikube.lb import ipam
+from pikube.lb.bfd import fsm as bfd_fsm
+from pikube.lb.bfd.codec import SessionState
+from pikube.lb.bfd.session import BfdEndpoint, BfdPeer
 from pikube.lb.bgp import codec, fsm
 from pikube.lb.bgp.codec import IPAddress
 from pikube.lb.bgp.routes import NodeRoutes, is_external, node_routes, peer_settings
@@ -100,7 +104,7 @@ class _Peer:
     connection: Connection
     started_at: float
     established_after_ms: float | None = None
-    bfd: object | None = None
+    bfd: BfdPeer | None = None
 
 
 @dataclass
@@ -111,6 +115,8 @@ class BgpSpeaker:
     current: NodeRoutes = field(default_factory=NodeRoutes)
     profiles: Mapping[str, BFDProfile] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    bfd_problems: dict[str, str] = field(default_factory=dict)
+    _bfd: BfdEndpoint | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -197,11 +203,61 @@ class BgpSpeaker:
             settings.local_asn,
             ", graceful restart" if settings.graceful_restart else "",
         )
+        self._start_bfd(self.peers[peer.name])
         connection.handle(fsm.Start())
+
+    def _start_bfd(self, entry: _Peer) -> None:
+        peer = entry.peer
+        self.bfd_problems.pop(peer.name, None)
+        if not peer.bfd_profile:
+            return
+        profile = self.profiles.get(peer.bfd_profile)
+        if profile is None:
+            self.bfd_problems[peer.name] = (
+                f"BGPPeer {peer.name}: BFDProfile {peer.bfd_profile!r} does not exist; "
+                "the session runs without BFD"
+            )
+        elif profile.echo_mode:
+            self.bfd_problems[peer.name] = (
+                f"BGPPeer {peer.name}: BFDProfile {profile.name!r} has echoMode on, which "
+                "pikube does not support (asynchronous mode only); the session runs without BFD"
+            )
+        if peer.name in self.bfd_problems:
+            log.error("%s", self.bfd_problems[peer.name])
+            return
+        assert profile is not None
+        if self._bfd is None:
+            self._bfd = BfdEndpoint()
+        settings = bfd_fsm.BfdSettings(
+            local_discriminator=random.getrandbits(32) or 1,
+            desired_min_tx_ms=profile.transmit_interval_ms,
+            required_min_rx_ms=profile.receive_interval_ms,
+            detect_mult=profile.detect_multiplier,
+            passive=profile.passive_mode,
+        )
+        entry.bfd = self._bfd.add(
+            peer.peer_address,
+            settings,
+            self._on_bfd,
+            minimum_ttl=profile.minimum_ttl if peer.ebgp_multihop else 255,
+            source=peer.source_address,
+        )
+        self.m_bfd_up.set(0, peer.name)
+
+    def _on_bfd(self, bfd: BfdPeer, change: bfd_fsm.StateChanged) -> None:
+        entry = next((e for e in self.peers.values() if e.bfd is bfd), None)
+        if entry is None:
+            return
+        self.m_bfd_up.set(1 if change.new is SessionState.UP else 0, entry.peer.name)
+        if change.old is SessionState.UP:
+            entry.connection.handle(fsm.BfdDown())
 
     def _stop_peer(self, name: str, event: fsm.Stop | fsm.StopGraceful) -> None:
         entry = self.peers.pop(name)
         entry.connection.handle(event)
+        if entry.bfd is not None:
+            entry.bfd.close()
+            self.m_bfd_up.remove(name)
         self.m_up.remove(name)
         self.m_prefixes.remove(name)
         self.m_received.remove(name)
@@ -264,8 +320,10 @@ class BgpSpeaker:
                 "hold_time_s": negotiated.hold_time_s if negotiated else None,
                 "graceful_restart": session.settings.graceful_restart,
                 "last_error": session.last_error,
+                "bfd": entry.bfd.state.name if entry.bfd is not None else None,
             }
-        return {"node": self.settings.node, "peers": peers, "problems": list(self.problems)}
+        problems = [*self.problems, *self.bfd_problems.values()]
+        return {"node": self.settings.node, "peers": peers, "problems": problems}
 
     # -- life ------------------------------------------------------------------------------
 
@@ -298,6 +356,10 @@ class BgpSpeaker:
         for entry in entries:
             await entry.connection.flush()
             await entry.connection.close()
+            if entry.bfd is not None:
+                entry.bfd.close()
+        if self._bfd is not None:
+            self._bfd.close()
 
 
 def run_forever(settings: BgpSpeakerSettings) -> None:
