@@ -21,6 +21,8 @@ from collections.abc import Callable
 import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports():
+    from pikube.lb.bfd import codec as bfd_codec
+    from pikube.lb.bfd import fsm as bfd_fsm
     from pikube.lb.bgp import codec as bgp_codec
     from pikube.lb.bgp import fsm as bgp_fsm
     from pikube.lb.l2 import arp, links, ndp
@@ -111,12 +113,30 @@ def fuzz_bgp(data: bytes) -> None:
     _bgp_session[0].handle(bgp_fsm.Received(framed))
 
 
+_bfd_session: list[bfd_fsm.BfdSession] = []
+
+
+def fuzz_bfd(data: bytes) -> None:
+    # Whatever the codec accepts goes to one long-lived session, which must never fail.
+    if not _bfd_session:
+        _bfd_session.append(bfd_fsm.BfdSession(bfd_fsm.BfdSettings(7, 100, 100, 3)))
+        _bfd_session[0].handle(bfd_fsm.AdminUp())
+    try:
+        packet = bfd_codec.decode(data)
+    except bfd_codec.MalformedPacket:
+        return
+    _bfd_session[0].handle(bfd_fsm.Received(packet))
+    if data[-1] & 1:
+        _bfd_session[0].handle(bfd_fsm.TimerFired(bfd_fsm.Timer.DETECT))
+
+
 CODECS: dict[str, Callable[[bytes], None]] = {
     "arp": fuzz_arp,
     "ndp": fuzz_ndp,
     "heartbeat": fuzz_heartbeat,
     "netlink": fuzz_netlink,
     "bgp": fuzz_bgp,
+    "bfd": fuzz_bfd,
 }
 
 
@@ -128,6 +148,11 @@ def seeds(codec: str) -> list[bytes]:
     if codec == "heartbeat":
         hb = protocol.Heartbeat("node01", 1, 1, 40, 3, MAC, ("eth0",), frozenset({VIP4, VIP6}))
         return [b"\x01" + protocol.encode(hb, KEY)[: -protocol.MAC_LEN]]
+    if codec == "bfd":
+        return [
+            bfd_codec.encode(bfd_codec.ControlPacket(state, 99, 7, 100_000, 100_000, 3))
+            for state in bfd_codec.SessionState
+        ]
     if codec == "bgp":
         update = bgp_codec.Update(
             nlri=(BGP_VIP,),
