@@ -255,7 +255,9 @@ class Bird(Router):
         o = self.options
         router = self.lab.topology.host("router").ipv4
         options = [f"local {router} as {ROUTER_ASN};", f"hold time {o.hold_time_s};", "passive on;"]
-        options.append("connect retry time 1;")
+        # BIRD waits 60 s after a session error before it accepts the peer again; the lab's
+        # failure scenarios bring nodes back at once.
+        options += ["connect retry time 1;", "error wait time 1, 5;"]
         if o.password:
             options.append(f'password "{o.password}";')
         if o.multihop:

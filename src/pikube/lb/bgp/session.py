@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,12 +107,16 @@ class Connection:
         self._generation = 0  # events from an older connection are dropped
         self._closing: list[asyncio.StreamWriter] = []
         self.updates_sent = 0
+        # When the last UPDATE was decided (time.monotonic() on entering `handle`).
+        self.last_update_at: float | None = None
+        self._handling_since = 0.0
 
     @property
     def state(self) -> fsm.State:
         return self.session.state
 
     def handle(self, event: fsm.Event) -> None:
+        self._handling_since = time.monotonic()
         for action in self.session.handle(event):
             self._do(action)
             if self.on_action is not None:
@@ -128,6 +133,7 @@ class Connection:
                 self._writer.write(action.data)
                 if action.kind is MessageType.UPDATE:
                     self.updates_sent += 1
+                    self.last_update_at = self._handling_since
         elif isinstance(action, fsm.Close):
             self._close()
         elif isinstance(action, fsm.StartTimer):

@@ -105,7 +105,6 @@ class _Peer:
     started_at: float
     established_after_ms: float | None = None
     bfd: BfdPeer | None = None
-    last_update_at: float | None = None  # time.monotonic() of the last UPDATE sent
 
 
 @dataclass
@@ -294,7 +293,6 @@ class BgpSpeaker:
                 loop = asyncio.get_running_loop()
                 loop.call_soon(self._refresh_routes, connection)
         elif isinstance(action, fsm.Send) and action.kind is codec.MessageType.UPDATE:
-            entry.last_update_at = time.monotonic()
             self.m_updates.inc(connection.name)
             self.m_prefixes.set(len(connection.session.advertised), connection.name)
         elif isinstance(action, fsm.RoutesReceived):
@@ -324,7 +322,7 @@ class BgpSpeaker:
                 "last_error": session.last_error,
                 "bfd": entry.bfd.state.name if entry.bfd is not None else None,
                 # CLOCK_MONOTONIC is one clock for every process: benchmarks compare it.
-                "last_update_monotonic": entry.last_update_at,
+                "last_update_monotonic": entry.connection.last_update_at,
             }
         problems = [*self.problems, *self.bfd_problems.values()]
         return {"node": self.settings.node, "peers": peers, "problems": problems}
