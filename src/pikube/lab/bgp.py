@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pikube.errors import PikubeError
 from pikube.lab import seed_service, state
 from pikube.lab.lab import Lab
 from pikube.lab.processes import FileExists, ProcessRecord, TcpListening
+from pikube.system import require_commands
 
 ROUTER_ASN = 64496
 NODE_ASN = 64497
@@ -484,10 +484,7 @@ def start_router(lab: Lab, options: RouterOptions) -> Router:
     """Start the router's BGP daemons in `router` (forwarding on), per `options.kind`."""
     if options.kind not in _KINDS:
         raise PikubeError(f"unknown router {options.kind!r}: choose one of {', '.join(ROUTERS)}")
-    program = {"frr": "/usr/lib/frr/bgpd", "bird": "bird", "gobgp": "gobgpd"}[options.kind]
-    if shutil.which(program) is None and not os.path.exists(program):
-        package = {"frr": "frr", "bird": "bird2", "gobgp": "gobgpd"}[options.kind]
-        raise PikubeError(f"{program} is missing: install the Debian package {package}")
+    require_commands(*{"frr": ("vtysh",), "bird": ("bird",), "gobgp": ("gobgpd",)}[options.kind])
     lab.run(
         "router",
         ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
