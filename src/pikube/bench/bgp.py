@@ -153,7 +153,7 @@ class Watch:
         while True:
             hops = self.next_hops()
             after = time.monotonic()
-            if condition(hops):
+            if condition(hops) and self._still(condition):
                 if self.rib is not None and presence is not None:
                     stamp = self.rib.first_since(since, presence)
                     if stamp is not None:
@@ -164,6 +164,11 @@ class Watch:
                     f"{self.router.options.kind}: {what} not seen within {timeout_s:g} s"
                 )
             time.sleep(0.001 if self.kernel is not None else 0.01)
+
+    def _still(self, condition: Callable[[tuple[str, ...]], bool]) -> bool:
+        """The change holds 20 ms later: a router replacing a route is not a change."""
+        time.sleep(0.02)
+        return condition(self.next_hops())
 
     def close(self) -> None:
         if self.kernel is not None:
