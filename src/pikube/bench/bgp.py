@@ -37,11 +37,10 @@ from typing import Any
 
 from pikube.errors import PikubeError
 from pikube.lab import bgp, netns
-from pikube.lab.bgp import VIP4, BgpSpeakers, Router, RouterOptions
+from pikube.lab.bgp import NODE_ADDRESSES, VIP4, BgpSpeakers, Router, RouterOptions
 from pikube.lab.lab import Lab
 
 SCENARIOS = ("establish", "announce", "withdraw", "crash-bfd", "crash-hold")
-NODE_ADDRESSES = {"node01": "198.51.100.21", "node02": "198.51.100.22", "node03": "198.51.100.23"}
 BFD_INTERVAL_MS = 100
 HOLD_TIME_S = 9
 PREFIX = f"{VIP4}/32"

@@ -37,6 +37,7 @@ POOL6 = ipaddress.ip_network("2001:db8:113::/64")  # the lab's IPv6 twin of the 
 VIP4 = ipaddress.ip_address("203.0.113.10")
 VIP6 = ipaddress.ip_address("2001:db8:113::10")
 WORKERS = ("node01", "node02", "node03")
+NODE_ADDRESSES = {"node01": "198.51.100.21", "node02": "198.51.100.22", "node03": "198.51.100.23"}
 ROUTERS = ("frr", "bird", "gobgp")
 SPEAKER_METRICS_PORT = 7473
 GOBGP_API = "127.0.0.1:50051"
