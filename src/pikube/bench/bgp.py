@@ -332,7 +332,7 @@ def _last_update_since(speakers: BgpSpeakers, since: float) -> float | None:
 
 def _wait_bfd_up(speakers: BgpSpeakers, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while speakers.status("node01")["peers"]["router"]["bfd"] != "UP":
+    while not speakers.status("node01")["peers"]["router"]["bfd_settled"]:
         if time.monotonic() > deadline:
             raise PikubeError(f"node01's BFD session did not come up within {timeout_s:g} s")
         time.sleep(0.05)

@@ -88,7 +88,7 @@ class BgpDemo:
         assert self.speakers is not None
         assert self.watch is not None
         deadline = time.monotonic() + 10
-        while self.speakers.status(node)["peers"]["router"]["bfd"] != "UP":
+        while not self.speakers.status(node)["peers"]["router"]["bfd_settled"]:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)

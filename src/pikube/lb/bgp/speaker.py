@@ -321,6 +321,10 @@ class BgpSpeaker:
                 "graceful_restart": session.settings.graceful_restart,
                 "last_error": session.last_error,
                 "bfd": entry.bfd.state.name if entry.bfd is not None else None,
+                # Settled: Up and the switch to the profile's rate acknowledged by the peer.
+                "bfd_settled": entry.bfd is not None
+                and entry.bfd.state is SessionState.UP
+                and not entry.bfd.session.polling,
                 # CLOCK_MONOTONIC is one clock for every process: benchmarks compare it.
                 "last_update_monotonic": entry.connection.last_update_at,
             }
