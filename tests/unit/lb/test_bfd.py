@@ -183,3 +183,15 @@ def test_a_remote_that_wants_no_packets_gets_none() -> None:
     actions = session.handle(TimerFired(Timer.TRANSMIT))
     assert sent(actions) == []
     assert any(isinstance(a, StartTimer) for a in actions)
+
+
+def test_a_faster_remote_rate_applies_at_once() -> None:
+    session = BfdSession(FAST)
+    session.handle(fsm.AdminUp())
+    session.handle(remote(SessionState.DOWN, your=0, required_min_rx_us=1_000_000))
+    actions = session.handle(remote(SessionState.UP, required_min_rx_us=1_000_000))
+    assert StartTimer(Timer.TRANSMIT, 1.0, jitter=True) in actions
+    # The remote, Up too, asks for 100 ms: the next packet leaves now, then every 100 ms.
+    actions = session.handle(remote(SessionState.UP, poll=True, required_min_rx_us=100_000))
+    assert StartTimer(Timer.TRANSMIT, 0.1, jitter=True) in actions
+    assert len(sent(actions)) == 2  # the Final, and the packet at the new rate

@@ -107,6 +107,7 @@ class BfdSession:
         self.polling = False
         self.heard = False
         self.transmitting = False
+        self.scheduled_interval_s = 0.0  # the TRANSMIT interval last asked for
 
     # -- intervals ---------------------------------------------------------------------------
 
@@ -180,7 +181,8 @@ class BfdSession:
         # A remote that asks for no packets (required min RX 0) gets none (6.8.7).
         if self.remote_min_rx_us != 0:
             actions.append(Send(codec.encode(self.packet(poll=self.polling))))
-        actions.append(StartTimer(Timer.TRANSMIT, self.transmit_interval_s, jitter=True))
+        self.scheduled_interval_s = self.transmit_interval_s
+        actions.append(StartTimer(Timer.TRANSMIT, self.scheduled_interval_s, jitter=True))
         return actions
 
     def _detection_expired(self) -> list[Action]:
@@ -231,7 +233,11 @@ class BfdSession:
         if p.poll:
             actions.append(Send(codec.encode(self.packet(final=True))))
         changed = any(isinstance(a, StateChanged) for a in actions)
-        if changed or not self.transmitting:
+        # A faster rate (the remote lowered its required RX, or we came Up) applies now, not
+        # after a timer armed for the old, slower rate: the remote's detection time is
+        # already counting on it.
+        faster = self.transmitting and self.transmit_interval_s < self.scheduled_interval_s
+        if changed or faster or not self.transmitting:
             # Send the new state now and continue at the rate it implies.
             actions += self._transmit()
         return actions
