@@ -196,3 +196,43 @@ def test_deleted_service_is_withdrawn(bgp_lab: Lab) -> None:
         s.wait_hops(V4, NODES4)
         s.speakers.write([d for d in docs if d["kind"] != "Service"])
         s.r.wait(lambda r: V4 not in r.routes(), 10, "route withdrawn")
+
+
+BFD_PROFILE = {
+    "apiVersion": "metallb.io/v1beta1",
+    "kind": "BFDProfile",
+    "metadata": {"name": "fast", "namespace": "metallb-system"},
+    "spec": {"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3},
+}
+
+
+@pytest.mark.parametrize("kind", ["frr", "bird"])
+def test_bfd_takes_a_dead_node_out_of_the_route(bgp_lab: Lab, kind: str) -> None:
+    # Hold time 90 s: only BFD can remove node01 within the wait below.
+    options: dict[str, object] = {"bfd_interval_ms": 100, "hold_time_s": 90}
+    with _cell(bgp_lab, kind, nodes=("node01", "node02"), **options) as s:
+        s.speakers.nodes = ("node01", "node02")
+        s.speakers.write(bgp.manifests(bgp_lab, s.options, bfd_profile=BFD_PROFILE))
+        s.speakers.start_all()
+        s.wait_hops(V4, NODES4[:2])
+        deadline = time.monotonic() + 15
+        while not s.speakers.status("node01")["peers"]["router"]["bfd_settled"]:
+            assert time.monotonic() < deadline, "BFD never came up"
+            time.sleep(0.1)
+        bgp.link(bgp_lab, "node01", up=False)
+        try:
+            s.wait_hops(V4, NODES4[1:2], timeout_s=10)
+        finally:
+            bgp.link(bgp_lab, "node01", up=True)
+
+
+def test_echo_mode_is_refused_by_name(bgp_lab: Lab) -> None:
+    echo = {**BFD_PROFILE, "spec": {**BFD_PROFILE["spec"], "echoMode": True}}  # type: ignore[dict-item]
+    with _cell(bgp_lab, "frr", nodes=("node01",)) as s:
+        s.speakers.nodes = ("node01",)
+        s.speakers.write(bgp.manifests(bgp_lab, s.options, bfd_profile=echo))
+        s.speakers.start_all()
+        s.wait_hops(V4, NODES4[:1])
+        status = s.speakers.status("node01")
+        assert status["peers"]["router"]["bfd"] is None
+        assert any("echoMode" in p for p in status["problems"])
