@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
-from pikube.lab import seed_service, state
+from pikube.lab import netns, seed_service, state
 from pikube.lab.lab import Lab
 from pikube.lab.processes import FileExists, ProcessRecord, TcpListening
+from pikube.lab.topology import HOST_INTERFACE
 from pikube.system import require_commands
 
 ROUTER_ASN = 64496
@@ -651,8 +652,9 @@ class BgpSpeakers:
 
 
 def link(lab: Lab, host: str, up: bool) -> None:
-    """Pull or plug a host's cable (its eth0, seen from the host)."""
-    lab.run(host, ["ip", "link", "set", "eth0", "up" if up else "down"], check=True)
+    """Pull or plug a host's cable (its eth0, seen from the host), over netlink from this
+    process: no program to start, so a failure happens when the caller says."""
+    netns.set_link_state(lab.namespace(host), HOST_INTERFACE, up=up)
 
 
 def monitor(lab: Lab, router: Router) -> subprocess.Popen[str]:
