@@ -230,7 +230,12 @@ def test_echo_mode_is_refused_by_name(bgp_lab: Lab) -> None:
     echo = {**BFD_PROFILE, "spec": {**BFD_PROFILE["spec"], "echoMode": True}}  # type: ignore[dict-item]
     with _cell(bgp_lab, "frr", nodes=("node01",)) as s:
         s.speakers.nodes = ("node01",)
-        s.speakers.write(bgp.manifests(bgp_lab, s.options, bfd_profile=echo))
+        docs = bgp.manifests(bgp_lab, s.options, bfd_profile=echo)
+        for doc in docs:
+            if doc["kind"] == "IPAddressPool":
+                # IPv4 only: echo mode with IPv6 addresses is already a configuration error.
+                doc["spec"]["addresses"] = [str(bgp.POOL4)]
+        s.speakers.write(docs)
         s.speakers.start_all()
         s.wait_hops(V4, NODES4[:1])
         status = s.speakers.status("node01")
