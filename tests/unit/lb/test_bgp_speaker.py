@@ -104,6 +104,7 @@ def write_manifests(
     graceful: bool = False,
     service: bool = True,
     source: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     peer: dict[str, Any] = {
         "myASN": 64497,
@@ -116,6 +117,7 @@ def write_manifests(
         peer["enableGracefulRestart"] = True
     if source:
         peer["sourceAddress"] = source
+    peer.update(extra or {})
     docs: list[dict[str, Any]] = [
         {
             "apiVersion": "metallb.io/v1beta1",
@@ -234,6 +236,26 @@ def test_source_address_is_the_sessions_and_the_next_hop(tmp_path: Path) -> None
         await router.wait(lambda: VIP in router.announced(), "the service route")
         (update,) = [u for u in router.updates() if u.announced()]
         assert update.next_hop == ipaddress.IPv4Address("127.0.0.2")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    with_router(scenario)
+
+
+def test_disable_mp_is_refused_by_name(tmp_path: Path) -> None:
+    async def scenario(router: FakeRouter) -> None:
+        write_manifests(tmp_path, router.port, extra={"disableMP": True})
+        speaker, stop, task = await start(tmp_path)
+        for _ in range(200):
+            if speaker.status()["problems"]:
+                break
+            await asyncio.sleep(0.02)
+        problems = speaker.status()["problems"]
+        assert isinstance(problems, list)
+        assert len(problems) == 1
+        assert "spec.disableMP is not supported" in problems[0]
+        assert speaker.status()["peers"] == {}
+        assert router.connections == 0
         stop.set()
         await asyncio.wait_for(task, 10)
 

@@ -167,8 +167,17 @@ class BgpSpeaker:
         if wanted.problems != self.problems:
             for problem in wanted.problems:
                 log.warning("%s", problem)
-        self.current, self.problems = wanted, wanted.problems
-        by_name = {p.name: p for p in wanted.peers}
+        refused = [p for p in wanted.peers if p.disable_mp]
+        problems = wanted.problems + tuple(
+            f"BGPPeer {p.name}: spec.disableMP is not supported (pikube carries IPv4 and "
+            "IPv6 in one multiprotocol session); no session with this peer"
+            for p in refused
+        )
+        if problems != self.problems:
+            for problem in problems[len(wanted.problems) :]:
+                log.error("%s", problem)
+        self.current, self.problems = wanted, problems
+        by_name = {p.name: p for p in wanted.peers if not p.disable_mp}
         for name in list(self.peers):
             if by_name.get(name) != self.peers[name].peer:
                 self._stop_peer(name, fsm.Stop(codec.Cease.PEER_DECONFIGURED))
@@ -178,9 +187,10 @@ class BgpSpeaker:
             self._set_routes(name)
 
     def _start_peer(self, peer: BGPPeer) -> None:
+        # connectTime is MetalLB's wait between connection attempts: our first retry delay.
         settings = replace(
             peer_settings(peer, self.settings.router_id),
-            connect_retry_s=self.settings.connect_retry_s,
+            connect_retry_s=float(peer.connect_time_s or self.settings.connect_retry_s),
         )
         external = is_external(peer)
         transport = Transport(
@@ -189,7 +199,7 @@ class BgpSpeaker:
             source_address=peer.source_address,
             password=peer.password,
             ttl=1 if external and not peer.ebgp_multihop else 255,
-            connect_timeout_s=float(peer.connect_time_s or 5),
+            connect_timeout_s=5.0,
         )
         connection = Connection(peer.name, fsm.Session(settings), transport, self._on_action)
         self.peers[peer.name] = _Peer(peer, connection, time.monotonic())
