@@ -183,6 +183,11 @@ def test_announces_then_withdraws_and_says_goodbye_on_stop(tmp_path: Path) -> No
         assert update.next_hop == ipaddress.IPv4Address("127.0.0.1")
         assert update.communities == (StandardCommunity(64497, 7),)
         assert speaker.status()["peers"]["router"]["state"] == "Established"  # type: ignore[index]
+        metrics = speaker.registry.render()
+        assert 'metallb_bgp_session_up{peer="router"} 1' in metrics
+        assert 'metallb_bgp_announced_prefixes_total{peer="router"} 1' in metrics
+        # The route and End-of-RIB (the fake router speaks IPv4 only).
+        assert 'metallb_bgp_updates_total{peer="router"} 2' in metrics
         # The service goes: the route is withdrawn, the session stays.
         write_manifests(tmp_path, router.port, service=False)
         await router.wait(lambda: not router.announced(), "the withdrawal")
