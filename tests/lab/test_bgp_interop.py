@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab import bgp
+from pikube.lab import bgp, state
 from pikube.lab.bgp import VIP4, VIP6, BgpSpeakers, Router, RouterOptions, RouterRoute
 from pikube.lab.lab import Lab
 from tests.conftest import new_lab_name
@@ -41,7 +41,9 @@ class Scenario:
         self.lab = lab
         self.options = options
         self.router: Router | None = None
-        self.speakers = BgpSpeakers(lab, Path(tempfile.mkdtemp(prefix="pikube-bgp-")))
+        self.speakers = BgpSpeakers(
+            lab, Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(lab.name)))
+        )
 
     def __enter__(self) -> Scenario:
         self.router = bgp.start_router(self.lab, self.options)
@@ -113,7 +115,11 @@ def test_md5_password(bgp_lab: Lab, kind: str) -> None:
         s.speakers.start("node01")
         s.wait_hops(V4, NODES4[:1])
         # A speaker with the wrong password never gets a session.
-        wrong = BgpSpeakers(bgp_lab, Path(tempfile.mkdtemp(prefix="pikube-bgp-")), ("node02",))
+        wrong = BgpSpeakers(
+            bgp_lab,
+            Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(bgp_lab.name))),
+            ("node02",),
+        )
         wrong.write(bgp.manifests(bgp_lab, RouterOptions(kind=kind, password="not-it")))
         wrong.start("node02")
         try:

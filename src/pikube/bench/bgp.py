@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
-from pikube.lab import bgp, netns
+from pikube.lab import bgp, netns, state
 from pikube.lab.bgp import NODE_ADDRESSES, VIP4, BgpSpeakers, Router, RouterOptions
 from pikube.lab.lab import Lab
 
@@ -233,7 +233,7 @@ def _phase(
 ) -> None:
     kind = options.kind
     router = bgp.start_router(lab, options)
-    speakers = BgpSpeakers(lab, Path(tempfile.mkdtemp(prefix="pikube-bench-bgp-")))
+    speakers = BgpSpeakers(lab, Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(lab.name))))
     watch = Watch(lab, router)
     docs = _docs(lab, options, with_bfd)
     without_service = [d for d in docs if d["kind"] not in ("Service", "EndpointSlice")]
