@@ -117,6 +117,7 @@ class BgpSpeaker:
     problems: tuple[str, ...] = ()
     bfd_problems: dict[str, str] = field(default_factory=dict)
     _bfd: BfdEndpoint | None = None
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)  # sessions being closed
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -271,7 +272,9 @@ class BgpSpeaker:
         self.m_up.remove(name)
         self.m_prefixes.remove(name)
         self.m_received.remove(name)
-        asyncio.get_running_loop().create_task(entry.connection.close())
+        task = asyncio.get_running_loop().create_task(entry.connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _set_routes(self, name: str) -> None:
         entry = self.peers[name]
@@ -376,6 +379,8 @@ class BgpSpeaker:
                 entry.bfd.close()
         if self._bfd is not None:
             self._bfd.close()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=2)
 
 
 def run_forever(settings: BgpSpeakerSettings) -> None:
