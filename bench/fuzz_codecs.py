@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/fuzz_codecs.py --codec arp --runs 1000000
     .venv/bin/python bench/fuzz_codecs.py --codec all --runs 1000000   # each codec in turn
+    .venv/bin/python bench/fuzz_codecs.py --codec bgp --runs 1000000   # BGP codec + session
+    .venv/bin/python bench/fuzz_codecs.py --codec bfd --runs 1000000   # BFD codec + session
 
 A codec passes when no input makes it raise anything but its own "malformed" error, and the
 responder's decision never fails on what the codec accepted. Prints executions and time.
