@@ -32,3 +32,19 @@ def test_the_demo_publishes_nginx_shows_the_owner_and_survives_its_crash() -> No
     assert re.search(r"no answer from 198\.51\.100\.230 for \d+ ms", out)
     assert not any(ns.startswith(f"pk-{name}-") for ns in netns.list_namespaces())
     assert marked_pids(name) == []
+
+
+def test_the_bgp_demo_shows_ecmp_serves_nginx_and_drops_the_dead_node() -> None:
+    name = new_lab_name()
+    result = run_pikube("lab", "demo", "--mode", "bgp", "--name", name, timeout_s=180)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    before, after = out.split("[4]")
+    for node in ("21", "22", "23"):
+        assert f"nexthop via 198.51.100.{node} dev eth0" in before
+    assert "curl http://203.0.113.10/ -> 200, the nginx welcome page" in before
+    assert re.search(r"dropped node01 from the route after \d+ ms \(BFD\)", after)
+    assert "nexthop via 198.51.100.21" not in after
+    assert "curl http://203.0.113.10/ -> 200" in after
+    assert not any(ns.startswith(f"pk-{name}-") for ns in netns.list_namespaces())
+    assert marked_pids(name) == []

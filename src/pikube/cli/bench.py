@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pikube.bench import failover as fo
+from pikube.bench.bgp import SCENARIOS
 from pikube.lab import seed_service
 from pikube.lab.lab import Lab
 from pikube.lab.topology import HOST_INTERFACE
@@ -85,6 +87,93 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
     console.print(
         f"failover outage seen by the client ({runs} run{'s' if runs > 1 else ''} each, "
         f"probe every {settings.interval_ms} ms, {settings.timeout_ms} ms timeout; "
+        f"{time.monotonic() - started:.0f} s)"
+    )
+    console.print(table)
+    if json_path is not None:
+        console.print(f"JSON written to {json_path}")
+
+
+@bench.command(name="bgp")
+@click.option(
+    "--router",
+    "routers",
+    default="frr,bird,gobgp",
+    show_default=True,
+    help="Comma-separated routers to measure against.",
+)
+@click.option(
+    "--scenario",
+    "scenarios",
+    default=",".join(SCENARIOS),
+    show_default=True,
+    help="Comma-separated scenarios.",
+)
+@click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+@click.option("--name", "-n", default="benchbgp", show_default=True, help="Lab name for the run.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def bgp_command(
+    routers: str, scenarios: str, runs: int, json_path: Path | None, name: str, keep: bool
+) -> None:
+    """How fast routers learn and forget service IPs from pikube's BGP speakers.
+
+    For each router (FRR, BIRD, GoBGP) and scenario (establish, announce, withdraw,
+    crash-bfd with BFD at 100 ms x 3, crash-hold with a 9 s hold time), RUNS runs in one lab.
+    """
+    from pikube.bench import bgp as bench_bgp  # noqa: PLC0415
+    from pikube.lab.bgp import ROUTERS  # noqa: PLC0415
+
+    chosen = [r.strip() for r in routers.split(",") if r.strip()]
+    for r in chosen:
+        if r not in ROUTERS:
+            raise click.BadParameter(
+                f"{r!r}: choose from {', '.join(ROUTERS)}", param_hint="--router"
+            )
+    wanted = [s.strip() for s in scenarios.split(",") if s.strip()]
+    for s in wanted:
+        if s not in SCENARIOS:
+            raise click.BadParameter(
+                f"{s!r}: choose from {', '.join(SCENARIOS)}", param_hint="--scenario"
+            )
+    progress = _console(stderr=True, soft_wrap=True)
+    lab = Lab(name)
+    results: list[bench_bgp.Result] = []
+    started = time.monotonic()
+    try:
+        lab.up()
+        for router in chosen:
+            results += bench_bgp.run_router(lab, router, wanted, runs, progress.print)
+    finally:
+        summary = bench_bgp.summarise(results, runs)
+        if results and json_path is not None:
+            tmp = json_path.with_name(json_path.name + ".tmp")
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            tmp.replace(json_path)
+        if not keep:
+            lab.down()
+    table = Table("router", "scenario", "p50 ms", "max ms", "runs ms", box=None)
+    for entry in summary["results"]:
+        if entry.get("skipped"):
+            table.add_row(
+                entry["router"], entry["scenario"], "-", "-", f"skipped: {entry['skipped']}"
+            )
+            continue
+        table.add_row(
+            entry["router"],
+            entry["scenario"],
+            f"{entry['p50_ms']:.1f}",
+            f"{entry['max_ms']:.1f}",
+            " ".join(f"{m:.0f}" for m in entry["ms"]),
+        )
+    console = _console()
+    console.print(
+        f"BGP: time until the router's table shows the change ({runs} runs; "
         f"{time.monotonic() - started:.0f} s)"
     )
     console.print(table)

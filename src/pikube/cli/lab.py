@@ -9,6 +9,7 @@ import time
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pikube.errors import PikubeError
@@ -149,8 +150,22 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> None:
 @lab.command()
 @click.option("--name", "-n", default="demo", show_default=True, help="Lab name for the demo.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
-def demo(name: str, keep: bool) -> None:
-    """The seed's story, for real: nginx published at .230 by pikube, then the owner dies."""
+@click.option(
+    "--mode",
+    type=click.Choice(["l2", "bgp"]),
+    default="l2",
+    show_default=True,
+    help="l2: ARP/NDP failover (the seed); bgp: FRR learns the IP from every node (ECMP + BFD).",
+)
+def demo(name: str, keep: bool, mode: str) -> None:
+    """The seed's story, for real: nginx published at .230 by pikube, then the owner dies.
+
+    With --mode bgp: the router (FRR) learns the service IP from node01-03 over BGP, the client
+    gets nginx through it, then node01 dies and BFD takes it out of the route.
+    """
+    if mode == "bgp":
+        _bgp_demo(name, keep)
+        return
     from pikube.lab import demo as story  # noqa: PLC0415
     from pikube.lab.probe import host_of_mac  # noqa: PLC0415
 
@@ -214,6 +229,61 @@ def demo(name: str, keep: bool) -> None:
     finally:
         if keep:
             console.print(f"lab {name!r} left up: `{lab_command(name, 'status')}`")
+        else:
+            down_started = time.monotonic()
+            the_lab.down()
+            console.print(f"lab {name!r} torn down in {time.monotonic() - down_started:.2f} s")
+    if not ok:
+        sys.exit(1)
+
+
+def _bgp_demo(name: str, keep: bool) -> None:
+    from pikube.lab.bgp import VIP4  # noqa: PLC0415
+    from pikube.lab.bgp_demo import BACKEND, BgpDemo  # noqa: PLC0415
+
+    console = _console()
+    the_lab = Lab(name)
+    console.print(
+        "[bold]pikube lab demo --mode bgp[/bold]: the router runs FRR; pikube lb bgp-speaker "
+        "on node01-03 announces the service IP; the router spreads traffic over them (ECMP)"
+    )
+    ok = False
+    story = BgpDemo(the_lab)
+    try:
+        report = the_lab.up()
+        console.print(f"[1] the LAN is up in {report.elapsed_s:.2f} s")
+        published = story.publish()
+        console.print(
+            f"[2] BGPPeer router (AS 64496 <- AS 64497, BFD 100 ms x 3), pool 203.0.113.0/24, "
+            f"Service default/nginx at {VIP4}, nginx on {BACKEND}; the router's table:"
+        )
+        console.print(escape(published.table), highlight=False)
+        console.print(f"    router: ip route  ->  {escape(published.kernel_route)}")
+        page = "the nginx welcome page" if published.welcome_page else "[red]not nginx[/red]"
+        console.print(
+            f"[3] client (routes 203.0.113.0/24 via the router): curl http://{VIP4}/ -> "
+            f"{published.http_status}, {page} ({published.http_ms:.0f} ms)"
+        )
+        console.print("[4] node01 crashes: its speaker is killed (SIGKILL) and its cable pulled")
+        failure = story.crash("node01")
+        console.print(
+            f"    the router dropped node01 from the route after "
+            f"[bold]{failure.withdrawal_ms:.0f} ms[/bold] (BFD); its table now:"
+        )
+        console.print(escape(failure.table), highlight=False)
+        console.print(f"    router: ip route  ->  {escape(failure.kernel_route)}")
+        console.print(f"    client: curl http://{VIP4}/ -> {failure.http_status}")
+        ok = (
+            published.http_status == 200
+            and published.welcome_page
+            and len(published.next_hops) == 3
+            and "198.51.100.21" not in failure.next_hops
+            and failure.http_status == 200
+        )
+    finally:
+        story.close()
+        if keep:
+            console.print(f"lab {name!r} left up: `pikube lab status -n {name}`")
         else:
             down_started = time.monotonic()
             the_lab.down()

@@ -269,3 +269,86 @@ def speaker(
         bridge_s=handover_bridge_s,
     )
     daemon.run_forever(settings, source)
+
+
+@lb.command(name="bgp-speaker")
+@click.option(
+    "--node",
+    default=lambda: os.environ.get("NODE_NAME", ""),
+    show_default="$NODE_NAME",
+    help="This node's name, as in its Node object.",
+)
+@click.option("--source", "source_spec", required=True, help="Desired state: dir:PATH.")
+@click.option(
+    "--router-id",
+    default=None,
+    help="BGP router ID for peers without spec.routerID. Default: each session's local IPv4.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=7472,
+    show_default=True,
+    help="Prometheus /metrics and /status port; 0 disables.",
+)
+@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@click.option(
+    "--connect-retry-s",
+    type=click.FloatRange(0.05, 600),
+    default=1.0,
+    show_default=True,
+    help="First wait before connecting again; it doubles up to 30 s.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def bgp_speaker(
+    node: str,
+    source_spec: str,
+    router_id: str | None,
+    metrics_port: int,
+    metrics_host: str,
+    connect_retry_s: float,
+    log_level: str,
+) -> None:
+    """Run the BGP speaker: announce this node's service IPs to the BGPPeers that select it."""
+    import ipaddress  # noqa: PLC0415
+
+    from pikube.lb.bgp import speaker as daemon  # noqa: PLC0415
+
+    if not node:
+        raise PikubeError("--node is required (or set NODE_NAME)", exit_code=2)
+    kind, _, value = source_spec.partition(":")
+    directory = Path(value)
+    if kind != "dir" or not value:
+        raise PikubeError(
+            f"--source {source_spec!r}: use dir:PATH (a directory of Kubernetes YAML)",
+            exit_code=2,
+        )
+    if not directory.is_dir():
+        raise PikubeError(f"--source {source_spec}: {directory} is not a directory", exit_code=2)
+    rid = None
+    if router_id is not None:
+        try:
+            rid = ipaddress.IPv4Address(router_id)
+        except ValueError:
+            raise PikubeError(
+                f"--router-id {router_id!r}: a router ID is written as an IPv4 address",
+                exit_code=2,
+            ) from None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    daemon.run_forever(
+        daemon.BgpSpeakerSettings(
+            node=node,
+            directory=directory,
+            router_id=rid,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port or None,
+            connect_retry_s=connect_retry_s,
+        )
+    )

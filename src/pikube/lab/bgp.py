@@ -1,0 +1,668 @@
+"""The lab's BGP side: the `router` host running FRR, BIRD or GoBGP, and pikube's BGP speakers.
+
+Lab glue only (never deployed). `start_router` writes the router's configuration under the
+lab's run directory and starts Debian's FRR (zebra, bgpd, bfdd), BIRD 2 or GoBGP in `router`
+through the lab supervisor; each router listens passively for node01-03 and installs what it
+learns (FRR and BIRD into the router's kernel table, so the client reaches the service IPs
+through it; GoBGP keeps its RIB only). `Router.routes()` reads the router's table in one
+shape for all three, and `Router.monitor_argv()` is a command that prints a line whenever the
+table changes (for measuring announce and withdraw times). `route_client` sends the BGP pool
+from the client to the router. `BgpSpeakers` runs `pikube lb bgp-speaker` on nodes with one
+manifest directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pikube.errors import PikubeError
+from pikube.lab import netns, seed_service, state
+from pikube.lab.lab import Lab
+from pikube.lab.processes import FileExists, ProcessRecord, TcpListening
+from pikube.lab.topology import HOST_INTERFACE
+from pikube.system import require_commands
+
+ROUTER_ASN = 64496
+NODE_ASN = 64497
+POOL4 = ipaddress.ip_network("203.0.113.0/24")
+POOL6 = ipaddress.ip_network("2001:db8:113::/64")  # the lab's IPv6 twin of the BGP pool
+VIP4 = ipaddress.ip_address("203.0.113.10")
+VIP6 = ipaddress.ip_address("2001:db8:113::10")
+WORKERS = ("node01", "node02", "node03")
+NODE_ADDRESSES = {"node01": "198.51.100.21", "node02": "198.51.100.22", "node03": "198.51.100.23"}
+ROUTERS = ("frr", "bird", "gobgp")
+SPEAKER_METRICS_PORT = 7473
+GOBGP_API = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class RouterOptions:
+    """How the lab's router peers with the nodes (one setting for all nodes)."""
+
+    kind: str = "frr"
+    ibgp: bool = False  # the nodes use the router's AS
+    password: str | None = None
+    multihop: bool = False
+    graceful_restart: bool = False
+    restart_time_s: int = 120
+    bfd_interval_ms: int | None = None  # None: no BFD
+    bfd_multiplier: int = 3
+    hold_time_s: int = 9
+    multipath: bool = True
+    nodes: tuple[str, ...] = WORKERS
+
+    @property
+    def node_asn(self) -> int:
+        return ROUTER_ASN if self.ibgp else NODE_ASN
+
+
+@dataclass(frozen=True)
+class RouterRoute:
+    prefix: str
+    next_hops: tuple[str, ...]
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    local_pref: int | None = None
+    stale: bool = False
+
+
+@dataclass
+class Router:
+    lab: Lab
+    options: RouterOptions
+    directory: Path
+    records: list[ProcessRecord] = field(default_factory=list)
+
+    # -- per implementation ------------------------------------------------------------------
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def routes(self) -> dict[str, RouterRoute]:
+        raise NotImplementedError
+
+    def sessions(self) -> dict[str, bool]:
+        """Node address -> whether its session is Established."""
+        raise NotImplementedError
+
+    def monitor_argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def has_bfd(self) -> bool:
+        return True
+
+    # -- common ------------------------------------------------------------------------------
+
+    def node_addresses(self) -> list[str]:
+        topo = self.lab.topology
+        return [str(topo.host(n).ipv4) for n in self.options.nodes]
+
+    def stop(self) -> None:
+        for record in reversed(self.records):
+            self.lab.stop(record)
+        self.records.clear()
+
+    def wait(
+        self, condition: Callable[[Router], bool], timeout_s: float = 10.0, what: str = ""
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition(self):
+            if time.monotonic() > deadline:
+                raise PikubeError(
+                    f"{self.options.kind} router: {what or 'condition'} not reached in "
+                    f"{timeout_s:g} s; routes {sorted(self.routes())}, sessions {self.sessions()}"
+                )
+            time.sleep(0.05)
+
+    def _run(self, argv: Sequence[str]) -> str:
+        return self.lab.run("router", argv, timeout_s=10, check=True).stdout
+
+
+class Frr(Router):
+    """FRR 8.4: zebra + bgpd (+ bfdd), each with explicit paths, no /etc/frr needed."""
+
+    def config(self) -> str:
+        o = self.options
+        lines = [
+            "frr defaults traditional",
+            "hostname router",
+            f"router bgp {ROUTER_ASN}",
+            f" bgp router-id {self.lab.topology.host('router').ipv4}",
+            " no bgp ebgp-requires-policy",
+            " no bgp default ipv4-unicast",
+            " bgp bestpath as-path multipath-relax",
+            " neighbor NODES peer-group",
+            f" neighbor NODES remote-as {o.node_asn}",
+            " neighbor NODES passive",
+            f" neighbor NODES timers {max(1, o.hold_time_s // 3)} {o.hold_time_s}",
+        ]
+        if o.password:
+            lines.append(f" neighbor NODES password {o.password}")
+        if o.multihop:
+            lines.append(" neighbor NODES ebgp-multihop 255")
+        if o.graceful_restart:
+            lines += [
+                " bgp graceful-restart",
+                f" bgp graceful-restart restart-time {o.restart_time_s}",
+            ]
+        if o.bfd_interval_ms:
+            lines.append(" neighbor NODES bfd profile nodes")
+        for address in self.node_addresses():
+            lines.append(f" neighbor {address} peer-group NODES")
+        for af in ("ipv4", "ipv6"):
+            lines += [f" address-family {af} unicast", "  neighbor NODES activate"]
+            if o.multipath:
+                lines.append(f"  maximum-paths {'ibgp ' if o.ibgp else ''}8")
+            lines.append(" exit-address-family")
+        return "\n".join(lines) + "\n"
+
+    def bfd_config(self) -> str:
+        """bfdd reads its own file: the profile the BGP neighbors name."""
+        o = self.options
+        if not o.bfd_interval_ms:
+            return ""
+        lines = [
+            "bfd",
+            " profile nodes",
+            f"  receive-interval {o.bfd_interval_ms}",
+            f"  transmit-interval {o.bfd_interval_ms}",
+            f"  detect-multiplier {o.bfd_multiplier}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "zebra.conf").write_text("hostname router\n")
+        (d / "bgpd.conf").write_text(self.config())
+        (d / "bfdd.conf").write_text(self.bfd_config())
+        shutil.chown(d, "frr", "frr")
+        for path in d.iterdir():
+            shutil.chown(path, "frr", "frr")
+        daemons = ["zebra", "bgpd"] + (["bfdd"] if self.options.bfd_interval_ms else [])
+        for daemon in daemons:
+            argv = [
+                f"/usr/lib/frr/{daemon}",
+                "-f", str(d / f"{daemon}.conf"),
+                "-i", str(d / f"{daemon}.pid"),
+                "-z", str(d / "zserv.api"),
+                "--vty_socket", str(d),
+            ]  # fmt: skip
+            ready = (
+                FileExists(str(d / "zserv.api"))
+                if daemon == "zebra"
+                else FileExists(str(d / f"{daemon}.vty"))
+            )
+            self.records.append(self.lab.start("router", daemon, argv, ready=ready))
+
+    def vtysh(self, *commands: str) -> str:
+        argv = ["vtysh", "--vty_socket", str(self.directory)]
+        for command in commands:
+            argv += ["-c", command]
+        return self._run(argv)
+
+    def routes(self) -> dict[str, RouterRoute]:
+        found: dict[str, RouterRoute] = {}
+        for af in ("ipv4", "ipv6"):
+            table = json.loads(self.vtysh(f"show bgp {af} unicast json detail") or "{}")
+            for prefix, paths in (table.get("routes") or {}).items():
+                hops, communities, large, prefs, stale = [], set(), set(), set(), False
+                for path in paths:
+                    if not path.get("valid"):
+                        continue
+                    hops += [
+                        h["ip"] for h in path.get("nexthops", []) if h.get("scope") != "link-local"
+                    ]
+                    communities.update((path.get("community") or {}).get("list", []))
+                    large.update((path.get("largeCommunity") or {}).get("list", []))
+                    if "locPrf" in path:
+                        prefs.add(path["locPrf"])
+                    stale = stale or bool(path.get("stale"))
+                found[prefix] = RouterRoute(
+                    prefix,
+                    tuple(sorted(set(hops))),
+                    tuple(sorted(communities)),
+                    tuple(sorted(large)),
+                    max(prefs) if prefs else None,
+                    stale,
+                )
+        return found
+
+    def sessions(self) -> dict[str, bool]:
+        summary = json.loads(self.vtysh("show bgp summary json") or "{}")
+        peers = (summary.get("ipv4Unicast") or {}).get("peers", {})
+        return {addr: p.get("state") == "Established" for addr, p in peers.items()}
+
+    def monitor_argv(self) -> list[str]:
+        return ["ip", "-oneline", "monitor", "route"]
+
+
+class Bird(Router):
+    """BIRD 2.0: one bgp protocol per node, kernel export with merged paths (ECMP)."""
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "bird.ctl"
+
+    def config(self) -> str:
+        o = self.options
+        router = self.lab.topology.host("router").ipv4
+        options = [f"local {router} as {ROUTER_ASN};", f"hold time {o.hold_time_s};", "passive on;"]
+        # BIRD waits 60 s after a session error before it accepts the peer again; the lab's
+        # failure scenarios bring nodes back at once.
+        options += ["connect retry time 1;", "error wait time 1, 5;"]
+        if o.password:
+            options.append(f'password "{o.password}";')
+        if o.multihop:
+            options.append("multihop;")
+        else:
+            options.append("direct;")
+        if o.graceful_restart:
+            options += ["graceful restart on;", f"graceful restart time {o.restart_time_s};"]
+        if o.bfd_interval_ms:
+            options.append("bfd on;")
+        channels = (
+            "ipv4 { import all; export none; };\n"
+            "  ipv6 { import all; export none; extended next hop off; };"
+        )
+        text = [
+            f"router id {router};",
+            "protocol device { scan time 10; }",
+            'protocol direct { ipv4; ipv6; interface "eth0"; }',
+            "protocol kernel k4 { ipv4 { import none; export all; }; merge paths on; }",
+            "protocol kernel k6 { ipv6 { import none; export all; }; merge paths on; }",
+            "template bgp nodes {\n  " + "\n  ".join(options) + "\n  " + channels + "\n}",
+        ]
+        if o.bfd_interval_ms:
+            text.append(
+                'protocol bfd { interface "eth0" { '
+                f"min rx interval {o.bfd_interval_ms} ms; min tx interval {o.bfd_interval_ms} ms; "
+                f"multiplier {o.bfd_multiplier}; }}; }}"
+            )
+        for name, address in zip(o.nodes, self.node_addresses(), strict=True):
+            text.append(f"protocol bgp {name} from nodes {{ neighbor {address} as {o.node_asn}; }}")
+        return "\n".join(text) + "\n"
+
+    def start(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "bird.conf").write_text(self.config())
+        argv = [
+            "bird", "-f", "-c", str(d / "bird.conf"), "-s", str(self.socket_path),
+            "-P", str(d / "bird.pid"),
+        ]  # fmt: skip
+        self.records.append(
+            self.lab.start("router", "bird", argv, ready=FileExists(str(self.socket_path)))
+        )
+
+    def birdc(self, command: str) -> str:
+        return self._run(["birdc", "-s", str(self.socket_path), command])
+
+    def routes(self) -> dict[str, RouterRoute]:
+        found: dict[str, RouterRoute] = {}
+        current: dict[str, Any] | None = None
+        text = self.birdc("show route all where source = RTS_BGP")
+        for line in text.splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            if line[0] not in " \t" and "/" in parts[0]:
+                current = {"prefix": parts[0], "hops": [], "comm": [], "large": [], "pref": None}
+                found[parts[0]] = current  # type: ignore[assignment]
+                continue
+            if current is None:
+                continue
+            stripped = line.strip()
+            if stripped.startswith("unicast [") or (parts and parts[0].startswith("unicast")):
+                continue
+            if stripped.startswith("via ") or stripped.startswith("BGP.next_hop:"):
+                current["hops"].append(parts[1])
+            elif stripped.startswith("BGP.community:"):
+                current["comm"] += [c.strip("()").replace(",", ":") for c in parts[1:]]
+            elif stripped.startswith("BGP.large_community:"):
+                current["large"] += [
+                    c.strip("()").replace(", ", ":").replace(",", ":")
+                    for c in " ".join(parts[1:]).split(") (")
+                ]
+            elif stripped.startswith("BGP.local_pref:"):
+                current["pref"] = int(parts[1])
+        out = {}
+        for prefix, raw in found.items():
+            entry: dict[str, Any] = raw  # type: ignore[assignment]
+            hops = tuple(sorted({h for h in entry["hops"] if not h.startswith("fe80")}))
+            out[prefix] = RouterRoute(
+                prefix,
+                hops,
+                tuple(sorted(set(entry["comm"]))),
+                tuple(sorted({c.strip("() ") for c in entry["large"]})),
+                entry["pref"],
+            )
+        return out
+
+    def sessions(self) -> dict[str, bool]:
+        text = self.birdc("show protocols")
+        states = {}
+        for name, address in zip(self.options.nodes, self.node_addresses(), strict=True):
+            line = next((ln for ln in text.splitlines() if ln.startswith(name + " ")), "")
+            states[address] = "Established" in line
+        return states
+
+    def monitor_argv(self) -> list[str]:
+        return ["ip", "-oneline", "monitor", "route"]
+
+
+class GoBgp(Router):
+    """GoBGP 3.10: gobgpd with its gRPC API on the router's own loopback; RIB only."""
+
+    def config(self) -> str:
+        o = self.options
+        router = self.lab.topology.host("router").ipv4
+        text = ["[global.config]", f"  as = {ROUTER_ASN}", f'  router-id = "{router}"']
+        for address in self.node_addresses():
+            text += [
+                "[[neighbors]]",
+                "  [neighbors.config]",
+                f'    neighbor-address = "{address}"',
+                f"    peer-as = {o.node_asn}",
+            ]
+            if o.password:
+                text.append(f'    auth-password = "{o.password}"')
+            text += [
+                "  [neighbors.timers.config]",
+                f"    hold-time = {o.hold_time_s}",
+                f"    keepalive-interval = {max(1, o.hold_time_s // 3)}",
+                "    connect-retry = 1",
+                "  [neighbors.transport.config]",
+                "    passive-mode = true",
+            ]
+            if o.multihop:
+                text += [
+                    "  [neighbors.ebgp-multihop.config]",
+                    "    enabled = true",
+                    "    multihop-ttl = 255",
+                ]
+            if o.graceful_restart:
+                text += [
+                    "  [neighbors.graceful-restart.config]",
+                    "    enabled = true",
+                    f"    restart-time = {o.restart_time_s}",
+                ]
+            for family in ("ipv4-unicast", "ipv6-unicast"):
+                text += [
+                    "  [[neighbors.afi-safis]]",
+                    "    [neighbors.afi-safis.config]",
+                    f'      afi-safi-name = "{family}"',
+                ]
+                if o.graceful_restart:
+                    text += [
+                        "    [neighbors.afi-safis.mp-graceful-restart.config]",
+                        "      enabled = true",
+                    ]
+        return "\n".join(text) + "\n"
+
+    def start(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "gobgpd.toml").write_text(self.config())
+        # The loopback of a fresh namespace is down; the API listens on it.
+        self.lab.run("router", ["ip", "link", "set", "lo", "up"], check=True)
+        argv = [
+            "gobgpd", "-f", str(d / "gobgpd.toml"), "--api-hosts", GOBGP_API,
+            "--pprof-disable", "--log-plain",
+        ]  # fmt: skip
+        self.records.append(self.lab.start("router", "gobgpd", argv, ready=TcpListening(50051)))
+
+    def gobgp(self, *args: str) -> str:
+        host, port = GOBGP_API.split(":")
+        return self._run(["gobgp", "-u", host, "-p", port, *args])
+
+    def has_bfd(self) -> bool:
+        return False  # GoBGP 3.10 has no BFD
+
+    def routes(self) -> dict[str, RouterRoute]:
+        found: dict[str, RouterRoute] = {}
+        for af in ("ipv4", "ipv6"):
+            table = json.loads(self.gobgp("global", "rib", "-a", af, "-j") or "{}")
+            for prefix, paths in (table or {}).items():
+                hops: set[str] = set()
+                comm: set[str] = set()
+                large: set[str] = set()
+                prefs: set[int] = set()
+                stale = False
+                for path in paths:
+                    stale = stale or bool(path.get("stale"))
+                    for attr in path.get("attrs", []):
+                        kind = attr.get("type")
+                        if kind == 3:
+                            hops.add(attr["nexthop"])
+                        elif kind == 14:
+                            hops.update(h for h in attr.get("nexthop", "").split(",") if h)
+                        elif kind == 8:
+                            comm.update(
+                                f"{c >> 16}:{c & 0xFFFF}" for c in attr.get("communities", [])
+                            )
+                        elif kind == 32:
+                            large.update(
+                                f"{v['ASN']}:{v['LocalData1']}:{v['LocalData2']}"
+                                for v in attr.get("value", [])
+                            )
+                        elif kind == 5:
+                            prefs.add(attr["value"])
+                found[prefix] = RouterRoute(
+                    prefix,
+                    tuple(sorted(h for h in hops if not h.startswith("fe80"))),
+                    tuple(sorted(comm)),
+                    tuple(sorted(large)),
+                    max(prefs) if prefs else None,
+                    stale,
+                )
+        return found
+
+    def sessions(self) -> dict[str, bool]:
+        peers = json.loads(self.gobgp("neighbor", "-j") or "[]")
+        return {
+            p["conf"]["neighbor_address"]: p.get("state", {}).get("session_state") == 6
+            for p in peers
+        }
+
+    def monitor_argv(self) -> list[str]:
+        host, port = GOBGP_API.split(":")
+        return ["gobgp", "-u", host, "-p", port, "monitor", "global", "rib", "-j"]
+
+
+_KINDS: dict[str, type[Router]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
+
+
+def start_router(lab: Lab, options: RouterOptions) -> Router:
+    """Start the router's BGP daemons in `router` (forwarding on), per `options.kind`."""
+    if options.kind not in _KINDS:
+        raise PikubeError(f"unknown router {options.kind!r}: choose one of {', '.join(ROUTERS)}")
+    require_commands(*{"frr": ("vtysh",), "bird": ("bird",), "gobgp": ("gobgpd",)}[options.kind])
+    lab.run(
+        "router",
+        ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        check=True,
+    )
+    directory = state.lab_dir(lab.name) / f"router-{options.kind}"
+    if directory.exists():
+        shutil.rmtree(directory)
+    router = _KINDS[options.kind](lab, options, directory)
+    try:
+        router.start()
+    except BaseException:
+        router.stop()
+        raise
+    return router
+
+
+def route_client(lab: Lab) -> None:
+    """The client reaches the BGP pool through the router (IPv4 and the IPv6 twin)."""
+    router = lab.topology.host("router")
+    lab.run("client", ["ip", "route", "replace", str(POOL4), "via", str(router.ipv4)], check=True)
+    lab.run(
+        "client", ["ip", "-6", "route", "replace", str(POOL6), "via", str(router.ipv6)], check=True
+    )
+
+
+def manifests(
+    lab: Lab,
+    options: RouterOptions,
+    *,
+    vip4: ipaddress.IPv4Address | ipaddress.IPv6Address | None = VIP4,
+    vip6: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    endpoint_hosts: Sequence[str] = ("node02",),
+    external_traffic_policy: str = "Cluster",
+    communities: Sequence[str] = (),
+    local_pref: int | None = None,
+    bfd_profile: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The seed's nginx service, published over BGP: a pool in the BGP range, a BGPPeer for
+    the router (as `options` configures it), one BGPAdvertisement, the endpoints, the Nodes."""
+    ips = [str(ip) for ip in (vip4, vip6) if ip is not None]
+    docs = seed_service.manifests(
+        lab.topology,
+        endpoint_hosts=list(endpoint_hosts),
+        external_traffic_policy=external_traffic_policy,
+    )
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        kind = doc["kind"]
+        if kind in ("IPAddressPool", "L2Advertisement"):
+            continue
+        if kind == "Service":
+            spec = doc["spec"]
+            spec.pop("loadBalancerIP", None)
+            doc["metadata"].setdefault("annotations", {})["metallb.io/loadBalancerIPs"] = ",".join(
+                ips
+            )
+            if len(ips) == 2:
+                spec["ipFamilyPolicy"] = "PreferDualStack"
+                spec["ipFamilies"] = ["IPv4", "IPv6"]
+            elif vip6 is not None:
+                spec["ipFamilies"] = ["IPv6"]
+        out.append(doc)
+    router = lab.topology.host("router")
+    peer_spec: dict[str, Any] = {
+        "myASN": options.node_asn,
+        "peerASN": ROUTER_ASN,
+        "peerAddress": str(router.ipv4),
+        "holdTime": f"{options.hold_time_s}s",
+    }
+    if options.password:
+        peer_spec["password"] = options.password
+    if options.multihop:
+        peer_spec["ebgpMultiHop"] = True
+    if options.graceful_restart:
+        peer_spec["enableGracefulRestart"] = True
+    if bfd_profile is not None:
+        peer_spec["bfdProfile"] = bfd_profile["metadata"]["name"]
+        out.append(bfd_profile)
+    adv_spec: dict[str, Any] = {"ipAddressPools": ["bgp-pool"]}
+    if communities:
+        adv_spec["communities"] = list(communities)
+    if local_pref is not None:
+        adv_spec["localPref"] = local_pref
+    out += [
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "bgp-pool", "namespace": "metallb-system"},
+            "spec": {"addresses": [str(POOL4), f"{POOL6.network_address}/120"]},
+        },
+        {
+            "apiVersion": "metallb.io/v1beta2",
+            "kind": "BGPPeer",
+            "metadata": {"name": "router", "namespace": "metallb-system"},
+            "spec": peer_spec,
+        },
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "BGPAdvertisement",
+            "metadata": {"name": "bgp-adv", "namespace": "metallb-system"},
+            "spec": adv_spec,
+        },
+    ]
+    return out
+
+
+@dataclass
+class BgpSpeakers:
+    """pikube's BGP speakers on lab nodes, sharing one manifest directory."""
+
+    lab: Lab
+    directory: Path
+    nodes: tuple[str, ...] = WORKERS
+    extra_args: tuple[str, ...] = ()
+    records: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    @property
+    def manifests(self) -> Path:
+        return self.directory / "manifests"
+
+    def write(self, docs: Sequence[dict[str, Any]]) -> None:
+        seed_service.write_manifests(self.manifests, docs)
+
+    def argv(self, node: str) -> list[str]:
+        return [
+            sys.executable, "-m", "pikube", "lb", "bgp-speaker",
+            "--node", node,
+            "--source", f"dir:{self.manifests}",
+            "--metrics-port", str(SPEAKER_METRICS_PORT),
+            "--connect-retry-s", "0.2",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, node: str) -> ProcessRecord:
+        record = self.lab.start(
+            node,
+            "bgp-speaker",
+            self.argv(node),
+            ready=TcpListening(SPEAKER_METRICS_PORT),
+            ready_timeout_s=20,
+        )
+        self.records[node] = record
+        return record
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            self.start(node)
+
+    def stop(self, node: str, timeout_s: float = 5.0) -> int | None:
+        record = self.records.pop(node)
+        return self.lab.stop(record, timeout_s)
+
+    def kill(self, node: str) -> None:
+        record = self.records.pop(node)
+        self.lab.supervisor.signal(record, 9)
+        self.lab.supervisor.wait(record, 5.0)
+
+    def status(self, node: str) -> dict[str, Any]:
+        body = seed_service.http_body(self.lab, node, SPEAKER_METRICS_PORT, "/status")
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+
+def link(lab: Lab, host: str, up: bool) -> None:
+    """Pull or plug a host's cable (its eth0, seen from the host), over netlink from this
+    process: no program to start, so a failure happens when the caller says."""
+    netns.set_link_state(lab.namespace(host), HOST_INTERFACE, up=up)
+
+
+def monitor(lab: Lab, router: Router) -> subprocess.Popen[str]:
+    """Start the router's table monitor (lines on stdout at every change)."""
+    return subprocess.Popen(
+        lab.command("router", router.monitor_argv()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=lab.environment(),
+    )
