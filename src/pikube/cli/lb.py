@@ -320,24 +320,22 @@ def bgp_speaker(
     from pikube.lb.bgp import speaker as daemon  # noqa: PLC0415
 
     if not node:
-        raise PikubeError("--node is required (or set NODE_NAME)", exit_code=2)
+        raise InvalidInput("--node is required (or set NODE_NAME)")
     kind, _, value = source_spec.partition(":")
     directory = Path(value)
     if kind != "dir" or not value:
-        raise PikubeError(
-            f"--source {source_spec!r}: use dir:PATH (a directory of Kubernetes YAML)",
-            exit_code=2,
+        raise InvalidInput(
+            f"--source {source_spec!r}: use dir:PATH (a directory of Kubernetes YAML)"
         )
     if not directory.is_dir():
-        raise PikubeError(f"--source {source_spec}: {directory} is not a directory", exit_code=2)
+        raise InvalidInput(f"--source {source_spec}: {directory} is not a directory")
     rid = None
     if router_id is not None:
         try:
             rid = ipaddress.IPv4Address(router_id)
         except ValueError:
-            raise PikubeError(
-                f"--router-id {router_id!r}: a router ID is written as an IPv4 address",
-                exit_code=2,
+            raise InvalidInput(
+                f"--router-id {router_id!r}: a router ID is written as an IPv4 address"
             ) from None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
