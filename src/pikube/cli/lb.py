@@ -235,3 +235,99 @@ def speaker(
         bridge_s=handover_bridge_s,
     )
     daemon.run_forever(settings, source)
+
+
+def _setup_logging(log_format: str, log_level: str) -> None:
+    from pikube.lb.speaker import JsonFormatter  # noqa: PLC0415
+
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+
+
+@lb.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="The API server and credentials (default: the Pod's service account).",
+)
+@click.option(
+    "--namespace",
+    default="metallb-system",
+    show_default=True,
+    envvar="METALLB_NAMESPACE",
+    help="Where the IPAddressPools (and the speakers' key Secret) live.",
+)
+@click.option(
+    "--lb-class",
+    default=None,
+    metavar="CLASS",
+    help="Handle only Services of this spec.loadBalancerClass (default: those that set none).",
+)
+@click.option("--metrics-port", type=int, default=7472, show_default=True, help="0 disables.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    help="Run as one of several replicas: only the holder of a coordination.k8s.io Lease writes.",
+)
+@click.option(
+    "--identity",
+    default="",
+    envvar="POD_NAME",
+    help="This replica's name in the Lease (default: the host name).",
+)
+@click.option(
+    "--lease-duration-s",
+    type=click.FloatRange(1, 300),
+    default=15.0,
+    show_default=True,
+    help="How long a silent leader keeps the Lease before a standby takes over.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def controller(
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
+    metrics_port: int,
+    metrics_host: str,
+    leader_elect: bool,
+    identity: str,
+    lease_duration_s: float,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run the controller: give LoadBalancer Services IPs from the IPAddressPools, in their
+    status (as MetalLB's controller does)."""
+    import socket  # noqa: PLC0415
+
+    from pikube.lb import controller as daemon  # noqa: PLC0415
+
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise PikubeError(f"--kubeconfig {kubeconfig}: no such file", exit_code=2)
+    _setup_logging(log_format, log_level)
+    settings = daemon.ControllerSettings(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        load_balancer_class=lb_class or None,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port or None,
+        leader_elect=leader_elect,
+        identity=identity or socket.gethostname(),
+        lease_duration_s=lease_duration_s,
+    )
+    daemon.run_forever(settings)

@@ -111,8 +111,7 @@ class Converter:
             spec = obj.get("spec")
             cordoned = isinstance(spec, Mapping) and spec.get("unschedulable") is True
             node_values.extend(
-                replace(n, unschedulable=True) if cordoned else n
-                for n in parsed.nodes
+                replace(n, unschedulable=True) if cordoned else n for n in parsed.nodes
             )
         return (
             ClusterResources(
