@@ -15,13 +15,13 @@ import contextlib
 import os
 import secrets
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pikube.lab.kubeapi.seed import seed_cluster
-from pikube.lab.kubeapi.server import ApiServer, start, tls_context
+from pikube.lab.kubeapi.server import ApiServer, RunningServer, start, tls_context
 from pikube.lab.kubeapi.store import Store
 from pikube.lb.kube.api import KubeClient, connect
 from tests.unit.kubeapi.support import PkiFiles, write_pki
@@ -118,3 +118,33 @@ async def apply_crds(api: KubeClient) -> None:
 
 async def admin(target: KubeTarget) -> KubeClient:
     return await connect(target.kubeconfig)
+
+
+@contextlib.asynccontextmanager
+async def fresh_namespace(api: KubeClient) -> AsyncIterator[str]:
+    """A fresh namespace (with pikube's CRDs in the cluster), deleted afterwards."""
+    from pikube.lb.kube.api import NAMESPACES  # noqa: PLC0415
+
+    name = unique_namespace()
+    await apply_crds(api)
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    await api.request("POST", NAMESPACES.path(), body=body)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            await api.request("DELETE", NAMESPACES.path(name=name))
+
+
+@contextlib.asynccontextmanager
+async def api_server(files: PkiFiles, store: Store, port: int = 0) -> AsyncIterator[RunningServer]:
+    """The stand-in serving `store` in this event loop; the store outlives it, as etcd outlives
+    kube-apiserver, so a test can restart the server (stand-in only)."""
+    tls = tls_context(
+        files.path("apiserver.crt"), files.path("apiserver.key"), files.path("ca.crt")
+    )
+    running = await start(ApiServer(store), host="127.0.0.1", port=port, tls=tls)
+    try:
+        yield running
+    finally:
+        await running.close()

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from pikube.lb.controller import Controller, ControllerSettings
-from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient, Obj
-from tests.kube_api import KubeTarget, admin, apply_crds, kube_target, run, unique_namespace, until
+from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, SERVICES, KubeClient, Obj
+from tests.kube_api import KubeTarget, admin, kube_target, run, until
+from tests.kube_api import fresh_namespace as namespace
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +44,6 @@ def service(name: str, namespace: str, **spec: Any) -> Obj:
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"app": name},
                  **spec},
     }  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def namespace(api: KubeClient) -> AsyncIterator[str]:
-    name = unique_namespace()
-    await apply_crds(api)
-    await api.request(
-        "POST", NAMESPACES.path(), body={"apiVersion": "v1", "kind": "Namespace",
-                                        "metadata": {"name": name}}
-    )  # fmt: skip
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(Exception):
-            await api.request("DELETE", NAMESPACES.path(name=name))
 
 
 @contextlib.asynccontextmanager

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from pikube.lab.kubeapi.server import ApiServer, RunningServer, start, tls_context
 from pikube.lab.kubeapi.store import PatchType, Store
 from pikube.lb.kube.api import Kind, connect
 from pikube.lb.kube.informer import Backoff, Change, Informer, Watched
+from tests.kube_api import api_server
 from tests.unit.kubeapi.support import PkiFiles, serving, write_pki
 
 CONFIGMAPS = Kind("ConfigMap", "", "v1", "configmaps")
@@ -45,19 +45,6 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 def cm(name: str, value: str) -> dict[str, object]:
     return {"metadata": {"name": name}, "data": {"k": value}}
-
-
-@contextlib.asynccontextmanager
-async def api_server(files: PkiFiles, store: Store, port: int = 0) -> AsyncIterator[RunningServer]:
-    """The stand-in serving `store` (which outlives it, as etcd outlives kube-apiserver)."""
-    tls = tls_context(
-        files.path("apiserver.crt"), files.path("apiserver.key"), files.path("ca.crt")
-    )
-    running = await start(ApiServer(store), host="127.0.0.1", port=port, tls=tls)
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 def test_list_watch_and_a_restarted_server_that_lost_the_history_answers_410(

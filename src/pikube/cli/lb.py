@@ -109,8 +109,41 @@ def _source(spec: str) -> Source:
             raise PikubeError(f"--source {spec}: {directory} is not a directory", exit_code=2)
         return ManifestDirectory(directory)
     raise PikubeError(
-        f"--source {spec!r}: use dir:PATH (a directory of Kubernetes YAML)", exit_code=2
+        f"--source {spec!r}: use kube (the Kubernetes API) or dir:PATH (a directory of "
+        "Kubernetes YAML)",
+        exit_code=2,
     )
+
+
+def _kube_source(
+    node: str,
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
+    interfaces: tuple[str, ...],
+) -> Source:
+    from pikube.lb.sources.kube import KubeSource  # noqa: PLC0415
+
+    return KubeSource(
+        node=node,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        load_balancer_class=lb_class or None,
+        interfaces=interfaces,
+    )
+
+
+def _secret_key(kubeconfig: Path | None, namespace: str) -> bytes:
+    import asyncio  # noqa: PLC0415
+
+    from pikube.lb.membership.protocol import load_key  # noqa: PLC0415
+    from pikube.lb.sources.kube import read_secret_key  # noqa: PLC0415
+
+    raw = asyncio.run(read_secret_key(kubeconfig, namespace, "memberlist", "secretkey"))
+    try:
+        return load_key(raw)
+    except ValueError as exc:
+        raise PikubeError(f"secret {namespace}/memberlist: {exc}", exit_code=2) from exc
 
 
 @lb.command()
@@ -120,7 +153,32 @@ def _source(spec: str) -> Source:
     show_default="$NODE_NAME",
     help="This node's name, as in its Node object.",
 )
-@click.option("--source", "source_spec", required=True, help="Desired state: dir:PATH.")
+@click.option(
+    "--source",
+    "source_spec",
+    required=True,
+    help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="With --source kube: the API server and credentials (default: the Pod's account).",
+)
+@click.option(
+    "--namespace",
+    default="metallb-system",
+    show_default=True,
+    envvar="METALLB_NAMESPACE",
+    help="With --source kube: where the pools, advertisements and key Secret live.",
+)
+@click.option(
+    "--lb-class",
+    default=None,
+    metavar="CLASS",
+    help="With --source kube: announce only Services of this loadBalancerClass.",
+)
 @click.option(
     "--interface",
     "interfaces",
@@ -130,8 +188,9 @@ def _source(spec: str) -> Source:
 @click.option(
     "--key-file",
     type=click.Path(path_type=Path),
-    required=True,
-    help="The cluster's shared heartbeat key (same file on every node).",
+    default=None,
+    help="The cluster's shared heartbeat key (same file on every node). With --source kube "
+    "the default is the Secret NAMESPACE/memberlist (key secretkey), as MetalLB's.",
 )
 @click.option(
     "--metrics-port",
@@ -195,8 +254,11 @@ def _source(spec: str) -> Source:
 def speaker(
     node: str,
     source_spec: str,
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
     interfaces: tuple[str, ...],
-    key_file: Path,
+    key_file: Path | None,
     metrics_port: int,
     metrics_host: str,
     interval_ms: int,
@@ -213,14 +275,17 @@ def speaker(
 
     if not node:
         raise PikubeError("--node is required (or set NODE_NAME)", exit_code=2)
-    key = _read_key(key_file)
-    source = _source(source_spec)
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(daemon.JsonFormatter())
+    if source_spec == "kube":
+        if kubeconfig is not None and not kubeconfig.is_file():
+            raise PikubeError(f"--kubeconfig {kubeconfig}: no such file", exit_code=2)
+        key = _read_key(key_file) if key_file is not None else _secret_key(kubeconfig, namespace)
+        source = _kube_source(node, kubeconfig, namespace, lb_class, interfaces)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+        if key_file is None:
+            raise PikubeError("--key-file is required with --source dir:PATH", exit_code=2)
+        key = _read_key(key_file)
+        source = _source(source_spec)
+    _setup_logging(log_format, log_level)
     settings = daemon.SpeakerSettings(
         node=node,
         key=key,
