@@ -20,6 +20,8 @@ the source keeps one ServiceL2Status in its namespace (generateName `l2-`, label
 metallb.io/node, metallb.io/service-name, metallb.io/service-namespace; status node,
 serviceName, serviceNamespace, interfaces; owned by the speaker's Pod when POD_NAME says which)
 and deletes it when the node stops; a newly announced service gets the Event `nodeAssigned`.
+A node taking a service over deletes the other nodes' statuses for it (a crashed node cannot
+delete its own, and only one node announces a service in layer 2).
 
 Must not: decide who announces (the speaker's election does) or allocate IPs (the controller).
 """
@@ -202,7 +204,7 @@ class KubeSource:
             Watched(NAMESPACES),
             Watched(IP_ADDRESS_POOLS, self.namespace),
             Watched(L2_ADVERTISEMENTS, self.namespace),
-            Watched(SERVICE_L2_STATUSES, self.namespace, f"{NODE_LABEL}={self.node}"),
+            Watched(SERVICE_L2_STATUSES, self.namespace),
         ]
         informer = self.informer = Informer(api, watched, self._changed, on_stale=self._set_stale)
         recorder = EventRecorder(api, SPEAKER_COMPONENT)
@@ -264,11 +266,13 @@ class KubeSource:
     async def _report(self, api: KubeClient, recorder: EventRecorder, owner: Obj | None) -> None:
         assert self.informer is not None
         announced = self.announced_services()
-        existing: dict[str, list[Obj]] = {}
+        existing: dict[str, list[Obj]] = {}  # this node's, by service
+        others: dict[str, list[Obj]] = {}  # other nodes', by service
         for obj in self.informer.objects(SERVICE_L2_STATUSES).values():
             labels = (obj.get("metadata") or {}).get("labels") or {}
             key = f"{labels.get(SERVICE_NAMESPACE_LABEL)}/{labels.get(SERVICE_NAME_LABEL)}"
-            existing.setdefault(key, []).append(obj)
+            mine = labels.get(NODE_LABEL) == self.node
+            (existing if mine else others).setdefault(key, []).append(obj)
         services = self.informer.objects(SERVICES)
         for key in sorted(announced):
             if key in existing or key in self._reported:
@@ -286,6 +290,13 @@ class KubeSource:
                 "PUT", SERVICE_L2_STATUSES.path(self.namespace, name, "status"), body=created
             )
             self._reported[key] = name
+            # One node announces a service in layer 2: taking it over makes the others'
+            # statuses stale (a crashed node cannot remove its own). Once, at the takeover.
+            for obj in others.get(key, []):
+                with contextlib.suppress(ApiStatusError):
+                    await api.request(
+                        "DELETE", SERVICE_L2_STATUSES.path(self.namespace, obj["metadata"]["name"])
+                    )
             service = services.get(key)
             if service is not None:
                 recorder.record(
