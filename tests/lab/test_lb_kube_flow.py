@@ -22,7 +22,13 @@ from pikube.lab.demo import get_from_client
 from pikube.lab.kubeapi.launch import KubeApi
 from pikube.lab.lab import Lab
 from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
-from pikube.lab.probe import host_of_mac, read_neighbour
+from pikube.lab.probe import (
+    ProberConfig,
+    host_of_mac,
+    read_neighbour,
+    start_prober,
+    stop_prober,
+)
 from pikube.lab.topology import HOST_INTERFACE
 
 pytestmark = pytest.mark.lab
@@ -164,3 +170,43 @@ spec:
         return "spec.addresses[0]" in broken and "overlap" in overlapping
 
     wait_for(named, 10, "Events naming both bad pools and their fields")
+
+
+def test_with_the_api_unreachable_nothing_moves_and_the_client_sees_no_gap(
+    lab: Lab, balancer: KubeLoadBalancer
+) -> None:
+    seed_service.publish(lab, backend_host="node02")
+    balancer.apply(nginx_manifests())
+    balancer.publish_endpoints("nginx", "default", "node02")
+    wait_for(lambda: sole_announcer(balancer), 20, "the IP announced")
+    owner = sole_announcer(balancer)
+    out = state.lab_dir(lab.name) / "api-away-probe.json"
+    config = ProberConfig(address=VIP, port=80, max_duration_s=60)
+    prober = start_prober(lab, seed_service.CLIENT, "api-away-probe", config, out)
+    try:
+        time.sleep(0.3)
+        # master (the API server and the controller) drops off the LAN.
+        netns.set_link_state(lab.namespace("master"), HOST_INTERFACE, up=False)
+        stale = "metallb_k8s_client_config_stale_bool 1"
+        wait_for(
+            lambda: all(stale in balancer.metrics(n, 7472) for n in balancer.nodes),
+            20,
+            "every speaker to say its state is stale",
+        )
+        assert balancer.announcers(VIP) == [owner]
+        netns.set_link_state(lab.namespace("master"), HOST_INTERFACE, up=True)
+        fresh = "metallb_k8s_client_config_stale_bool 0"
+        wait_for(
+            lambda: all(fresh in balancer.metrics(n, 7472) for n in balancer.nodes),
+            30,
+            "the speakers to see the API again",
+        )
+        time.sleep(0.3)
+    finally:
+        measured = stop_prober(lab, prober, out)
+    assert measured.probes
+    assert all(p.ok for p in measured.probes), "the client saw failures while the API was away"
+    assert balancer.announcers(VIP) == [owner]
+    # Changes flow again: deleting the Service withdraws it.
+    balancer.kubectl("delete", "service", "nginx")
+    wait_for(lambda: not balancer.announcers(VIP), 20, "the IP withdrawn after the API came back")

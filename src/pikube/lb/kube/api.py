@@ -128,14 +128,18 @@ class KubeClient:
         query: Mapping[str, str] | None = None,
         body: object = None,
         content_type: str = JSON,
+        timeout_s: float | None = None,
     ) -> Obj:
         """One request; the decoded body, or ApiStatusError for a non-2xx answer."""
-        response = await self._call(method, path, query, body, content_type)
+        response = await self._call(method, path, query, body, content_type, timeout_s)
         async with response:
             data = await response.read()
             if not 200 <= response.status < 300:
                 raise ApiStatusError(response.status, _message(response.status, data))
-        decoded = json.loads(data) if data else {}
+        try:
+            decoded = json.loads(data) if data else {}
+        except ValueError:
+            return {}  # /readyz and friends answer text
         return decoded if isinstance(decoded, dict) else {}
 
     async def watch(

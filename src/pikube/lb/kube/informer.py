@@ -12,7 +12,9 @@ Theory of operation (the real API server's contract, which the lab's stand-in ke
    history after that resourceVersion: relist (step 1).
 4. Any other failure (connection refused, reset, TLS, 5xx, a read idle too long) retries after
    an exponential backoff with jitter, from the last resourceVersion; the cache is kept and
-   served meanwhile, and the informer is *stale* until a list or watch succeeds again.
+   served meanwhile, and the informer is *stale* until a list or watch succeeds again. A
+   quiet watch on a lost connection only fails at its idle timeout, so /readyz is also asked
+   every few seconds: the informer is stale while that fails too.
 The informer is *ready* once every kind has been listed once.
 
 Pure: `Cache`, `interpret`, `Backoff`. The adapter is `Informer`.
@@ -196,6 +198,7 @@ class Informer:
         watch_timeout_s: tuple[float, float] = (240.0, 480.0),
         idle_timeout_s: float = 90.0,
         on_stale: Callable[[bool], None] | None = None,
+        health_interval_s: float | None = 5.0,
     ) -> None:
         self.api = api
         self.watched = tuple(watched)
@@ -209,6 +212,7 @@ class Informer:
         self.relists = 0  # after a 410, for tests and metrics
         self.errors = 0
         self._failing: set[str] = set()
+        self.health_interval_s = health_interval_s
 
     def objects(self, kind: Kind) -> Mapping[str, Obj]:
         return self.caches[kind.plural].objects
@@ -237,6 +241,21 @@ class Informer:
         async with asyncio.TaskGroup() as group:
             for watched in self.watched:
                 group.create_task(self._run_kind(watched), name=f"informer-{watched.kind.plural}")
+            if self.health_interval_s is not None:
+                group.create_task(self._check_health(self.health_interval_s), name="api-health")
+
+    async def _check_health(self, interval_s: float) -> None:
+        """A quiet watch cannot tell a silent API from a lost one (until its idle timeout):
+        ask /readyz every `interval_s`, so `stale` says within seconds that the API is away."""
+        health = Kind("Health", "", "", "")
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.api.request("GET", "/readyz", timeout_s=min(2.0, interval_s))
+            except _FAILURES:
+                self._set_failing(health, True)
+            else:
+                self._set_failing(health, False)
 
     def _query(self, watched: Watched) -> dict[str, str]:
         return {"labelSelector": watched.label_selector} if watched.label_selector else {}
