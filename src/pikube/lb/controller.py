@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -238,11 +237,12 @@ class Controller:
             len(self.informer.objects(IP_ADDRESS_POOLS)),
             len(self.informer.objects(NAMESPACES)),
         )
-        if self.settings.create_memberlist_secret:
-            await self._ensure_memberlist_secret()
+        secret_ready = not self.settings.create_memberlist_secret
         while True:
             await self._leading.wait()
             self._wake.clear()
+            if not secret_ready:  # retried on every change: its namespace may come later
+                secret_ready = await self._ensure_memberlist_secret()
             await self.reconcile()
             self.synced.set()
             await self._wake.wait()
@@ -417,29 +417,40 @@ class Controller:
 
         asyncio.get_running_loop().call_later(delay_s, again)
 
-    async def _ensure_memberlist_secret(self) -> None:
-        """MetalLB's controller creates the speakers' shared key; pikube's does the same."""
-        path = SECRETS.path(self.settings.namespace, MEMBERLIST_SECRET)
+    async def _ensure_memberlist_secret(self) -> bool:
+        """MetalLB's controller creates the speakers' shared key; pikube's does the same.
+        True once the Secret exists."""
+        namespace = self.settings.namespace
+        path = SECRETS.path(namespace, MEMBERLIST_SECRET)
         try:
             await self.api.request("GET", path)
-            return
+            return True
         except ApiStatusError as exc:
             if exc.status != 404:
-                log.warning("secret %s: %s", MEMBERLIST_SECRET, exc.message)
-                return
+                log.warning("secret %s/%s: %s", namespace, MEMBERLIST_SECRET, exc.message)
+                return False
         except Exception as exc:
-            log.warning("secret %s: %s", MEMBERLIST_SECRET, exc)
-            return
+            log.warning("secret %s/%s: %s", namespace, MEMBERLIST_SECRET, exc)
+            return False
         key_text = secrets.token_urlsafe(48).encode()
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": MEMBERLIST_SECRET, "namespace": self.settings.namespace},
+            "metadata": {"name": MEMBERLIST_SECRET, "namespace": namespace},
             "data": {MEMBERLIST_KEY: base64.b64encode(key_text).decode()},
         }
-        with contextlib.suppress(ApiStatusError):  # 409: another replica was first
-            await self.api.request("POST", SECRETS.path(self.settings.namespace), body=body)
-            log.info("created secret %s/%s", self.settings.namespace, MEMBERLIST_SECRET)
+        try:
+            await self.api.request("POST", SECRETS.path(namespace), body=body)
+        except ApiStatusError as exc:
+            if exc.status == 409:  # another replica was first
+                return True
+            log.info("secret %s/%s not created yet: %s", namespace, MEMBERLIST_SECRET, exc.message)
+            return False
+        except Exception as exc:
+            log.warning("secret %s/%s: %s", namespace, MEMBERLIST_SECRET, exc)
+            return False
+        log.info("created secret %s/%s (the speakers' key)", namespace, MEMBERLIST_SECRET)
+        return True
 
 
 async def run_controller(settings: ControllerSettings, stop: asyncio.Event) -> None:
