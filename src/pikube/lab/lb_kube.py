@@ -249,6 +249,23 @@ class KubeLoadBalancer:
         assert isinstance(data, dict)
         return data
 
+    def settled(self) -> bool:
+        """Every speaker has joined, hears all the others, and has its first state."""
+        for node in self.speakers:
+            try:
+                status = self.speaker_status(node)
+            except (OSError, ValueError):
+                return False
+            peers = status["peers"]
+            if status["joining"] or set(peers) != set(self.speakers) - {node}:
+                return False
+            # ... and has its first state from the API (a restarted speaker syncs its caches
+            # after it joins the heartbeats).
+            loaded = "metallb_k8s_client_config_loaded_bool 1"
+            if loaded not in self.metrics(node, SPEAKER_METRICS_PORT):
+                return False
+        return True
+
     def announcers(self, ip: str) -> list[str]:
         """Nodes whose speaker says it announces `ip` now."""
         found = []

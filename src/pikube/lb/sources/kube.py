@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pikube.errors import PikubeError
-from pikube.lb import layer2
 from pikube.lb.assignment import Event, EventType
 from pikube.lb.kube.api import (
     ENDPOINT_SLICES,
@@ -56,11 +55,10 @@ from pikube.lb.kube.api import (
     Obj,
     connect,
 )
-from pikube.lb.kube.convert import Converter
+from pikube.lb.kube.desired import DesiredStateBuilder
 from pikube.lb.kube.events import EventRecorder, reference
 from pikube.lb.kube.informer import Change, Informer, Watched
 from pikube.lb.metrics import Family, Registry
-from pikube.lb.model import ServiceType
 from pikube.lb.sources import DesiredState
 
 log = logging.getLogger("pikube.source")
@@ -76,32 +74,6 @@ REPORT_INTERVAL_S = 0.1
 class SpeakerMetricsLike(Protocol):
     registry: Registry
     announced: Family
-
-
-def desired_state(
-    converter: Converter,
-    objects: Mapping[Kind, list[Obj]],
-    load_balancer_class: str | None,
-) -> DesiredState:
-    """The announcements for the cached objects. Pure (the converter only remembers parses)."""
-    resources, problems = converter.resources(
-        pools=objects.get(IP_ADDRESS_POOLS, []),
-        l2_advertisements=objects.get(L2_ADVERTISEMENTS, []),
-        services=objects.get(SERVICES, []),
-        namespaces=objects.get(NAMESPACES, []),
-        nodes=objects.get(NODES, []),
-        endpoint_slices=objects.get(ENDPOINT_SLICES, []),
-    )
-    allocations = {
-        s.key: s.ingress_ips
-        for s in resources.services
-        if s.type is ServiceType.LOAD_BALANCER
-        and s.load_balancer_class == load_balancer_class
-        and s.ingress_ips
-    }
-    words = [f"{p.kind} {p.namespace + '/' if p.namespace else ''}{p.name}: {p.message}"
-             for p in problems]  # fmt: skip
-    return layer2.desired_state(resources, allocations, words)
 
 
 def l2_status_object(
@@ -208,20 +180,18 @@ class KubeSource:
         ]
         informer = self.informer = Informer(api, watched, self._changed, on_stale=self._set_stale)
         recorder = EventRecorder(api, SPEAKER_COMPONENT)
-        converter = Converter()
+        builder = DesiredStateBuilder(self.load_balancer_class)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(informer.run(), name="informer")
             tasks.create_task(recorder.run(), name="events")
             await informer.ready.wait()
-            if self._loaded is not None:
-                self._loaded.set(1)
             tasks.create_task(self._report_loop(api, recorder), name="l2 status")
             log.info("Kubernetes API %s: caches synced", api.host)
             last: DesiredState | None = None
             while True:
                 self._wake.clear()
                 objects = {w.kind: list(informer.objects(w.kind).values()) for w in watched}
-                state = desired_state(converter, objects, self.load_balancer_class)
+                state = builder.build(objects)
                 self._interfaces_by_service = {
                     service: a.interfaces or self.interfaces
                     for a in state.announcements
@@ -230,6 +200,8 @@ class KubeSource:
                 if state != last:
                     last = state
                     yield state
+                    if self._loaded is not None:
+                        self._loaded.set(1)  # the speaker has taken its first state
                 await self._wake.wait()
 
     # -- reporting back -----------------------------------------------------------------------
