@@ -281,10 +281,10 @@ def speaker(
         key = _read_key(key_file) if key_file is not None else _secret_key(kubeconfig, namespace)
         source = _kube_source(node, kubeconfig, namespace, lb_class, interfaces)
     else:
+        source = _source(source_spec)
         if key_file is None:
             raise PikubeError("--key-file is required with --source dir:PATH", exit_code=2)
         key = _read_key(key_file)
-        source = _source(source_spec)
     _setup_logging(log_format, log_level)
     settings = daemon.SpeakerSettings(
         node=node,

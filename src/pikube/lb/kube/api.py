@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import yaml
 from kubernetes_asyncio import client, config
 
 from pikube.errors import PikubeError
@@ -183,9 +184,10 @@ async def connect(kubeconfig: Path | None, *, request_timeout_s: float = 10.0) -
             await config.load_kube_config(
                 config_file=str(kubeconfig), client_configuration=configuration
             )
-    except (OSError, config.ConfigException) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError,
+            config.ConfigException) as exc:  # fmt: skip
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
-        raise PikubeError(
-            f"{where}: {exc}; pass --kubeconfig FILE (outside a Pod)", exit_code=2
-        ) from exc
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        hint = "" if kubeconfig else "; pass --kubeconfig FILE (outside a Pod)"
+        raise PikubeError(f"{where}: {detail}{hint}", exit_code=2) from exc
     return KubeClient(client.ApiClient(configuration), request_timeout_s=request_timeout_s)
