@@ -4,9 +4,9 @@ master) writes 198.51.100.230 into the Service's status; the speakers (node01-03
 API) announce it; the client gets HTTP 200 and its ARP table names the owner; the owner
 crashes and `kubectl get servicel2statuses -A` names the new one. Then the faults.
 
-These run against the lab's API stand-in (`kubeapi` fixture) for now; the same steps are meant
-for the lab's real Kubernetes once it runs (only the EndpointSlice would then come from
-kube-controller-manager).
+These run against the lab's API stand-in for now (the `lab_api` fixture); the same steps are
+meant for the lab's real Kubernetes once it runs: switch the fixture to that cluster's
+kubeconfig (the EndpointSlices then come from kube-controller-manager).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from pikube.lab import netns, seed_service, state
 from pikube.lab.demo import get_from_client
-from pikube.lab.kubeapi.launch import KubeApi
+from pikube.lab.kubeapi.launch import start_in_lab
 from pikube.lab.lab import Lab
 from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
 from pikube.lab.probe import (
@@ -44,9 +46,30 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> No
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class LabApi:
+    """The Kubernetes API the lab's load balancer talks to: a kubeconfig, and whether it is the
+    stand-in (then the lab publishes EndpointSlices itself)."""
+
+    kubeconfig: Path
+    stand_in: bool
+
+
 @pytest.fixture
-def balancer(lab: Lab, kubeapi: KubeApi) -> KubeLoadBalancer:
-    found = KubeLoadBalancer(lab, kubeapi.kubeconfig, state.lab_dir(lab.name) / "lb")
+def lab_api(lab: Lab) -> LabApi:
+    """The lab's API: the stand-in today. When the lab runs real Kubernetes, this fixture is
+    the one place to switch (a kubeconfig of that cluster, stand_in=False)."""
+    return LabApi(start_in_lab(lab).kubeconfig, stand_in=True)
+
+
+@pytest.fixture
+def balancer(lab: Lab, lab_api: LabApi) -> KubeLoadBalancer:
+    found = KubeLoadBalancer(
+        lab,
+        lab_api.kubeconfig,
+        state.lab_dir(lab.name) / "lb",
+        lab_publishes_endpoints=lab_api.stand_in,
+    )
     found.apply_crds()
     found.apply(seed_configuration())
     found.start_controller()

@@ -135,6 +135,9 @@ class KubeLoadBalancer:
     directory: Path
     nodes: tuple[str, ...] = WORKERS
     speaker_args: tuple[str, ...] = ()
+    # The API stand-in has no EndpointSlice controller, so the lab writes the slices of what it
+    # runs; a real cluster's kube-controller-manager does that itself.
+    lab_publishes_endpoints: bool = True
     controller: ProcessRecord | None = None
     speakers: dict[str, ProcessRecord] = field(default_factory=dict)
     cache: Path = field(init=False)
@@ -188,6 +191,8 @@ class KubeLoadBalancer:
         self, service: str, namespace: str, backend: str, port: int = 80, ready: bool = True
     ) -> None:
         """Write (or replace) the EndpointSlice of `service`: one pod on `backend`."""
+        if not self.lab_publishes_endpoints:
+            return
         host = self.lab.topology.host(backend)
         body = endpoint_slice(service, namespace, str(host.ipv4), backend, port, ready)
         path = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
