@@ -135,6 +135,12 @@ def test_a_deleted_service_is_withdrawn(balancer: KubeLoadBalancer) -> None:
     balancer.kubectl("delete", "service", "nginx")
     wait_for(lambda: not balancer.announcers(VIP), 10, "the IP withdrawn")
     wait_for(lambda: not balancer.l2_owners(), 10, "the ServiceL2Status deleted")
+    # A speaker stopped by SIGTERM leaves cleanly (its API client closed, nothing left open).
+    record = balancer.speakers["node01"]
+    balancer.lab.stop(record)
+    log = Path(record.log_path).read_text()
+    assert "speaker node01 stopped" in log
+    assert "Unclosed" not in log
 
 
 def test_a_killed_controller_restarts_without_moving_or_doubling_ips(

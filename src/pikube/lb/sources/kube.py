@@ -167,8 +167,18 @@ class KubeSource:
             log.info("the Kubernetes API answers again")
 
     async def updates(self) -> AsyncIterator[DesiredState]:
+        owned = self.api is None
         api = self.api or await connect(self.kubeconfig)
         self.api = api
+        try:
+            async for state in self._states(api):
+                yield state
+        finally:
+            if owned:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(api.close())
+
+    async def _states(self, api: KubeClient) -> AsyncIterator[DesiredState]:
         watched = [
             Watched(SERVICES),
             Watched(ENDPOINT_SLICES),
