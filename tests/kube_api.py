@@ -114,6 +114,18 @@ async def apply_crds(api: KubeClient) -> None:
             await api.request(
                 "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=body
             )
+        # A real API server serves a new kind only once its CRD is Established.
+        group, plural = body["spec"]["group"], body["spec"]["names"]["plural"]
+        version = body["spec"]["versions"][0]["name"]
+
+        async def served(group: str = group, version: str = version, plural: str = plural) -> bool:
+            try:
+                await api.request("GET", f"/apis/{group}/{version}/{plural}")
+            except ApiStatusError:
+                return False
+            return True
+
+        await until(served, 30, f"{plural}.{group} served")
 
 
 async def admin(target: KubeTarget) -> KubeClient:
