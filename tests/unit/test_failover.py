@@ -9,6 +9,7 @@ import pytest
 from pikube.bench.failover import (
     IMPLEMENTATIONS,
     KeepalivedBaseline,
+    PikubeKubeSpeakers,
     PikubeSpeakers,
     RunResult,
     Scenario,
@@ -44,6 +45,7 @@ def test_each_name_gets_its_adapter() -> None:
     assert isinstance(slow, KeepalivedBaseline)
     assert slow.advert_int_s == 1.0
     assert isinstance(implementation("pikube"), PikubeSpeakers)
+    assert isinstance(implementation("pikube-kube"), PikubeKubeSpeakers)
     with pytest.raises(PikubeError, match="unknown implementation"):
         implementation("metallb")
 

@@ -1,7 +1,8 @@
 """`pikube bench failover`: how long a client loses a LoadBalancer IP when its announcer fails.
 
-Owns: the Implementation protocol (what the bench needs from an L2 announcer), its two
-adapters (pikube's speaker, and keepalived from Debian at a 100 ms and a 1 s advert), the run
+Owns: the Implementation protocol (what the bench needs from an L2 announcer), its adapters
+(pikube's speaker reading a manifest directory, pikube's speaker and controller on the lab's
+Kubernetes API (`pikube-kube`), and keepalived from Debian at a 100 ms and a 1 s advert), the run
 loop (one lab, every implementation x scenario x run), and the pure summary (JSON and table).
 
 One run, for an implementation already started on node01-03:
@@ -39,7 +40,9 @@ from typing import Any, Protocol
 
 from pikube.errors import InvalidInput, PikubeError
 from pikube.lab import keepalived, netns, state
+from pikube.lab.kubeapi.launch import start_in_lab
 from pikube.lab.lab import Lab
+from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
 from pikube.lab.probe import (
     ProberConfig,
     failed_probes,
@@ -63,7 +66,7 @@ from pikube.lab.seed_service import (
 from pikube.lab.speakers import SpeakerFleet
 from pikube.lab.topology import HOST_INTERFACE
 
-IMPLEMENTATIONS = ("pikube", "keepalived-100ms", "keepalived-1s")
+IMPLEMENTATIONS = ("pikube", "pikube-kube", "keepalived-100ms", "keepalived-1s")
 ANNOUNCERS = ("node01", "node02", "node03")
 BACKEND_HOST = "master"  # never an announcer: the backend must survive every failure
 SPEAKER_METRICS_PORT = 7472  # MetalLB's speaker metrics port
@@ -261,9 +264,79 @@ class PikubeSpeakers:
         self._fleet.records.clear()
 
 
+@dataclass
+class PikubeKubeSpeakers:
+    """pikube's controller on master and `--source kube` speakers, on the lab's API stand-in:
+    kubectl applies the seed's pool, L2Advertisement and a LoadBalancer Service (which gets
+    the VIP); the lab publishes its EndpointSlice (nginx on the backend host).
+
+    Settled means what it means for `PikubeSpeakers`.
+    """
+
+    backend_host: str = BACKEND_HOST
+    name: str = "pikube-kube"
+    _balancer: KubeLoadBalancer | None = None
+    _vip: ipaddress.IPv4Address = SEED_VIP
+
+    @property
+    def balancer(self) -> KubeLoadBalancer:
+        if self._balancer is None:
+            raise RuntimeError("the pikube speakers are not started")
+        return self._balancer
+
+    def start(self, lab: Lab, nodes: Sequence[str], vip: ipaddress.IPv4Address) -> None:
+        self._vip = vip
+        api = start_in_lab(lab)
+        directory = state.lab_dir(lab.name) / "bench" / "pikube-kube"
+        balancer = self._balancer = KubeLoadBalancer(lab, api.kubeconfig, directory, tuple(nodes))
+        balancer.apply_crds()
+        balancer.apply(seed_configuration())
+        balancer.start_controller()
+        balancer.start_speakers()
+        service = nginx_manifests().split("---\n", 1)[1]  # the Service only
+        balancer.apply(
+            service.replace("type: LoadBalancer", f"type: LoadBalancer\n  loadBalancerIP: {vip}")
+        )
+        balancer.publish_endpoints("nginx", "default", self.backend_host)
+
+    def owner(self) -> str | None:
+        return _owner_among(self.balancer.lab, self._vip, self.balancer.nodes)
+
+    def daemon(self, node: str) -> ProcessRecord:
+        return self.balancer.speakers[node]
+
+    def clear(self, node: str) -> None:
+        """Nothing to clear: the speaker never puts the VIP on an interface."""
+
+    def restart(self, node: str) -> None:
+        self.balancer.start_speakers([node])
+
+    def settled(self) -> bool:
+        balancer = self.balancer
+        if not all(is_running(r.pid, r.start_ticks) for r in balancer.speakers.values()):
+            return False
+        announcers = balancer.announcers(str(self._vip))
+        return (
+            len(announcers) == 1
+            and balancer.settled()
+            and _client_reaches(balancer.lab, self._vip)
+            and self.owner() == announcers[0]
+        )
+
+    def stop(self) -> None:
+        if self._balancer is None:
+            return
+        for record in [*self._balancer.speakers.values(), self._balancer.controller]:
+            if record is not None:
+                self._balancer.lab.stop(record)
+        self._balancer.speakers.clear()
+
+
 def implementation(name: str) -> Implementation:
     if name == "pikube":
         return PikubeSpeakers()
+    if name == "pikube-kube":
+        return PikubeKubeSpeakers()
     if name == "keepalived-100ms":
         return KeepalivedBaseline(name=name, advert_int_s=0.1)
     if name == "keepalived-1s":

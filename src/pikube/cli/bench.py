@@ -181,6 +181,66 @@ def bgp_command(
         console.print(f"JSON written to {json_path}")
 
 
+@bench.command(name="lb-api")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+@click.option("--name", "-n", default="bench", show_default=True, help="Lab name for the run.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
+    """Service created through the API -> IP in its status, and -> the client's first HTTP 200.
+
+    pikube's controller on master and `--source kube` speakers on node01-03, on the lab's API
+    stand-in; each run creates a LoadBalancer Service from the client and measures from the
+    create's answer: the API's own watch event (the floor), the IP in the status, and the
+    first HTTP 200 from the IP.
+    """
+    from pikube.bench import lb_api as bench_api  # noqa: PLC0415
+
+    progress = _console(stderr=True, soft_wrap=True)
+    lab = Lab(name)
+    results: list[bench_api.ApiRun] = []
+
+    def report(r: bench_api.ApiRun) -> None:
+        results.append(r)
+        progress.print(
+            f"run {r.run:3d}: watch {r.api_ms:6.1f} ms, IP {r.ip_ms:6.1f} ms, "
+            f"HTTP 200 {r.http_ms:6.1f} ms"
+        )
+
+    try:
+        lab.up()
+        bench_api.run_bench(lab, runs, progress=report)
+    finally:
+        if results and json_path is not None:
+            bench_api.write_json(json_path, bench_api.summarise(results))
+        if not keep:
+            lab.down()
+    summary = bench_api.summarise(results)
+    table = Table("figure", "p50 ms", "p99 ms", "max ms", "p50 / API floor", box=None)
+    labels = {"api_ms": "API watch event (floor)", "ip_ms": "created -> IP in status",
+              "http_ms": "created -> HTTP 200"}  # fmt: skip
+    for key, label in labels.items():
+        figure = summary["figures"][key]
+        ratio = summary["ratio_p50_to_api"].get(key)
+        table.add_row(
+            label,
+            f"{figure['p50']:.1f}",
+            f"{figure['p99']:.1f}",
+            f"{figure['max']:.1f}",
+            "1" if ratio is None else f"{ratio:g}",
+        )
+    console = _console()
+    console.print(f"LoadBalancer Service through the Kubernetes API ({len(results)} runs)")
+    console.print(table)
+    if json_path is not None:
+        console.print(f"JSON written to {json_path}")
+
+
 @bench.command(name="seed-story", hidden=True)
 @click.option("--name", "-n", default="story", show_default=True, help="Lab name.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")

@@ -158,7 +158,9 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> None:
     help="l2: ARP/NDP failover (the seed); bgp: FRR learns the IP from every node (ECMP + BFD).",
 )
 def demo(name: str, keep: bool, mode: str) -> None:
-    """The seed's story, for real: nginx published at .230 by pikube, then the owner dies.
+    """The seed's story, for real: kubectl applies MetalLB's objects and nginx's Service,
+    pikube gives it .230 and publishes it, then the owner dies. --keep leaves the lab up to
+    explore with kubectl (`pikube lab kubeconfig -n NAME`).
 
     With --mode bgp: the router (FRR) learns the service IP from node01-03 over BGP, the client
     gets nginx through it, then node01 dies and BFD takes it out of the route.
@@ -166,6 +168,7 @@ def demo(name: str, keep: bool, mode: str) -> None:
     if mode == "bgp":
         _bgp_demo(name, keep)
         return
+
     from pikube.lab import demo as story  # noqa: PLC0415
     from pikube.lab.probe import host_of_mac  # noqa: PLC0415
 
@@ -194,12 +197,16 @@ def demo(name: str, keep: bool, mode: str) -> None:
             + (f"[red]{len(failed)} of {len(probes)} failed[/red]" if failed
                else f"all {len(probes)} answered")
         )  # fmt: skip
-        fleet, published = story.publish(the_lab)
+        balancer, applied, published = story.publish(the_lab)
         console.print(
-            f"[2] the seed's MetalLB objects (pool {DEFAULT_POOL_FIRST}-{DEFAULT_POOL_LAST}, "
-            f"L2Advertisement, Service default/nginx at {story.VIP}) served by pikube lb "
-            f"speaker on {', '.join(fleet.nodes)}; nginx (1 replica) on {published.backend}"
+            f"[2] client: kubectl apply: pikube's CRDs, the seed's IPAddressPool "
+            f"({DEFAULT_POOL_FIRST}-{DEFAULT_POOL_LAST}) and L2Advertisement, the nginx "
+            f"Deployment and its LoadBalancer Service; pikube lb controller on master, pikube "
+            f"lb speaker on {', '.join(balancer.nodes)}; nginx (1 replica) on {published.backend}"
         )
+        console.print("    client: kubectl get svc nginx")
+        for line in applied.service_line.splitlines():
+            console.print(f"      {escape(line)}")
         page = "the nginx welcome page" if published.welcome_page else "[red]not nginx[/red]"
         console.print(
             f"[3] client: curl http://{story.VIP}/ -> {published.http_status}, {page} "
@@ -210,13 +217,16 @@ def demo(name: str, keep: bool, mode: str) -> None:
             f"[4] {published.owner} crashes: its speaker is killed (SIGKILL) and its cable "
             "pulled (eth0 down)"
         )
-        failover = story.crash_owner(the_lab, fleet, published.owner)
+        failover = story.crash_owner(the_lab, balancer, published.owner)
         console.print(
             f"    client: no answer from {story.VIP} for [bold]{failover.outage_ms:.0f} ms[/bold] "
             f"({failover.failed_probes} failed probes, one every 10 ms); "
             f"new owner: [bold]{failover.new_owner}[/bold]"
         )
         console.print(f"    client: arp -a  ->  {arp_line(failover.neighbour)}")
+        console.print("    client: kubectl get servicel2statuses -A")
+        for line in story.l2_statuses(balancer, failover.new_owner).splitlines():
+            console.print(f"      {escape(line)}")
         console.print(
             "    (the seed: MetalLB takes about 10 s to move the IP; compare implementations "
             "with `pikube bench failover`)"
@@ -228,7 +238,11 @@ def demo(name: str, keep: bool, mode: str) -> None:
         )
     finally:
         if keep:
-            console.print(f"lab {name!r} left up: `{lab_command(name, 'status')}`")
+            console.print(
+                f"lab {name!r} left up: `pikube lab status -n {name}`; kubectl: `pikube lab "
+                f"exec -n {name} client -- kubectl --kubeconfig $(pikube lab kubeconfig -n "
+                f"{name}) get svc`"
+            )
         else:
             down_started = time.monotonic()
             the_lab.down()

@@ -144,7 +144,41 @@ def _source(spec: str) -> Source:
         if not directory.is_dir():
             raise InvalidInput(f"--source {spec}: {directory} is not a directory")
         return ManifestDirectory(directory)
-    raise InvalidInput(f"--source {spec!r}: use dir:PATH (a directory of Kubernetes YAML)")
+    raise InvalidInput(
+        f"--source {spec!r}: use kube (the Kubernetes API) or dir:PATH (a directory of "
+        "Kubernetes YAML)"
+    )
+
+
+def _kube_source(
+    node: str,
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
+    interfaces: tuple[str, ...],
+) -> Source:
+    from pikube.lb.sources.kube import KubeSource  # noqa: PLC0415
+
+    return KubeSource(
+        node=node,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        load_balancer_class=lb_class or None,
+        interfaces=interfaces,
+    )
+
+
+def _secret_key(kubeconfig: Path | None, namespace: str) -> bytes:
+    import asyncio  # noqa: PLC0415
+
+    from pikube.lb.membership.protocol import load_key  # noqa: PLC0415
+    from pikube.lb.sources.kube import read_secret_key  # noqa: PLC0415
+
+    raw = asyncio.run(read_secret_key(kubeconfig, namespace, "memberlist", "secretkey"))
+    try:
+        return load_key(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"secret {namespace}/memberlist: {exc}") from exc
 
 
 @lb.command()
@@ -154,7 +188,32 @@ def _source(spec: str) -> Source:
     show_default="$NODE_NAME",
     help="This node's name, as in its Node object.",
 )
-@click.option("--source", "source_spec", required=True, help="Desired state: dir:PATH.")
+@click.option(
+    "--source",
+    "source_spec",
+    required=True,
+    help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="With --source kube: the API server and credentials (default: the Pod's account).",
+)
+@click.option(
+    "--namespace",
+    default="metallb-system",
+    show_default=True,
+    envvar="METALLB_NAMESPACE",
+    help="With --source kube: where the pools, advertisements and key Secret live.",
+)
+@click.option(
+    "--lb-class",
+    default=None,
+    metavar="CLASS",
+    help="With --source kube: announce only Services of this loadBalancerClass.",
+)
 @click.option(
     "--interface",
     "interfaces",
@@ -164,8 +223,9 @@ def _source(spec: str) -> Source:
 @click.option(
     "--key-file",
     type=click.Path(path_type=Path),
-    required=True,
-    help="The cluster's shared heartbeat key (same file on every node).",
+    default=None,
+    help="The cluster's shared heartbeat key (same file on every node). With --source kube "
+    "the default is the Secret NAMESPACE/memberlist (key secretkey), as MetalLB's.",
 )
 @click.option(
     "--metrics-port",
@@ -229,8 +289,11 @@ def _source(spec: str) -> Source:
 def speaker(
     node: str,
     source_spec: str,
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
     interfaces: tuple[str, ...],
-    key_file: Path,
+    key_file: Path | None,
     metrics_port: int,
     metrics_host: str,
     interval_ms: int,
@@ -247,14 +310,17 @@ def speaker(
 
     if not node:
         raise InvalidInput("--node is required (or set NODE_NAME)")
-    key = _read_key(key_file)
-    source = _source(source_spec)
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(daemon.JsonFormatter())
+    if source_spec == "kube":
+        if kubeconfig is not None and not kubeconfig.is_file():
+            raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+        key = _read_key(key_file) if key_file is not None else _secret_key(kubeconfig, namespace)
+        source = _kube_source(node, kubeconfig, namespace, lb_class, interfaces)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+        source = _source(source_spec)
+        if key_file is None:
+            raise InvalidInput("--key-file is required with --source dir:PATH")
+        key = _read_key(key_file)
+    _setup_logging(log_format, log_level)
     settings = daemon.SpeakerSettings(
         node=node,
         key=key,
@@ -350,3 +416,99 @@ def bgp_speaker(
             connect_retry_s=connect_retry_s,
         )
     )
+
+
+def _setup_logging(log_format: str, log_level: str) -> None:
+    from pikube.lb.speaker import JsonFormatter  # noqa: PLC0415
+
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+
+
+@lb.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="The API server and credentials (default: the Pod's service account).",
+)
+@click.option(
+    "--namespace",
+    default="metallb-system",
+    show_default=True,
+    envvar="METALLB_NAMESPACE",
+    help="Where the IPAddressPools (and the speakers' key Secret) live.",
+)
+@click.option(
+    "--lb-class",
+    default=None,
+    metavar="CLASS",
+    help="Handle only Services of this spec.loadBalancerClass (default: those that set none).",
+)
+@click.option("--metrics-port", type=int, default=7472, show_default=True, help="0 disables.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    help="Run as one of several replicas: only the holder of a coordination.k8s.io Lease writes.",
+)
+@click.option(
+    "--identity",
+    default="",
+    envvar="POD_NAME",
+    help="This replica's name in the Lease (default: the host name).",
+)
+@click.option(
+    "--lease-duration-s",
+    type=click.FloatRange(1, 300),
+    default=15.0,
+    show_default=True,
+    help="How long a silent leader keeps the Lease before a standby takes over.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def controller(
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
+    metrics_port: int,
+    metrics_host: str,
+    leader_elect: bool,
+    identity: str,
+    lease_duration_s: float,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run the controller: give LoadBalancer Services IPs from the IPAddressPools, in their
+    status (as MetalLB's controller does)."""
+    import socket  # noqa: PLC0415
+
+    from pikube.lb import controller as daemon  # noqa: PLC0415
+
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+    _setup_logging(log_format, log_level)
+    settings = daemon.ControllerSettings(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        load_balancer_class=lb_class or None,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port or None,
+        leader_elect=leader_elect,
+        identity=identity or socket.gethostname(),
+        lease_duration_s=lease_duration_s,
+    )
+    daemon.run_forever(settings)

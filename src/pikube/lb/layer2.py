@@ -5,8 +5,8 @@ following MetalLB's rules (speaker/layer2_controller.go `ShouldAnnounce`), impro
 pikube's issues say so:
 - a service with no serving endpoint anywhere is not announced;
 - an IP must lie in a pool, and an L2Advertisement must select that pool and the service;
-- candidate nodes: selected by one of those advertisements' node selectors, without
-  NetworkUnavailable, without the node.kubernetes.io/exclude-from-external-load-balancers
+- candidate nodes: selected by one of those advertisements' node selectors, schedulable,
+  without NetworkUnavailable, without the node.kubernetes.io/exclude-from-external-load-balancers
   label; for externalTrafficPolicy Local, only nodes with a serving endpoint of the service;
 - the IPs of one service (dual-stack), and services sharing an IP, form one target that one
   node announces, keyed by its lowest IP.
@@ -53,7 +53,9 @@ def _eligible_nodes(
     """Nodes the advertisements allow; None for "any speaker" when nothing restricts it."""
     restricted = any(ad.node_selectors for ad in ads)
     excluded = {
-        n.name for n in resources.nodes if n.network_unavailable or EXCLUDE_LABEL in n.labels
+        n.name
+        for n in resources.nodes
+        if n.network_unavailable or n.unschedulable or EXCLUDE_LABEL in n.labels
     }
     if not restricted:
         if not excluded:

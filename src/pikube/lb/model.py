@@ -408,6 +408,7 @@ class Node:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     network_unavailable: bool = False  # the NetworkUnavailable condition is True
+    unschedulable: bool = False  # spec.unschedulable (cordoned)
 
 
 class AddressType(enum.Enum):

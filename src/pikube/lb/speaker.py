@@ -228,6 +228,9 @@ class Speaker:
         self.metrics = SpeakerMetrics(self.settings.node)
         self.view = protocol.View(self.settings.node)
         self._encoder = protocol.Encoder(self.settings.key)
+        bind = getattr(self.source, "bind", None)
+        if bind is not None:  # a source that reports back (the Kubernetes API's) reads these
+            bind(self.metrics)
 
     # -- running ----------------------------------------------------------------------------
 

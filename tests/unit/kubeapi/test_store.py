@@ -155,6 +155,28 @@ def test_status_subresource_changes_only_status_and_main_resource_ignores_status
     assert via_status["spec"]["type"] == "LoadBalancer"
 
 
+def test_a_service_status_update_keeps_the_annotations_it_sends() -> None:
+    # MetalLB writes status.loadBalancer.ingress and its pool annotation in one /status update.
+    store = new_store()
+    svcs = rt(store, "", "v1", "services")
+    created = store.create(
+        svcs,
+        "default",
+        {"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+    )
+    body = {
+        **created,
+        "metadata": {
+            **created["metadata"],
+            "annotations": {"metallb.io/ip-allocated-from-pool": "p"},
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.230"}]}},
+    }
+    updated = store.update(svcs, "default", "s", body, subresource="status")
+    assert updated["metadata"]["annotations"] == {"metallb.io/ip-allocated-from-pool": "p"}
+    assert updated["status"]["loadBalancer"]["ingress"] == [{"ip": "198.51.100.230"}]
+
+
 def test_service_defaults_like_the_real_server() -> None:
     store = new_store()
     svcs = rt(store, "", "v1", "services")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 
@@ -144,3 +145,13 @@ def test_advertisement_interfaces_travel_with_the_target() -> None:
         {"default/web": ips("198.51.100.230")},
     )
     assert state.announcements[0].interfaces == ("eth0",)
+
+
+def test_a_cordoned_node_may_not_announce() -> None:
+    base = resources(POOL, L2, service("web"), endpoints("web", "node01"), node("node01"),
+                     node("node02"))  # fmt: skip
+    cordoned = dataclasses.replace(
+        base, nodes=(base.nodes[0], dataclasses.replace(base.nodes[1], unschedulable=True))
+    )
+    state = desired_state(cordoned, {"default/web": ips("198.51.100.230")})
+    assert state.announcements[0].target.eligible == frozenset({"node01"})

@@ -465,6 +465,14 @@ class Store:
                 new["status"] = copy.deepcopy(body["status"])
             else:
                 new.pop("status", None)
+            if rt.group == "" and rt.plural == "services":
+                # The real server's Service status strategy resets only the spec: labels and
+                # annotations sent to /status are kept (MetalLB writes its pool annotation so).
+                for key in ("labels", "annotations"):
+                    if key in meta_in:
+                        new["metadata"][key] = copy.deepcopy(meta_in[key])
+                    else:
+                        new["metadata"].pop(key, None)
         else:
             new = copy.deepcopy(dict(body))
             new["apiVersion"], new["kind"] = current["apiVersion"], rt.kind

@@ -1,0 +1,205 @@
+"""`pikube bench lb-api`: how fast a Service created through the Kubernetes API gets its IP,
+and serves the client, with pikube's controller and `--source kube` speakers in a lab.
+
+Per run, from the lab's `client` host (kubectl's place in the seed): the bench opens a watch on
+the Service's name, creates a `type: LoadBalancer` Service (its EndpointSlice, and kube-proxy's
+rules for the IP, are already in place), and measures from the moment the create returns:
+- api_ms: until its own watch shows the Service (the API's floor: the peer every figure is
+  compared with, measured in the same run);
+- ip_ms: until the watch shows 198.51.100.230 in status.loadBalancer.ingress (the controller);
+- http_ms: until GET http://198.51.100.230/ answers 200 (the speakers: election, ARP), probing
+  every 2 ms with fresh connections. The client's ARP entry for the IP is flushed before each
+  run, so an old entry cannot answer for the new announcement.
+Then the Service is deleted and the bench waits until the IP is withdrawn everywhere.
+
+Against the stand-in there is no kube-proxy watching Services (its rules exist from the start),
+so http_ms counts the controller and the speakers, not kube-proxy's reaction.
+
+Pure: `percentile`, `summarise`. The rest drives a lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pikube.errors import PikubeError
+from pikube.lab import netns, seed_service, state
+from pikube.lab.kubeapi.launch import admin_request, start_in_lab
+from pikube.lab.lab import Lab
+from pikube.lab.lb_kube import KubeLoadBalancer, seed_configuration
+from pikube.lb.kube.api import SERVICES, KubeClient, connect
+
+VIP = "198.51.100.230"
+SERVICE = "bench"
+NAMESPACE = "default"
+BACKEND = "node02"
+
+
+@dataclass(frozen=True)
+class ApiRun:
+    run: int
+    api_ms: float
+    ip_ms: float
+    http_ms: float
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of 100 samples is the 99th smallest)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
+    """The bench's JSON: samples, p50, p99 and max per figure, and ratios to the API floor."""
+    figures: dict[str, Any] = {}
+    for name in ("api_ms", "ip_ms", "http_ms"):
+        samples = [round(getattr(r, name), 2) for r in runs]
+        figures[name] = {
+            "samples": samples,
+            "p50": round(statistics.median(samples), 2),
+            "p99": round(percentile(samples, 0.99), 2),
+            "max": max(samples),
+        }
+    floor = figures["api_ms"]["p50"] or 1e-9
+    return {
+        "runs": len(runs),
+        "figures": figures,
+        "ratio_p50_to_api": {
+            name: round(figures[name]["p50"] / floor, 1) for name in ("ip_ms", "http_ms")
+        },
+    }
+
+
+def service_body() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": SERVICE},
+            "ports": [{"name": "http", "port": 80, "targetPort": 80}],
+        },
+    }
+
+
+async def _http_ok(timeout_s: float = 0.05) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(VIP, 80)
+            try:
+                writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                line = await reader.readline()
+            finally:
+                writer.close()
+        return line.startswith(b"HTTP/1.1 200")
+    except (OSError, TimeoutError):
+        return False
+
+
+async def measure_once(api: KubeClient, run: int) -> ApiRun:
+    """One run, from inside the client's namespace."""
+    loop = asyncio.get_running_loop()
+    seen: dict[str, float] = {}
+    listed = await api.request(
+        "GET", SERVICES.path(NAMESPACE), query={"fieldSelector": f"metadata.name={SERVICE}"}
+    )
+    version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch() -> None:
+        query = {"fieldSelector": f"metadata.name={SERVICE}", "resourceVersion": version}
+        async for event in api.watch(SERVICES.path(NAMESPACE), query, idle_timeout_s=30):
+            obj = event.get("object") or {}
+            now = loop.time()
+            seen.setdefault("api", now)
+            ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            if any(e.get("ip") == VIP for e in ingress):
+                seen["ip"] = now
+                return
+
+    async def http() -> None:
+        while not await _http_ok():
+            await asyncio.sleep(0.002)
+        seen["http"] = loop.time()
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.05)  # the watch is open before the create
+    await api.request("POST", SERVICES.path(NAMESPACE), body=service_body())
+    created = loop.time()
+    await asyncio.wait_for(asyncio.gather(watcher, http()), 30)
+    return ApiRun(
+        run=run,
+        api_ms=(seen["api"] - created) * 1000,
+        ip_ms=(seen["ip"] - created) * 1000,
+        http_ms=(seen["http"] - created) * 1000,
+    )
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise PikubeError(f"bench lb-api: timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def prepare(lab: Lab) -> KubeLoadBalancer:
+    """The API stand-in, pikube's CRDs and the seed's pool, the controller, the speakers, nginx
+    behind the VIP, and the bench Service's EndpointSlice."""
+    api = start_in_lab(lab)
+    balancer = KubeLoadBalancer(lab, api.kubeconfig, state.lab_dir(lab.name) / "bench-lb-api")
+    balancer.apply_crds()
+    balancer.apply(seed_configuration())
+    balancer.start_controller()
+    balancer.start_speakers()
+    seed_service.publish(lab, backend_host=BACKEND)
+    balancer.publish_endpoints(SERVICE, NAMESPACE, BACKEND)
+    return balancer
+
+
+def run_bench(
+    lab: Lab, runs: int, progress: Callable[[ApiRun], None] = lambda _r: None
+) -> list[ApiRun]:
+    """`runs` create-to-IP and create-to-HTTP-200 runs in an up lab."""
+    balancer = prepare(lab)
+    results: list[ApiRun] = []
+
+    def withdrawn() -> bool:
+        status, _ = admin_request(lab.name, "GET", SERVICES.path(NAMESPACE, SERVICE))
+        return status == 404 and not balancer.announcers(VIP)
+
+    time.sleep(1.0)  # let the speakers finish joining (their start-up grace)
+    for run in range(1, runs + 1):
+        _wait(withdrawn, 15, "the previous run's IP to be withdrawn")
+        with netns.entered(lab.namespace(seed_service.CLIENT)):
+            subprocess.run(["ip", "neigh", "flush", "to", VIP], check=False)
+
+            async def once(run: int = run) -> ApiRun:
+                api = await connect(balancer.kubeconfig)
+                try:
+                    await api.request("GET", "/version")  # connected and warm
+                    return await measure_once(api, run)
+                finally:
+                    await api.close()
+
+            result = asyncio.run(once())
+        results.append(result)
+        progress(result)
+        admin_request(lab.name, "DELETE", SERVICES.path(NAMESPACE, SERVICE))
+    return results
+
+
+def write_json(path: Path, summary: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)

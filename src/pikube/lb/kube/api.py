@@ -1,0 +1,193 @@
+"""A thin, generic client of the Kubernetes API for the controller and the speaker.
+
+kubernetes_asyncio loads the kubeconfig (or the in-cluster service account) and carries the
+TLS and authentication (docs/decisions/0021); requests go through its `call_api` without its
+generated models, as plain JSON dicts, because pikube's parsers (pikube.lb.config) read dicts,
+MetalLB's kinds have no generated models, and a watch must see every line as the server sent
+it (bookmarks, the 410 ERROR event) instead of the retrying `Watch` helper.
+
+Must not: decide anything (what to list, when to retry: see informer), or cache objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yaml
+from kubernetes_asyncio import client, config
+
+from pikube.errors import PikubeError
+
+Obj = dict[str, Any]
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind the load balancer reads or writes, and where it lives in the API."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+            if sub:
+                base += f"/{sub}"
+        return base
+
+
+SERVICES = Kind("Service", "", "v1", "services")
+NAMESPACES = Kind("Namespace", "", "v1", "namespaces", namespaced=False)
+NODES = Kind("Node", "", "v1", "nodes", namespaced=False)
+SECRETS = Kind("Secret", "", "v1", "secrets")
+EVENTS = Kind("Event", "", "v1", "events")
+ENDPOINT_SLICES = Kind("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices")
+LEASES = Kind("Lease", "coordination.k8s.io", "v1", "leases")
+IP_ADDRESS_POOLS = Kind("IPAddressPool", "metallb.io", "v1beta1", "ipaddresspools")
+L2_ADVERTISEMENTS = Kind("L2Advertisement", "metallb.io", "v1beta1", "l2advertisements")
+SERVICE_L2_STATUSES = Kind("ServiceL2Status", "metallb.io", "v1beta1", "servicel2statuses")
+
+
+class ApiStatusError(Exception):
+    """The API answered with an error status (the `Status` body's message, if any)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _message(status: int, data: bytes) -> str:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")[:200] or f"HTTP {status}"
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return f"HTTP {status}"
+
+
+class KubeClient:
+    """Requests and watch streams on one API server, as JSON dicts."""
+
+    def __init__(self, api_client: client.ApiClient, *, request_timeout_s: float = 10.0) -> None:
+        self._api = api_client
+        self.request_timeout_s = request_timeout_s
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = JSON,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+    ) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await self._api.call_api(
+            path,
+            method,
+            query_params=list((query or {}).items()),
+            header_params={"Accept": JSON, "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout if timeout is not None else self.request_timeout_s,
+        )
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str = JSON,
+        timeout_s: float | None = None,
+    ) -> Obj:
+        """One request; the decoded body, or ApiStatusError for a non-2xx answer."""
+        response = await self._call(method, path, query, body, content_type, timeout_s)
+        async with response:
+            data = await response.read()
+            if not 200 <= response.status < 300:
+                raise ApiStatusError(response.status, _message(response.status, data))
+        try:
+            decoded = json.loads(data) if data else {}
+        except ValueError:
+            return {}  # /readyz and friends answer text
+        return decoded if isinstance(decoded, dict) else {}
+
+    async def watch(
+        self,
+        path: str,
+        query: Mapping[str, str],
+        *,
+        idle_timeout_s: float,
+        on_open: Callable[[], None] | None = None,
+    ) -> AsyncIterator[Obj]:
+        """The events of a watch, one dict per line, until the server ends the stream.
+
+        A read idle for `idle_timeout_s` raises TimeoutError (a server that stopped talking
+        without closing, such as one whose host vanished, must not hang an informer).
+        """
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout_s)
+        response = await self._call("GET", path, {**query, "watch": "true"}, timeout=timeout)
+        async with response:
+            if response.status != 200:
+                data = await response.read()
+                raise ApiStatusError(response.status, _message(response.status, data))
+            if on_open is not None:
+                on_open()
+            while True:
+                line = await response.content.readline()
+                if not line:
+                    return
+                if line.strip():
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+
+
+async def connect(kubeconfig: Path | None, *, request_timeout_s: float = 10.0) -> KubeClient:
+    """A client from a kubeconfig file, or in a Pod from its service account."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is None:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError,
+            config.ConfigException) as exc:  # fmt: skip
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        hint = "" if kubeconfig else "; pass --kubeconfig FILE (outside a Pod)"
+        raise PikubeError(f"{where}: {detail}{hint}", exit_code=2) from exc
+    return KubeClient(client.ApiClient(configuration), request_timeout_s=request_timeout_s)

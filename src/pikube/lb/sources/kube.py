@@ -1,0 +1,336 @@
+"""The Kubernetes API source: the speaker's desired state from informers, and what the speaker
+reports back (ServiceL2Status objects, the `nodeAssigned` Event).
+
+It watches what MetalLB's speaker watches: Services, EndpointSlices, Nodes, Namespaces, and
+the IPAddressPools and L2Advertisements of its namespace. It does not allocate: a Service is
+announced with the IPs the controller wrote into its status (status.loadBalancer.ingress), and
+only while they lie in a pool. From there the rules are MetalLB's, applied by
+pikube.lb.layer2 (a serving endpoint; an L2Advertisement selecting the pool, service and node;
+schedulable, network available, not excluded by label; externalTrafficPolicy Local keeps the
+nodes with a local endpoint), and the same `DesiredState` comes out as from a directory of
+manifests, so the speaker does not know which source it has.
+
+When the API becomes unreachable the informers keep their caches: no new state is yielded, the
+speaker keeps announcing what it announces, the log says so once, and
+`metallb_k8s_client_config_stale_bool` is 1 until the API answers again.
+
+Reporting back: the speaker binds its metrics to the source (`bind`); what it announces is its
+`metallb_speaker_announced` gauge (service, protocol, node, ip). For each service it announces
+the source keeps one ServiceL2Status in its namespace (generateName `l2-`, labels
+metallb.io/node, metallb.io/service-name, metallb.io/service-namespace; status node,
+serviceName, serviceNamespace, interfaces; owned by the speaker's Pod when POD_NAME says which)
+and deletes it when the node stops; a newly announced service gets the Event `nodeAssigned`.
+A node taking a service over deletes the other nodes' statuses for it (a crashed node cannot
+delete its own, and only one node announces a service in layer 2).
+
+Must not: decide who announces (the speaker's election does) or allocate IPs (the controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pikube.errors import PikubeError
+from pikube.lb.assignment import Event, EventType
+from pikube.lb.kube.api import (
+    ENDPOINT_SLICES,
+    IP_ADDRESS_POOLS,
+    L2_ADVERTISEMENTS,
+    NAMESPACES,
+    NODES,
+    SECRETS,
+    SERVICE_L2_STATUSES,
+    SERVICES,
+    ApiStatusError,
+    Kind,
+    KubeClient,
+    Obj,
+    connect,
+)
+from pikube.lb.kube.desired import DesiredStateBuilder
+from pikube.lb.kube.events import EventRecorder, reference
+from pikube.lb.kube.informer import Change, Informer, Watched
+from pikube.lb.metrics import Family, Registry
+from pikube.lb.sources import DesiredState
+
+log = logging.getLogger("pikube.source")
+
+SPEAKER_COMPONENT = "metallb-speaker"
+NODE_LABEL = "metallb.io/node"
+SERVICE_NAME_LABEL = "metallb.io/service-name"
+SERVICE_NAMESPACE_LABEL = "metallb.io/service-namespace"
+PROTOCOL_LAYER2 = "layer2"
+REPORT_INTERVAL_S = 0.1
+
+
+class SpeakerMetricsLike(Protocol):
+    registry: Registry
+    announced: Family
+
+
+def l2_status_object(
+    node: str,
+    service_key: str,
+    namespace: str,
+    owner: Mapping[str, Any] | None,
+) -> Obj:
+    """A new ServiceL2Status (MetalLB's shape) for a service this node announces."""
+    service_namespace, _, service_name = service_key.partition("/")
+    meta: dict[str, Any] = {
+        "generateName": "l2-",
+        "namespace": namespace,
+        "labels": {
+            NODE_LABEL: node,
+            SERVICE_NAME_LABEL: service_name,
+            SERVICE_NAMESPACE_LABEL: service_namespace,
+        },
+    }
+    if owner is not None:
+        ref = reference(owner)
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": ref["name"], "uid": ref["uid"]}
+        ]
+    return {"apiVersion": SERVICE_L2_STATUSES.api_version, "kind": "ServiceL2Status",
+            "metadata": meta}  # fmt: skip
+
+
+def l2_status(node: str, service_key: str, interfaces: tuple[str, ...]) -> Obj:
+    service_namespace, _, service_name = service_key.partition("/")
+    return {
+        "node": node,
+        "serviceName": service_name,
+        "serviceNamespace": service_namespace,
+        "interfaces": [{"name": name} for name in interfaces],
+    }
+
+
+@dataclass
+class KubeSource:
+    """`--source kube`: desired state from the API, ServiceL2Status and Events back to it."""
+
+    node: str
+    kubeconfig: Path | None = None
+    namespace: str = "metallb-system"
+    load_balancer_class: str | None = None
+    interfaces: tuple[str, ...] = ()
+    pod_name: str | None = field(default_factory=lambda: os.environ.get("POD_NAME") or None)
+    api: KubeClient | None = None
+    informer: Informer | None = None
+    _metrics: SpeakerMetricsLike | None = None
+    _stale: Family | None = None
+    _loaded: Family | None = None
+    _updates: Family | None = None
+    _update_errors: Family | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
+
+    def bind(self, metrics: SpeakerMetricsLike) -> None:
+        """The speaker's metrics: where to export the API client's gauges, and what it announces."""
+        self._metrics = metrics
+        r = metrics.registry
+        self._loaded = r.gauge(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if the MetalLB configuration was successfully loaded at least once",
+        )
+        self._stale = r.gauge(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if running on a stale configuration, because the Kubernetes API is unreachable",
+        )
+        self._updates = r.counter(
+            "metallb_k8s_client_updates_total", "Number of k8s object updates that were processed"
+        )
+        self._update_errors = r.counter(
+            "metallb_k8s_client_update_errors_total",
+            "Number of k8s object updates that failed for some reason",
+        )
+
+    def _changed(self, _kind: Kind, _change: Change) -> None:
+        if self._updates is not None:
+            self._updates.inc()
+        self._wake.set()
+
+    def _set_stale(self, stale: bool) -> None:
+        if self._stale is not None:
+            self._stale.set(1 if stale else 0)
+        if stale:
+            log.warning("the Kubernetes API is unreachable: announcing the last known state")
+        else:
+            log.info("the Kubernetes API answers again")
+
+    async def updates(self) -> AsyncIterator[DesiredState]:
+        owned = self.api is None
+        api = self.api or await connect(self.kubeconfig)
+        self.api = api
+        try:
+            async for state in self._states(api):
+                yield state
+        finally:
+            if owned:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(api.close())
+
+    async def _states(self, api: KubeClient) -> AsyncIterator[DesiredState]:
+        watched = [
+            Watched(SERVICES),
+            Watched(ENDPOINT_SLICES),
+            Watched(NODES),
+            Watched(NAMESPACES),
+            Watched(IP_ADDRESS_POOLS, self.namespace),
+            Watched(L2_ADVERTISEMENTS, self.namespace),
+            Watched(SERVICE_L2_STATUSES, self.namespace),
+        ]
+        informer = self.informer = Informer(api, watched, self._changed, on_stale=self._set_stale)
+        recorder = EventRecorder(api, SPEAKER_COMPONENT)
+        builder = DesiredStateBuilder(self.load_balancer_class)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(informer.run(), name="informer")
+            tasks.create_task(recorder.run(), name="events")
+            await informer.ready.wait()
+            tasks.create_task(self._report_loop(api, recorder), name="l2 status")
+            log.info("Kubernetes API %s: caches synced", api.host)
+            last: DesiredState | None = None
+            while True:
+                self._wake.clear()
+                objects = {w.kind: list(informer.objects(w.kind).values()) for w in watched}
+                state = builder.build(objects)
+                self._interfaces_by_service = {
+                    service: a.interfaces or self.interfaces
+                    for a in state.announcements
+                    for service in a.services
+                }
+                if state != last:
+                    last = state
+                    yield state
+                    if self._loaded is not None:
+                        self._loaded.set(1)  # the speaker has taken its first state
+                await self._wake.wait()
+
+    # -- reporting back -----------------------------------------------------------------------
+
+    def announced_services(self) -> set[str]:
+        if self._metrics is None:
+            return set()
+        return {
+            labels[0]
+            for labels, value in self._metrics.announced.values.items()
+            if value and labels[1] == PROTOCOL_LAYER2 and labels[2] == self.node
+        }
+
+    async def _owner(self, api: KubeClient) -> Obj | None:
+        if not self.pod_name:
+            return None
+        with contextlib.suppress(Exception):
+            return await api.request(
+                "GET", f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
+            )
+        return None
+
+    async def _report_loop(self, api: KubeClient, recorder: EventRecorder) -> None:
+        owner = await self._owner(api)
+        while True:
+            try:
+                await self._report(api, recorder, owner)
+            except Exception as exc:
+                if self._update_errors is not None:
+                    self._update_errors.inc()
+                log.debug("ServiceL2Status not updated: %s", exc)
+            await asyncio.sleep(REPORT_INTERVAL_S)
+
+    async def _report(self, api: KubeClient, recorder: EventRecorder, owner: Obj | None) -> None:
+        assert self.informer is not None
+        announced = self.announced_services()
+        existing: dict[str, list[Obj]] = {}  # this node's, by service
+        others: dict[str, list[Obj]] = {}  # other nodes', by service
+        for obj in self.informer.objects(SERVICE_L2_STATUSES).values():
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            key = f"{labels.get(SERVICE_NAMESPACE_LABEL)}/{labels.get(SERVICE_NAME_LABEL)}"
+            mine = labels.get(NODE_LABEL) == self.node
+            (existing if mine else others).setdefault(key, []).append(obj)
+        services = self.informer.objects(SERVICES)
+        for key in sorted(announced):
+            if key in existing or key in self._reported:
+                continue
+            created = await api.request(
+                "POST",
+                SERVICE_L2_STATUSES.path(self.namespace),
+                body=l2_status_object(self.node, key, self.namespace, owner),
+            )
+            name = created["metadata"]["name"]
+            created["status"] = l2_status(
+                self.node, key, self._interfaces_by_service.get(key, self.interfaces)
+            )
+            await api.request(
+                "PUT", SERVICE_L2_STATUSES.path(self.namespace, name, "status"), body=created
+            )
+            self._reported[key] = name
+            # One node announces a service in layer 2: taking it over makes the others'
+            # statuses stale (a crashed node cannot remove its own). Once, at the takeover.
+            for obj in others.get(key, []):
+                with contextlib.suppress(ApiStatusError):
+                    await api.request(
+                        "DELETE", SERVICE_L2_STATUSES.path(self.namespace, obj["metadata"]["name"])
+                    )
+            service = services.get(key)
+            if service is not None:
+                recorder.record(
+                    service,
+                    Event(
+                        EventType.NORMAL,
+                        "nodeAssigned",
+                        f'announcing from node "{self.node}" with protocol "{PROTOCOL_LAYER2}"',
+                    ),
+                )
+        for key, objs in existing.items():
+            if key in announced:
+                continue
+            for obj in objs:
+                name = obj["metadata"]["name"]
+                with contextlib.suppress(ApiStatusError):
+                    await api.request("DELETE", SERVICE_L2_STATUSES.path(self.namespace, name))
+        for key in list(self._reported):
+            if key not in announced:
+                del self._reported[key]
+
+
+async def read_secret_key(
+    kubeconfig: Path | None, namespace: str, name: str, item: str, wait_s: float = 30.0
+) -> bytes:
+    """The heartbeat key from a Secret (MetalLB's memberlist key: `secretkey` of `memberlist`),
+    waiting up to `wait_s` for the controller to create it."""
+    api = await connect(kubeconfig)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    last = ""
+    try:
+        while True:
+            try:
+                secret = await api.request("GET", SECRETS.path(namespace, name))
+                data = (secret.get("data") or {}).get(item)
+                if not data:
+                    raise PikubeError(
+                        f"secret {namespace}/{name} has no {item!r}: the heartbeat key goes there",
+                        exit_code=2,
+                    )
+                return base64.b64decode(data)
+            except ApiStatusError as exc:
+                last = exc.message
+            except (OSError, TimeoutError) as exc:
+                last = str(exc) or type(exc).__name__
+            if loop.time() > deadline:
+                raise PikubeError(
+                    f"secret {namespace}/{name}: {last} (the controller creates it; or give "
+                    "--key-file)",
+                    exit_code=2,
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await api.close()

@@ -1,0 +1,252 @@
+"""The controller on a Kubernetes API: IPs in Services' status with the pool annotation,
+MetalLB's Events, restarts that move nothing, bad pools set aside, load-balancer classes, and
+two replicas with a Lease.
+
+The API is `tests.kube_api.kube_target`: the stand-in served in-process by default (no root),
+or the cluster of PIKUBE_TEST_KUBECONFIG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from pikube.lb.controller import Controller, ControllerSettings
+from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, SERVICES, KubeClient, Obj
+from tests.kube_api import KubeTarget, admin, kube_target, run, until
+from tests.kube_api import fresh_namespace as namespace
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
+    with kube_target(tmp_path_factory.mktemp("kube")) as found:
+        yield found
+
+
+def pool(name: str, namespace: str, *addresses: str, **spec: Any) -> Obj:
+    return {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"addresses": list(addresses), **spec},
+    }
+
+
+def service(name: str, namespace: str, **spec: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"app": name},
+                 **spec},
+    }  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running(api: KubeClient, ns: str, **settings: Any) -> AsyncIterator[Controller]:
+    controller = Controller(api, ControllerSettings(namespace=ns, metrics_port=None, **settings))
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        yield controller
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 10)
+
+
+async def ingress(api: KubeClient, ns: str, name: str) -> list[str]:
+    obj = await api.request("GET", SERVICES.path(ns, name))
+    entries = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [e["ip"] for e in entries]
+
+
+async def events(api: KubeClient, ns: str, name: str) -> list[tuple[str, str, str]]:
+    listed = await api.request("GET", EVENTS.path(ns))
+    return [
+        (e.get("type", ""), e.get("reason", ""), e.get("message", ""))
+        for e in listed.get("items") or []
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+def test_a_service_gets_the_first_ip_with_its_pool_annotation_and_an_event(
+    target: KubeTarget,
+) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns, running(api, ns):
+            await api.request(
+                "POST",
+                IP_ADDRESS_POOLS.path(ns),
+                body=pool("seed-pool", ns, "198.51.100.230-198.51.100.250"),
+            )
+            await api.request("POST", SERVICES.path(ns), body=service("nginx", ns))
+
+            async def has_ip() -> bool:
+                return await ingress(api, ns, "nginx") == ["198.51.100.230"]
+
+            await until(has_ip, what="EXTERNAL-IP 198.51.100.230")
+            obj = await api.request("GET", SERVICES.path(ns, "nginx"))
+            assert (
+                obj["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] == "seed-pool"
+            )
+
+            async def has_event() -> bool:
+                return ("Normal", "IPAllocated", 'Assigned IP ["198.51.100.230"]') in await events(
+                    api, ns, "nginx"
+                )
+
+            await until(has_event, what="the IPAllocated event")
+            # Deleting the pool's only user frees the IP for the next service.
+            await api.request("DELETE", SERVICES.path(ns, "nginx"))
+            await api.request("POST", SERVICES.path(ns), body=service("web", ns))
+
+            async def reused() -> bool:
+                return await ingress(api, ns, "web") == ["198.51.100.230"]
+
+            await until(reused, what="the freed IP given again")
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_restarted_controller_readopts_every_ip_before_allocating(target: KubeTarget) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns:
+            await api.request(
+                "POST",
+                IP_ADDRESS_POOLS.path(ns),
+                body=pool("p", ns, "198.51.100.230-198.51.100.232"),
+            )
+            async with running(api, ns):
+                await api.request("POST", SERVICES.path(ns), body=service("a", ns))
+                await api.request("POST", SERVICES.path(ns), body=service("b", ns))
+
+                async def both() -> bool:
+                    return (await ingress(api, ns, "a"), await ingress(api, ns, "b")) == (
+                        ["198.51.100.230"],
+                        ["198.51.100.231"],
+                    )
+
+                await until(both, what="a at .230 and b at .231")
+            # While no controller runs: a goes away, c (new) arrives. On restart, c must not
+            # take b's IP even though c would come first in a fresh allocation.
+            await api.request("DELETE", SERVICES.path(ns, "a"))
+            await api.request("POST", SERVICES.path(ns), body=service("c", ns))
+            async with running(api, ns) as controller:
+                await asyncio.wait_for(controller.synced.wait(), 15)
+
+                async def settled() -> bool:
+                    return await ingress(api, ns, "c") == ["198.51.100.230"]
+
+                await until(settled, what="c at the freed .230")
+                assert await ingress(api, ns, "b") == ["198.51.100.231"]
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_bad_pool_gets_an_event_naming_the_field_and_the_good_one_keeps_working(
+    target: KubeTarget,
+) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns, running(api, ns):
+            await api.request(
+                "POST", IP_ADDRESS_POOLS.path(ns), body=pool("bad", ns, "198.51.100.0/33")
+            )
+            await api.request(
+                "POST", IP_ADDRESS_POOLS.path(ns), body=pool("good", ns, "198.51.100.240/30")
+            )
+            await api.request("POST", SERVICES.path(ns), body=service("web", ns))
+
+            async def has_ip() -> bool:
+                return await ingress(api, ns, "web") == ["198.51.100.240"]
+
+            await until(has_ip, what="an IP from the good pool")
+
+            async def named() -> bool:
+                found = await events(api, ns, "bad")
+                return any(
+                    r == "InvalidConfiguration" and "spec.addresses[0]" in m for _, r, m in found
+                )
+
+            await until(named, what="an Event on the bad pool naming spec.addresses[0]")
+        await api.close()
+
+    run(scenario)
+
+
+def test_failures_and_other_classes(target: KubeTarget) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns, running(api, ns):
+            await api.request(
+                "POST", IP_ADDRESS_POOLS.path(ns), body=pool("tiny", ns, "198.51.100.240/32")
+            )
+            await api.request("POST", SERVICES.path(ns), body=service("first", ns))
+            await api.request(
+                "POST",
+                SERVICES.path(ns),
+                body=service("other", ns, loadBalancerClass="example.com/lb"),
+            )
+            await api.request("POST", SERVICES.path(ns), body=service("second", ns))
+
+            async def failed() -> bool:
+                return any(r == "AllocationFailed" for _, r, _ in await events(api, ns, "second"))
+
+            await until(failed, what="AllocationFailed on the service that found no IP")
+            assert await ingress(api, ns, "first") == ["198.51.100.240"]
+            assert await ingress(api, ns, "second") == []
+            assert await ingress(api, ns, "other") == []
+            assert await events(api, ns, "other") == []
+        await api.close()
+
+    run(scenario)
+
+
+def test_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over(
+    target: KubeTarget,
+) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns:
+            await api.request(
+                "POST", IP_ADDRESS_POOLS.path(ns), body=pool("p", ns, "198.51.100.240/30")
+            )
+            lease = {"leader_elect": True, "lease_duration_s": 1.5}
+            async with contextlib.AsyncExitStack() as first:
+                one = await first.enter_async_context(running(api, ns, identity="one", **lease))
+                await until(lambda: _true(one.metrics.leader.get() == 1), what="one leads")
+                async with running(api, ns, identity="two", **lease) as two:
+                    await api.request("POST", SERVICES.path(ns), body=service("a", ns))
+
+                    async def has_ip() -> bool:
+                        return await ingress(api, ns, "a") == ["198.51.100.240"]
+
+                    await until(has_ip, what="a's IP")
+                    assert two.metrics.leader.get() == 0
+                    assert two.metrics.updates.get() == 0
+                    # The leader goes away without giving the Lease back (as if killed).
+                    await first.aclose()
+                    await until(lambda: _true(two.metrics.leader.get() == 1), what="two takes over")
+                    await api.request("POST", SERVICES.path(ns), body=service("b", ns))
+
+                    async def b_ip() -> bool:
+                        return await ingress(api, ns, "b") == ["198.51.100.241"]
+
+                    await until(b_ip, what="b's IP from the new leader")
+                    assert await ingress(api, ns, "a") == ["198.51.100.240"]
+        await api.close()
+
+    run(scenario)
+
+
+async def _true(value: bool) -> bool:
+    return value

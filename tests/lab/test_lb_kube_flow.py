@@ -1,0 +1,241 @@
+"""The seed's flow through the Kubernetes API, in a lab: kubectl applies pikube's CRDs, the
+seed's pool and L2Advertisement, nginx and its LoadBalancer Service; pikube's controller (on
+master) writes 198.51.100.230 into the Service's status; the speakers (node01-03, fed by the
+API) announce it; the client gets HTTP 200 and its ARP table names the owner; the owner
+crashes and `kubectl get servicel2statuses -A` names the new one. Then the faults.
+
+These run against the lab's API stand-in for now (the `lab_api` fixture); the same steps are
+meant for the lab's real Kubernetes once it runs: switch the fixture to that cluster's
+kubeconfig (the EndpointSlices then come from kube-controller-manager).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pikube.lab import netns, seed_service, state
+from pikube.lab.demo import get_from_client
+from pikube.lab.kubeapi.launch import start_in_lab
+from pikube.lab.lab import Lab
+from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
+from pikube.lab.probe import (
+    ProberConfig,
+    host_of_mac,
+    read_neighbour,
+    start_prober,
+    stop_prober,
+)
+from pikube.lab.topology import HOST_INTERFACE
+
+pytestmark = pytest.mark.lab
+
+VIP = "198.51.100.230"
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class LabApi:
+    """The Kubernetes API the lab's load balancer talks to: a kubeconfig, and whether it is the
+    stand-in (then the lab publishes EndpointSlices itself)."""
+
+    kubeconfig: Path
+    stand_in: bool
+
+
+@pytest.fixture
+def lab_api(lab: Lab) -> LabApi:
+    """The lab's API: the stand-in today. When the lab runs real Kubernetes, this fixture is
+    the one place to switch (a kubeconfig of that cluster, stand_in=False)."""
+    return LabApi(start_in_lab(lab).kubeconfig, stand_in=True)
+
+
+@pytest.fixture
+def balancer(lab: Lab, lab_api: LabApi) -> KubeLoadBalancer:
+    found = KubeLoadBalancer(
+        lab,
+        lab_api.kubeconfig,
+        state.lab_dir(lab.name) / "lb",
+        lab_publishes_endpoints=lab_api.stand_in,
+    )
+    found.apply_crds()
+    found.apply(seed_configuration())
+    found.start_controller()
+    found.start_speakers()
+    return found
+
+
+def sole_announcer(balancer: KubeLoadBalancer, ip: str = VIP) -> str | None:
+    owners = balancer.announcers(ip)
+    return owners[0] if len(owners) == 1 else None
+
+
+def test_kubectl_apply_gives_the_service_its_ip_and_the_client_http_200(
+    lab: Lab, balancer: KubeLoadBalancer
+) -> None:
+    seed_service.publish(lab, backend_host="node02")
+    balancer.apply(nginx_manifests())
+    balancer.publish_endpoints("nginx", "default", "node02")
+    wait_for(lambda: balancer.external_ips() == [VIP], 20, "EXTERNAL-IP 198.51.100.230")
+    shown = balancer.kubectl("get", "svc", "nginx").stdout
+    assert VIP in shown.splitlines()[1].split()
+    service = balancer.get_json("service", "nginx")
+    assert service["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] == "first-pool"
+    wait_for(lambda: sole_announcer(balancer), 20, "one speaker to announce the IP")
+    owner = sole_announcer(balancer)
+    status, body, _ = get_from_client(lab, f"http://{VIP}/")
+    assert status == 200
+    assert b"Welcome to nginx!" in body
+    entry = read_neighbour(lab.namespace(seed_service.CLIENT), VIP)
+    arp_owner = host_of_mac(lab.topology.hosts, entry.mac if entry else None)
+    assert arp_owner is not None
+    assert arp_owner.name == owner
+    wait_for(lambda: balancer.l2_owners() == [owner], 10, "a ServiceL2Status naming the owner")
+    events = balancer.get_json("events", "-n", "default")["items"]
+    reasons = {(e["reason"], e["source"]["component"]) for e in events}
+    assert ("IPAllocated", "metallb-controller") in reasons
+    assert ("nodeAssigned", "metallb-speaker") in reasons
+
+    # The owner crashes (speaker killed, cable pulled): another node takes the IP over and the
+    # ServiceL2Status says so.
+    assert owner is not None
+    if owner == "node02":  # keep the single replica alive: move it off the owner first
+        seed_service.publish(lab, backend_host="node03")
+        balancer.publish_endpoints("nginx", "default", "node03")
+    lab.supervisor.signal(balancer.speakers[owner], signal.SIGKILL)
+    netns.set_link_state(lab.namespace(owner), HOST_INTERFACE, up=False)
+    wait_for(
+        lambda: (new := sole_announcer(balancer)) is not None and new != owner,
+        10,
+        "the IP to move",
+    )
+    new_owner = sole_announcer(balancer)
+    wait_for(
+        lambda: balancer.l2_owners() == [new_owner], 10, "the ServiceL2Status of the new owner"
+    )
+    assert balancer.external_ips() == [VIP]  # the IP itself never moved to another address
+
+
+def test_a_deleted_service_is_withdrawn(balancer: KubeLoadBalancer) -> None:
+    balancer.apply(nginx_manifests())
+    balancer.publish_endpoints("nginx", "default", "node02")
+    wait_for(lambda: sole_announcer(balancer), 20, "the IP announced")
+    balancer.kubectl("delete", "service", "nginx")
+    wait_for(lambda: not balancer.announcers(VIP), 10, "the IP withdrawn")
+    wait_for(lambda: not balancer.l2_owners(), 10, "the ServiceL2Status deleted")
+    # A speaker stopped by SIGTERM leaves cleanly (its API client closed, nothing left open).
+    record = balancer.speakers["node01"]
+    balancer.lab.stop(record)
+    log = Path(record.log_path).read_text()
+    assert "speaker node01 stopped" in log
+    assert "Unclosed" not in log
+
+
+def test_a_killed_controller_restarts_without_moving_or_doubling_ips(
+    lab: Lab, balancer: KubeLoadBalancer
+) -> None:
+    names = [f"web{i}" for i in range(8)]
+    text = "---\n".join(
+        nginx_manifests(name).split("---\n", 1)[1] for name in names
+    )  # the Services only
+    balancer.apply(text)
+    # Killed while it works through them (some have IPs, some not yet), then started again.
+    assert balancer.controller is not None
+    lab.supervisor.signal(balancer.controller, signal.SIGKILL)
+    before = {n: balancer.external_ips(n) for n in names}
+    balancer.start_controller()
+    wait_for(lambda: all(balancer.external_ips(n) for n in names), 20, "every service an IP")
+    after = {n: balancer.external_ips(n) for n in names}
+    for name, ips in before.items():
+        if ips:
+            assert after[name] == ips, f"{name} moved from {ips} to {after[name]}"
+    flat = [ip for ips in after.values() for ip in ips]
+    assert len(flat) == len(set(flat)) == len(names)
+
+
+def test_a_malformed_pool_is_named_in_an_event_and_the_rest_keeps_working(
+    balancer: KubeLoadBalancer,
+) -> None:
+    bad = """\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: broken
+  namespace: metallb-system
+spec:
+  addresses:
+  - 198.51.100.0/33
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: overlapping
+  namespace: metallb-system
+spec:
+  addresses:
+  - 198.51.100.240-198.51.100.245
+"""
+    balancer.apply(bad)
+    balancer.apply(nginx_manifests())
+    wait_for(lambda: balancer.external_ips() == [VIP], 20, "the good pool to keep working")
+
+    def named() -> bool:
+        events = balancer.get_json("events", "-n", "metallb-system")["items"]
+        messages = {(e["involvedObject"]["name"], e["reason"]): e["message"] for e in events}
+        broken = messages.get(("broken", "InvalidConfiguration"), "")
+        overlapping = messages.get(("overlapping", "InvalidConfiguration"), "")
+        return "spec.addresses[0]" in broken and "overlap" in overlapping
+
+    wait_for(named, 10, "Events naming both bad pools and their fields")
+
+
+def test_with_the_api_unreachable_nothing_moves_and_the_client_sees_no_gap(
+    lab: Lab, balancer: KubeLoadBalancer
+) -> None:
+    seed_service.publish(lab, backend_host="node02")
+    balancer.apply(nginx_manifests())
+    balancer.publish_endpoints("nginx", "default", "node02")
+    wait_for(lambda: sole_announcer(balancer), 20, "the IP announced")
+    owner = sole_announcer(balancer)
+    out = state.lab_dir(lab.name) / "api-away-probe.json"
+    config = ProberConfig(address=VIP, port=80, max_duration_s=60)
+    prober = start_prober(lab, seed_service.CLIENT, "api-away-probe", config, out)
+    try:
+        time.sleep(0.3)
+        # master (the API server and the controller) drops off the LAN.
+        netns.set_link_state(lab.namespace("master"), HOST_INTERFACE, up=False)
+        stale = "metallb_k8s_client_config_stale_bool 1"
+        wait_for(
+            lambda: all(stale in balancer.metrics(n, 7472) for n in balancer.nodes),
+            20,
+            "every speaker to say its state is stale",
+        )
+        assert balancer.announcers(VIP) == [owner]
+        netns.set_link_state(lab.namespace("master"), HOST_INTERFACE, up=True)
+        fresh = "metallb_k8s_client_config_stale_bool 0"
+        wait_for(
+            lambda: all(fresh in balancer.metrics(n, 7472) for n in balancer.nodes),
+            30,
+            "the speakers to see the API again",
+        )
+        time.sleep(0.3)
+    finally:
+        measured = stop_prober(lab, prober, out)
+    assert measured.probes
+    assert all(p.ok for p in measured.probes), "the client saw failures while the API was away"
+    assert balancer.announcers(VIP) == [owner]
+    # Changes flow again: deleting the Service withdraws it.
+    balancer.kubectl("delete", "service", "nginx")
+    wait_for(lambda: not balancer.announcers(VIP), 20, "the IP withdrawn after the API came back")
