@@ -1,0 +1,1 @@
+"""The lab's real Kubernetes: builds, packages, images, registry and nodes."""
