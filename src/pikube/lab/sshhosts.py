@@ -393,7 +393,8 @@ versions:
   kubernetes: {aptrepo.KUBERNETES_VERSION}
   flannel: v0.26.3
 packages:
-  # The lab's copy of pkgs.k8s.io (kubelet, kubeadm and kubectl are lab stand-ins there).
+  # The lab's copy of pkgs.k8s.io (kubelet, kubeadm, kubectl, cri-tools, kubernetes-cni built
+  # from the pinned Go modules).
   kubernetes_repository: {repository_url(lab)}/{aptrepo.KUBERNETES_REPO_PATH}/
 networking:
   pod_cidr: 10.244.0.0/16

@@ -23,7 +23,7 @@ def test_the_repository_has_upstreams_five_packages_and_versions() -> None:
         "kubelet": "1.31.5-1.1",
         "kubeadm": "1.31.5-1.1",
         "kubectl": "1.31.5-1.1",
-        "cri-tools": "1.31.1-1.1",
+        "cri-tools": "1.30.0-1.1",  # the version built (decision 0051)
         "kubernetes-cni": "1.5.1-1.1",
     }
 
@@ -135,7 +135,7 @@ def test_built_debs_hold_the_layout_and_are_reproducible(tmp_path: Path) -> None
         "kubelet_1.31.5-1.1_amd64.deb",
         "kubeadm_1.31.5-1.1_amd64.deb",
         "kubectl_1.31.5-1.1_amd64.deb",
-        "cri-tools_1.31.1-1.1_amd64.deb",
+        "cri-tools_1.30.0-1.1_amd64.deb",
         "kubernetes-cni_1.5.1-1.1_amd64.deb",
     ]
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

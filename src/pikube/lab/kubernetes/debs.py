@@ -23,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.errors import PikubeError
+from pikube.lab.kubernetes.components import BY_NAME
 
-KUBERNETES_VERSION = "1.31.5"
-KUBERNETES_PACKAGE_VERSION = "1.31.5-1.1"  # the form pkgs.k8s.io uses: upstream-<rev>.<build>
-CRI_TOOLS_PACKAGE_VERSION = "1.31.1-1.1"
-KUBERNETES_CNI_PACKAGE_VERSION = "1.5.1-1.1"
+
+def package_version(component: str) -> str:
+    """The version pkgs.k8s.io would give the built component: upstream-<rev>.<build>, with
+    upstream the version actually built (cri-tools is built at v1.30.0: decision 0051)."""
+    return BY_NAME[component].version.removeprefix("v") + "-1.1"
+
+
+KUBERNETES_VERSION = BY_NAME["kubernetes"].version.removeprefix("v")
+KUBERNETES_PACKAGE_VERSION = package_version("kubernetes")
+CRI_TOOLS_PACKAGE_VERSION = package_version("cri-tools")
+KUBERNETES_CNI_PACKAGE_VERSION = package_version("cni-plugins")
 # The plugins of containernetworking/plugins v1.5.1, all of which kubernetes-cni ships.
 CNI_PLUGINS = (
     "bandwidth",

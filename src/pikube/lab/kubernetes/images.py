@@ -32,14 +32,16 @@ from typing import IO
 
 from pikube.errors import PikubeError
 from pikube.lab import rootfs
+from pikube.lab.kubernetes.components import BY_NAME
 
-KUBERNETES_TAG = "v1.31.5"
-ETCD_TAG = "3.5.15-0"
-COREDNS_TAG = "v1.11.3"
-PAUSE_TAG = "3.10"
-# What kube-flannel.yml of v0.26.3 names (its release commit's copy).
-FLANNEL_TAG = "v0.26.3"
-FLANNEL_CNI_PLUGIN_TAG = "v1.6.0-flannel1"
+# Tags are the versions the seed names (kubeadm's constants, kube-flannel.yml), whatever version
+# the component table had to build instead (components.py: `pinned`).
+KUBERNETES_TAG = BY_NAME["kubernetes"].pinned
+ETCD_TAG = BY_NAME["etcd"].pinned.removeprefix("v") + "-0"  # kubeadm's etcd image revision
+COREDNS_TAG = BY_NAME["coredns"].pinned
+PAUSE_TAG = "3.10"  # kubeadm v1.31.5's constant; built from the Kubernetes tree
+FLANNEL_TAG = BY_NAME["flannel"].pinned
+FLANNEL_CNI_PLUGIN_TAG = BY_NAME["flannel-cni-plugin"].pinned
 NGINX_TAG = "latest"
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
