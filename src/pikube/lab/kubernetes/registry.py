@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pikube.errors import PikubeError
 from pikube.lab import rootfs, state
+from pikube.lab.kubernetes import binaries, images
 from pikube.lab.kubernetes.images import ImageLayout
 from pikube.lab.lab import Lab
 from pikube.lab.processes import ProcessRecord, TcpListening
@@ -310,3 +311,12 @@ def serve_registry(lab: Lab, storage: Path) -> ProcessRecord:
         ["docker-registry", "serve", str(config)],
         ready=TcpListening(REGISTRY_PORT),
     )
+
+
+def up_registry(lab: Lab) -> str:
+    """The lab's registry with every image of the seed's cluster, served from the router
+    (building what the caches lack first); returns its URL."""
+    wanted = images.lab_images()
+    built = binaries.built_binaries(images.required_binaries(wanted))
+    serve_registry(lab, ensure_storage(images.ensure_images(built, wanted)))
+    return mirror_url(lab)
