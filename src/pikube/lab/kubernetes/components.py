@@ -168,11 +168,13 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         name="cri-tools",
-        module="sigs.k8s.io/cri-tools",
+        # Served as sigs.k8s.io/cri-tools, but its go.mod names the GitHub path, which the
+        # wrapper therefore requires and replaces with the served one.
+        module="github.com/kubernetes-sigs/cri-tools",
         version="v1.30.0",
         pinned="v1.31.1",
-        binaries=(Binary("crictl", "sigs.k8s.io/cri-tools/cmd/crictl"),),
-        stamps=(("sigs.k8s.io/cri-tools/pkg/version.Version", "v1.30.0"),),
+        binaries=(Binary("crictl", "github.com/kubernetes-sigs/cri-tools/cmd/crictl"),),
+        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "v1.30.0"),),
     ),
     Component(
         name="cni-plugins",

@@ -181,11 +181,11 @@ def _run(argv: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path, comp:
     with log.open("a") as out:
         out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
-        raise _build_error(comp, proc.stderr + proc.stdout, log)
+        raise build_error(comp, proc.stderr + proc.stdout, log)
     return proc.stdout
 
 
-def _build_error(comp: Component, output: str, log: Path) -> PikubeError:
+def build_error(comp: Component, output: str, log: Path) -> PikubeError:
     lines = [line for line in output.splitlines() if line.strip()]
     for line in lines:
         if "not available" in line or "403 Forbidden" in line or "404 Not Found" in line:
