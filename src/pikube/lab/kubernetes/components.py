@@ -93,6 +93,9 @@ KUBERNETES_VERSION = "v1.31.5"
 _KUBERNETES_COMMIT = "af64d838aacd9173317b39cf273741816bd82377"
 _KUBERNETES_BUILD_DATE = "2025-01-15T14:32:04Z"
 
+# containerd's v1.7.25 tag (what its release binaries print as the revision).
+_CONTAINERD_COMMIT = "bcc810d6b9066471b0b6fa75f557a15a1cbf31bb"
+
 _K8S = "k8s.io/kubernetes/cmd"
 _CNI = "github.com/containernetworking/plugins/plugins"
 # What kubernetes-cni 1.5.1 ships: every Linux plugin of containernetworking/plugins v1.5.1.
@@ -168,11 +171,13 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         name="cri-tools",
-        module="sigs.k8s.io/cri-tools",
+        # Served as sigs.k8s.io/cri-tools, but its go.mod names the GitHub path, which the
+        # wrapper therefore requires and replaces with the served one.
+        module="github.com/kubernetes-sigs/cri-tools",
         version="v1.30.0",
         pinned="v1.31.1",
-        binaries=(Binary("crictl", "sigs.k8s.io/cri-tools/cmd/crictl"),),
-        stamps=(("sigs.k8s.io/cri-tools/pkg/version.Version", "v1.30.0"),),
+        binaries=(Binary("crictl", "github.com/kubernetes-sigs/cri-tools/cmd/crictl"),),
+        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "1.30.0"),),
     ),
     Component(
         name="cni-plugins",
@@ -225,13 +230,13 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         stamps=(
             ("github.com/containerd/containerd/version.Version", "v1.7.25"),
-            ("github.com/containerd/containerd/version.Revision", ""),
+            ("github.com/containerd/containerd/version.Revision", _CONTAINERD_COMMIT),
             (
                 "github.com/containerd/containerd/version.Package",
                 "github.com/containerd/containerd",
             ),
         ),
-        tags=("no_btrfs", "no_devmapper", "no_zfs"),
+        tags=("no_aufs", "no_btrfs", "no_devmapper", "no_zfs"),
     ),
 )
 

@@ -39,6 +39,7 @@ from pikube.lab.kubernetes.components import (
     entry_name,
 )
 from pikube.lab.rootfs import cache_dir, cache_lock
+from pikube.system import require_commands
 
 WRAPPER_FILES = ("go.mod", "go.sum")
 MANIFEST = "build.json"
@@ -166,13 +167,8 @@ def _require_tools(comp: Component) -> None:
             f"building {comp.name} {comp.version} needs the go command (Go 1.24 or newer) on PATH; "
             "install Go from go.dev/dl and put its bin/ on PATH"
         )
-    if (comp.toolchain is Toolchain.C or any(b.cgo for b in comp.binaries)) and not shutil.which(
-        "cc"
-    ):
-        raise PikubeError(
-            f"building {comp.name} {comp.version} needs a C compiler (cc); "
-            "install with `apt-get install gcc libc6-dev` (or run script/bootstrap)"
-        )
+    if comp.toolchain is Toolchain.C or any(b.cgo for b in comp.binaries):
+        require_commands("cc")
 
 
 def _run(argv: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path, comp: Component) -> str:
@@ -181,11 +177,11 @@ def _run(argv: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path, comp:
     with log.open("a") as out:
         out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
-        raise _build_error(comp, proc.stderr + proc.stdout, log)
+        raise build_error(comp, proc.stderr + proc.stdout, log)
     return proc.stdout
 
 
-def _build_error(comp: Component, output: str, log: Path) -> PikubeError:
+def build_error(comp: Component, output: str, log: Path) -> PikubeError:
     lines = [line for line in output.splitlines() if line.strip()]
     for line in lines:
         if "not available" in line or "403 Forbidden" in line or "404 Not Found" in line:
