@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab.kubernetes import images
+from pikube.lab.kubernetes import binaries, images
 
 pytestmark = pytest.mark.lab
 
@@ -55,3 +55,17 @@ def test_the_debian_base_has_iptables_conntrack_cp_and_nginx_works(tmp_path: Pat
     assert "successful" in _chroot(root, "/usr/sbin/nginx", "-t")
     assert "Welcome to nginx" in (root / "usr/share/nginx/html/index.html").read_text()
     assert not (root / "usr/share/doc").exists()  # trimmed
+
+
+def test_the_images_are_exactly_what_the_built_kubeadm_asks_for() -> None:
+    kubeadm = binaries.built_binaries(["kubeadm"])["kubeadm"]
+    listed = subprocess.run(
+        [str(kubeadm), "config", "images", "list", "--kubernetes-version", "v1.31.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    ours = {i.reference for i in images.lab_images()}
+    assert set(listed) <= ours
+    assert len(listed) == 7
