@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Bump when the way a component is built changes in a way its table entry does not show (the
-# commands below, the cache layout): every cached build is then rebuilt once.
+# Bump when the way a component is built changes in a way neither its table entry nor its
+# commands show (the cache layout, the manifest): every cached build is then rebuilt once.
 RECIPE_VERSION = 1
 
 
@@ -287,7 +287,15 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
     if comp.toolchain is Toolchain.C:
         return tuple(
             BuildStep(
-                argv=("cc", *comp.cflags, "-o", f"{out_dir}/{b.name}", f"{module_dir}/{b.package}"),
+                # -s: stripped at link, as upstream strips it after compiling
+                argv=(
+                    "cc",
+                    *comp.cflags,
+                    "-s",
+                    "-o",
+                    f"{out_dir}/{b.name}",
+                    f"{module_dir}/{b.package}",
+                ),
                 env=(),
             )
             for b in comp.binaries
@@ -316,10 +324,10 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
 
 
 def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) -> str:
-    """A short digest of everything that decides the build's output: the table entry, the
-    wrapper module's files (go.mod pins every dependency, go.sum their checksums), the
-    architecture and the recipe's version. The Go toolchain is not in it: it is recorded in
-    the build's manifest instead (decision 0050)."""
+    """A short digest of everything that decides the build's output: the table entry and the
+    commands it renders, the wrapper module's files (go.mod pins every dependency, go.sum their
+    checksums), the architecture and the recipe's version. The Go toolchain is not in it: it is
+    recorded in the build's manifest instead (decision 0050)."""
     recipe = {
         "recipe": RECIPE_VERSION,
         "name": comp.name,
@@ -331,6 +339,8 @@ def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) 
         "toolchain": comp.toolchain.value,
         "cflags": list(comp.cflags),
         "goarch": goarch,
+        # The commands themselves, so a change in how they are rendered is a new build too.
+        "steps": [[list(st.argv), list(st.env), list(st.renames)] for st in build_steps(comp, "")],
         "wrapper": {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(wrapper_files.items())
         },
