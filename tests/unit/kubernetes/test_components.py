@@ -47,6 +47,17 @@ def test_every_component_stamps_its_own_version_where_upstream_does() -> None:
         assert comp.version.lstrip("v") in ldflags(comp), name
 
 
+def test_each_component_is_built_with_the_go_release_upstream_used() -> None:
+    (static, dynamic) = build_steps(BY_NAME["kubernetes"], "/out")
+    assert dict(static.env)["GOTOOLCHAIN"] == "go1.22.10"  # v1.31.5's .go-version
+    assert dict(dynamic.env)["GOTOOLCHAIN"] == "go1.22.10"
+    (etcd,) = build_steps(BY_NAME["etcd"], "/out")
+    assert dict(etcd.env)["GOTOOLCHAIN"] == "go1.21.12"
+    for comp in COMPONENTS:
+        if comp.toolchain is Toolchain.GO:
+            assert comp.go.startswith("go1."), comp.name
+
+
 def test_major_version_suffixes_are_renamed_to_upstreams_names() -> None:
     assert default_binary_name("go.etcd.io/etcd/server/v3") == "server"
     assert default_binary_name("github.com/coredns/coredns") == "coredns"
@@ -63,6 +74,7 @@ def test_pause_is_compiled_statically_from_the_kubernetes_module() -> None:
     (step,) = build_steps(pause, "/out", "/mod/k8s.io/kubernetes@v1.31.5")
     assert step.argv[0] == "cc"
     assert "-static" in step.argv
+    assert "-s" in step.argv  # stripped, as upstream's Makefile does
     assert "-DVERSION=v3.10-v1.31.5" in step.argv
     assert step.argv[-1] == "/mod/k8s.io/kubernetes@v1.31.5/build/pause/linux/pause.c"
     assert step.argv[step.argv.index("-o") + 1] == "/out/pause"
@@ -92,6 +104,7 @@ def test_cache_key_is_stable() -> None:
         {"tags": ("extra",)},
         {"stamps": (("go.etcd.io/etcd/api/v3/version.GitSHA", "0000000"),)},
         {"binaries": BY_NAME["etcd"].binaries[:1]},
+        {"go": "go1.22.10"},
     ],
 )
 def test_cache_key_changes_with_the_recipe(change: dict[str, object]) -> None:

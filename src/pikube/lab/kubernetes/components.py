@@ -8,9 +8,9 @@ and the cache key of a build. Pure: plain data in and out; no files, no processe
 Versions are the seed's where the Go module proxy serves them; where it answers 403 ("not
 available") the nearest available version is pinned instead and `pinned` keeps the seed's, so
 the substitution is visible (docs/decisions/0051). Each Go component is built from a wrapper
-module in pikube/data/gobuild/<wrapper>/ (go.mod + go.sum, committed): it requires the
-upstream module at the pinned version and lists the main packages as `tool`s, so the build is
-reproducible from the checksums alone (decision 0050).
+module in pikube/data/gobuild/<wrapper>/ (go.mod, go.sum, tools.go; committed): it requires
+the upstream module at the pinned version and names the main packages in tools.go, so the
+build is reproducible from the checksums alone, with the Go release upstream used (0050).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Bump when the way a component is built changes in a way its table entry does not show (the
-# commands below, the cache layout): every cached build is then rebuilt once.
+# Bump when the way a component is built changes in a way neither its table entry nor its
+# commands show (the cache layout, the manifest): every cached build is then rebuilt once.
 RECIPE_VERSION = 1
 
 
@@ -56,6 +56,9 @@ class Component:
     version: str  # the version built (served by the module proxy)
     pinned: str  # the version the seed names; differs from `version` only when substituted
     binaries: tuple[Binary, ...]
+    # The Go release upstream built this version with (its .go-version, go.mod toolchain line
+    # or release image); the go command fetches it from the module proxy (GOTOOLCHAIN).
+    go: str = ""
     # Upstream's version stamping: `-X symbol=value` pairs, as upstream's release build sets them.
     stamps: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
@@ -126,6 +129,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="k8s.io/kubernetes",
         version=KUBERNETES_VERSION,
         pinned=KUBERNETES_VERSION,
+        go="go1.22.10",
         binaries=(
             Binary("kubeadm", f"{_K8S}/kubeadm"),
             Binary("kubectl", f"{_K8S}/kubectl"),
@@ -155,6 +159,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="go.etcd.io/etcd/server/v3",
         version="v3.5.15",
         pinned="v3.5.15",
+        go="go1.21.12",
         binaries=(
             Binary("etcd", "go.etcd.io/etcd/server/v3"),
             Binary("etcdctl", "go.etcd.io/etcd/etcdctl/v3"),
@@ -166,6 +171,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/coredns/coredns",
         version="v1.11.3",
         pinned="v1.11.3",
+        go="go1.21.8",
         binaries=(Binary("coredns", "github.com/coredns/coredns"),),
         stamps=(("github.com/coredns/coredns/coremain.GitCommit", "a7ed346"),),
     ),
@@ -176,6 +182,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/kubernetes-sigs/cri-tools",
         version="v1.30.0",
         pinned="v1.31.1",
+        go="go1.22.1",
         binaries=(Binary("crictl", "github.com/kubernetes-sigs/cri-tools/cmd/crictl"),),
         stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "1.30.0"),),
     ),
@@ -184,6 +191,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/containernetworking/plugins",
         version="v1.5.1",
         pinned="v1.5.1",
+        go="go1.22.4",
         binaries=tuple(Binary(p.rsplit("/", 1)[1], f"{_CNI}/{p}") for p in _CNI_PLUGINS),
         stamps=(
             (
@@ -197,6 +205,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/flannel-io/flannel",
         version="v0.26.1",
         pinned="v0.26.3",
+        go="go1.23.3",
         binaries=(Binary("flanneld", "github.com/flannel-io/flannel"),),
         stamps=(("github.com/flannel-io/flannel/pkg/version.Version", "v0.26.1"),),
     ),
@@ -207,6 +216,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/containernetworking/plugins",
         version="v0.9.1",
         pinned="v1.6.0-flannel1",
+        go="go1.15.8",
         binaries=(Binary("flannel", f"{_CNI}/meta/flannel"),),
         stamps=(
             (
@@ -220,6 +230,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/containerd/containerd",
         version="v1.7.25",
         pinned="v1.7.25",
+        go="go1.22.10",
         binaries=(
             Binary("containerd", "github.com/containerd/containerd/cmd/containerd", cgo=True),
             Binary(
@@ -287,7 +298,15 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
     if comp.toolchain is Toolchain.C:
         return tuple(
             BuildStep(
-                argv=("cc", *comp.cflags, "-o", f"{out_dir}/{b.name}", f"{module_dir}/{b.package}"),
+                # -s: stripped at link, as upstream strips it after compiling
+                argv=(
+                    "cc",
+                    *comp.cflags,
+                    "-s",
+                    "-o",
+                    f"{out_dir}/{b.name}",
+                    f"{module_dir}/{b.package}",
+                ),
                 env=(),
             )
             for b in comp.binaries
@@ -309,17 +328,18 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
         )
         steps.append(
             BuildStep(
-                argv=tuple(argv), env=(("CGO_ENABLED", "1" if cgo else "0"),), renames=renames
+                argv=tuple(argv),
+                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", comp.go)),
+                renames=renames,
             )
         )
     return tuple(steps)
 
 
 def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) -> str:
-    """A short digest of everything that decides the build's output: the table entry, the
-    wrapper module's files (go.mod pins every dependency, go.sum their checksums), the
-    architecture and the recipe's version. The Go toolchain is not in it: it is recorded in
-    the build's manifest instead (decision 0050)."""
+    """A short digest of everything that decides the build's output: the table entry and the
+    commands it renders, the wrapper module's files (go.mod pins every dependency, go.sum their
+    checksums), the Go release, the architecture and the recipe's version."""
     recipe = {
         "recipe": RECIPE_VERSION,
         "name": comp.name,
@@ -329,8 +349,11 @@ def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) 
         "stamps": [list(s) for s in comp.stamps],
         "tags": list(comp.tags),
         "toolchain": comp.toolchain.value,
+        "go": comp.go,
         "cflags": list(comp.cflags),
         "goarch": goarch,
+        # The commands themselves, so a change in how they are rendered is a new build too.
+        "steps": [[list(st.argv), list(st.env), list(st.renames)] for st in build_steps(comp, "")],
         "wrapper": {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(wrapper_files.items())
         },

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import time
@@ -41,7 +42,7 @@ from pikube.lab.kubernetes.components import (
 from pikube.lab.rootfs import cache_dir, cache_lock
 from pikube.system import require_commands
 
-WRAPPER_FILES = ("go.mod", "go.sum")
+WRAPPER_FILES = ("go.mod", "go.sum", "tools.go")
 MANIFEST = "build.json"
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -97,8 +98,9 @@ def wrapper_files(comp: Component) -> dict[str, bytes]:
 
 
 def go_env(cache: Path) -> dict[str, str]:
-    """The go command's environment: pikube's module and build caches, the local toolchain
-    only (never a downloaded one), module files read-only (go.sum must already be complete)."""
+    """The go command's environment: pikube's module and build caches (Go releases fetched for
+    GOTOOLCHAIN land in the module cache too), module files read-only (go.sum must already be
+    complete). Each build step sets GOTOOLCHAIN to its component's Go release."""
     go = cache / "go"
     return {
         "GOPATH": str(go),
@@ -164,8 +166,9 @@ def _cached(comp: Component, entry: Path) -> BuildResult | None:
 def _require_tools(comp: Component) -> None:
     if shutil.which("go") is None:
         raise PikubeError(
-            f"building {comp.name} {comp.version} needs the go command (Go 1.24 or newer) on PATH; "
-            "install Go from go.dev/dl and put its bin/ on PATH"
+            f"building {comp.name} {comp.version} needs the go command (Go 1.21 or newer, which "
+            "fetches the Go release each component is built with) on PATH; install Go from "
+            "go.dev/dl and put its bin/ on PATH"
         )
     if comp.toolchain is Toolchain.C or any(b.cgo for b in comp.binaries):
         require_commands("cc")
@@ -175,7 +178,8 @@ def _run(argv: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path, comp:
     """Run one command, appending its output to the build's log; its stdout."""
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+        settings = " ".join(f"{k}={env[k]}" for k in ("GOTOOLCHAIN", "CGO_ENABLED") if k in env)
+        out.write(f"$ {settings} {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         raise build_error(comp, proc.stderr + proc.stdout, log)
     return proc.stdout
@@ -220,7 +224,9 @@ def _build_into(comp: Component, tmp: Path) -> float:
             os.rename(out / made, out / wanted)
     seconds = time.monotonic() - started
     sizes = {b.name: (out / b.name).stat().st_size for b in comp.binaries}
-    go_version = _run(("go", "env", "GOVERSION"), src, env, log, comp).strip()
+    # `go version`, not `go env GOVERSION`: the Go 1.15 that builds one component lacks it.
+    toolchain_env = {**env, "GOTOOLCHAIN": comp.go or "local"}
+    go_version = _run(("go", "version"), src, toolchain_env, log, comp).split()[2]
     manifest = {
         "component": comp.name,
         "module": comp.module,
