@@ -178,13 +178,14 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         name="cri-tools",
         # Served as sigs.k8s.io/cri-tools, but its go.mod names the GitHub path, which the
-        # wrapper therefore requires and replaces with the served one.
+        # wrapper therefore requires and replaces with the served one. Stamped as its
+        # hack/release.sh stamps releases (the tag, with its "v").
         module="github.com/kubernetes-sigs/cri-tools",
         version="v1.30.0",
         pinned="v1.31.1",
         go="go1.22.1",
         binaries=(Binary("crictl", "github.com/kubernetes-sigs/cri-tools/cmd/crictl"),),
-        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "1.30.0"),),
+        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "v1.30.0"),),
     ),
     Component(
         name="cni-plugins",
