@@ -259,6 +259,12 @@ def component(name: str) -> Component | None:
     return BY_NAME.get(name)
 
 
+def go_toolchain(comp: Component) -> str:
+    """GOTOOLCHAIN for the component's build: upstream's Go release (every Go component pins
+    one), else the local Go."""
+    return comp.go or "local"
+
+
 def ldflags(comp: Component) -> str:
     """The -ldflags of a Go component: stripped, plus upstream's version stamping."""
     flags = ["-s", "-w"]
@@ -332,7 +338,7 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
         steps.append(
             BuildStep(
                 argv=tuple(argv),
-                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", comp.go)),
+                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", go_toolchain(comp))),
                 renames=renames,
             )
         )
