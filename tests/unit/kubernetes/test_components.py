@@ -67,6 +67,13 @@ def test_major_version_suffixes_are_renamed_to_upstreams_names() -> None:
     assert flannel.renames == (("flannel", "flanneld"),)
 
 
+def test_flanneld_uses_cgo_but_is_linked_statically_as_upstream_does() -> None:
+    (step,) = build_steps(BY_NAME["flannel"], "/out")
+    assert dict(step.env)["CGO_ENABLED"] == "1"
+    assert step.argv[step.argv.index("-ldflags") + 1].endswith(" -extldflags=-static")
+    assert "-extldflags" not in ldflags(BY_NAME["kubernetes"])  # kubelet stays dynamic
+
+
 def test_pause_is_compiled_statically_from_the_kubernetes_module() -> None:
     pause = BY_NAME["pause"]
     assert pause.toolchain is Toolchain.C

@@ -42,11 +42,7 @@ class Binary:
 
     name: str
     package: str
-    cgo: bool = False  # upstream builds it with cgo (kubelet, containerd)
-
-    @property
-    def static(self) -> bool:
-        return not self.cgo
+    cgo: bool = False  # upstream builds it with cgo (kubelet, containerd, flanneld)
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,8 @@ class Component:
     toolchain: Toolchain = Toolchain.GO
     wrapper: str = ""  # directory under pikube/data/gobuild; the component's name if empty
     cflags: tuple[str, ...] = ()  # C only
+    # cgo binaries linked statically all the same (`-extldflags=-static`), as upstream does
+    cgo_static: bool = False
 
     @property
     def wrapper_dir(self) -> str:
@@ -207,7 +205,9 @@ COMPONENTS: tuple[Component, ...] = (
         version="v0.26.1",
         pinned="v0.26.3",
         go="go1.23.3",
-        binaries=(Binary("flanneld", "github.com/flannel-io/flannel"),),
+        # cgo: the udp backend's proxy is C (upstream: CGO_ENABLED=1 on amd64, linked static)
+        binaries=(Binary("flanneld", "github.com/flannel-io/flannel", cgo=True),),
+        cgo_static=True,
         stamps=(("github.com/flannel-io/flannel/pkg/version.Version", "v0.26.1"),),
     ),
     Component(
@@ -259,11 +259,19 @@ def component(name: str) -> Component | None:
     return BY_NAME.get(name)
 
 
+def go_toolchain(comp: Component) -> str:
+    """GOTOOLCHAIN for the component's build: upstream's Go release (every Go component pins
+    one), else the local Go."""
+    return comp.go or "local"
+
+
 def ldflags(comp: Component) -> str:
     """The -ldflags of a Go component: stripped, plus upstream's version stamping."""
     flags = ["-s", "-w"]
     for symbol, value in comp.stamps:
         flags.append(f"-X {symbol}={value}")
+    if comp.cgo_static:
+        flags.append("-extldflags=-static")
     return " ".join(flags)
 
 
@@ -330,7 +338,7 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
         steps.append(
             BuildStep(
                 argv=tuple(argv),
-                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", comp.go)),
+                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", go_toolchain(comp))),
                 renames=renames,
             )
         )
@@ -352,6 +360,7 @@ def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) 
         "toolchain": comp.toolchain.value,
         "go": comp.go,
         "cflags": list(comp.cflags),
+        "cgo_static": comp.cgo_static,
         "goarch": goarch,
         # The commands themselves, so a change in how they are rendered is a new build too.
         "steps": [[list(st.argv), list(st.env), list(st.renames)] for st in build_steps(comp, "")],

@@ -38,6 +38,7 @@ from pikube.lab.kubernetes.components import (
     build_steps,
     cache_key,
     entry_name,
+    go_toolchain,
 )
 from pikube.lab.rootfs import cache_dir, cache_lock
 from pikube.system import require_commands
@@ -225,7 +226,7 @@ def _build_into(comp: Component, tmp: Path) -> float:
     seconds = time.monotonic() - started
     sizes = {b.name: (out / b.name).stat().st_size for b in comp.binaries}
     # `go version`, not `go env GOVERSION`: the Go 1.15 that builds one component lacks it.
-    toolchain_env = {**env, "GOTOOLCHAIN": comp.go or "local"}
+    toolchain_env = {**env, "GOTOOLCHAIN": go_toolchain(comp)}
     go_version = _run(("go", "version"), src, toolchain_env, log, comp).split()[2]
     manifest = {
         "component": comp.name,
