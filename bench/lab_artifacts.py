@@ -40,6 +40,7 @@ def _debs(kube: dict[str, Path], out: Path, compression: str) -> float:
     out.mkdir(parents=True)
     for deb in sorted(gz.glob("*.deb")):
         stage = out.parent / "xz-stage" / deb.stem
+        stage.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg-deb", "-R", str(deb), str(stage)], check=True)
         subprocess.run(
             ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(stage), str(out / deb.name)],
