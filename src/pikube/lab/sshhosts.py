@@ -125,10 +125,17 @@ def ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> 
     return [SshHost(h.name, str(h.ipv4), h.role, frozenset(faults.get(h.name, ()))) for h in hosts]
 
 
-def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> list[SshHost]:
+def up_ssh_hosts(
+    lab: Lab,
+    faults: Mapping[str, Iterable[Fault]] | None = None,
+    *,
+    kubernetes_nodes: bool = False,
+) -> list[SshHost]:
     """Boot the lab's SSH hosts (fresh, or with faults) and serve the apt repository.
 
     Builds the cached root and repository first if this machine has none (about a minute).
+    With `kubernetes_nodes`, each host boots with what a real kubelet and containerd need
+    (pihost.HostConfig.kubernetes_node).
     """
     lab.require_up()
     hosts = ssh_hosts(lab, faults)
@@ -143,7 +150,9 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
     for host in hosts:
         arch = rootfs.THIRTY_TWO_BIT if Fault.USERLAND_32_BIT in host.faults else rootfs.NATIVE
         card = original if host in cloned and original is not None else _new_card(host.name)
-        _prepare_disk(lab, host, card, rootfs.ensure_rootfs(arch), repo, client_key)
+        _prepare_disk(
+            lab, host, card, rootfs.ensure_rootfs(arch), repo, client_key, kubernetes_nodes
+        )
         if Fault.USB_ETHERNET_DEFAULT_MAC in host.faults:
             _plug_usb_ethernet_adapter(lab, host.name)
         if Fault.UNREACHABLE in host.faults:
@@ -204,7 +213,7 @@ def host_processes(lab_name: str, host: str) -> list[tuple[int, tuple[str, ...]]
 
 def down_ssh_hosts(lab_name: str) -> None:
     """Remove the hosts' disks and cgroups (their processes are stopped by `Lab.down`)."""
-    for cgroup_root in _cgroup2_mounts():
+    for cgroup_root in _cgroup2_mounts(("cgroup2", "cgroup")):  # Kubernetes nodes use v1 too
         parent = cgroup_root / "pikube"
         for directory in parent.glob(f"{lab_name}-*"):
             pihost.remove_cgroup(directory, timeout_s=2.0)
@@ -213,11 +222,11 @@ def down_ssh_hosts(lab_name: str) -> None:
     shutil.rmtree(data_dir(lab_name), ignore_errors=True)
 
 
-def _cgroup2_mounts() -> list[Path]:
+def _cgroup2_mounts(types: tuple[str, ...] = ("cgroup2",)) -> list[Path]:
     found = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
         fields = line.split()
-        if len(fields) > 2 and fields[2] == "cgroup2":
+        if len(fields) > 2 and fields[2] in types:
             found.append(Path(fields[1]))
     return found
 
@@ -302,7 +311,13 @@ def _plug_usb_ethernet_adapter(lab: Lab, host: str) -> None:
 
 
 def _prepare_disk(
-    lab: Lab, host: SshHost, card: _Card, root: Path, repo: Path, client_key: asyncssh.SSHKey
+    lab: Lab,
+    host: SshHost,
+    card: _Card,
+    root: Path,
+    repo: Path,
+    client_key: asyncssh.SSHKey,
+    kubernetes_node: bool = False,
 ) -> None:
     """The host's SD card: a fresh Raspberry Pi OS with this card's identity (and faults)."""
     directory = host_dir(lab.name, host.name)
@@ -364,6 +379,7 @@ def _prepare_disk(
             if fault in host.faults
         ),
         clock_offset_s=CLOCK_AHEAD_S if Fault.CLOCK_AHEAD in host.faults else 0,
+        kubernetes_node=kubernetes_node,
     ).save()
 
 
