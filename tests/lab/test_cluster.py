@@ -111,6 +111,36 @@ def test_apply_runs_exactly_the_plan_and_then_has_nothing_to_do(
     key_body = sshhosts.client_key_path(lab.name).read_text().splitlines()[1]
     assert key_body not in log.read_text() + out
 
+    # The packages are the real ones, from the lab's pkgs.k8s.io mirror, where the seed's
+    # packages put their files.
+    ssh = ["ssh", "-i", str(sshhosts.client_key_path(lab.name))]
+    ssh += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    remote = (
+        "kubeadm version -o short; "
+        "dpkg-query -W -f '${Package} ${Version}\\n' kubelet kubeadm kubectl cri-tools "
+        "kubernetes-cni; "
+        "kubelet --version; kubectl version --client -o yaml | grep gitVersion; "
+        "systemctl cat kubelet | grep -c '^ExecStart='; "
+        "test -x /opt/cni/bin/bridge && test -x /usr/bin/crictl && echo PATHS-OK; "
+        "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml"
+    )
+    master = str(lab.topology.host("master").ipv4)
+    result = lab.run("client", [*ssh, f"root@{master}", remote], timeout_s=60)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "v1.31.5", result.stdout + result.stderr
+    assert sorted(lines[1:6]) == [
+        "cri-tools 1.30.0-1.1",  # the cri-tools version the module proxy serves
+        "kubeadm 1.31.5-1.1",
+        "kubectl 1.31.5-1.1",
+        "kubelet 1.31.5-1.1",
+        "kubernetes-cni 1.5.1-1.1",
+    ]
+    assert lines[6] == "Kubernetes v1.31.5"
+    assert lines[7].strip() == "gitVersion: v1.31.5"
+    assert lines[8] == "3"  # the unit's, then the drop-in's reset and its own
+    assert lines[9] == "PATHS-OK"
+    assert '[host."http://198.51.100.1:5000"]' in result.stdout
+
 
 def test_a_changed_host_key_stops_the_run_for_that_host(
     pis: tuple[Lab, Path], tmp_path: Path

@@ -7,10 +7,9 @@ Owns two signed repositories, built once and cached next to the lab root (rootfs
   machine's Debian mirror with apt-get. The dependency closure is computed against the lab
   root's own dpkg status, so every lab host finds all it needs and nothing else.
 - `kubernetes/core:/stable:/v1.31/deb/`: laid out like pkgs.k8s.io (a flat repository with its
-  `Release.key`), holding **lab stand-ins** for kubelet, kubeadm and kubectl 1.31.5. The real
-  ones cannot be fetched here. The stand-ins install cleanly, carry the real package names,
-  version string (1.31.5-1.1) and kubelet unit, and answer the version commands; they do
-  nothing else (a later part gives the kubeadm stand-in its behaviour).
+  `Release.key`), holding kubelet, kubeadm, kubectl, cri-tools and kubernetes-cni built from
+  the pinned components (kubernetes/debs.py makes the packages, kubernetes/gobuild.py the
+  binaries: a cold build takes a while, then it is a cache hit).
 
 Both are signed with a lab key made once (gpg), so hosts use apt's normal signature checks:
 the Debian subset's key is part of the lab image (as Raspberry Pi OS ships its archive key),
@@ -27,18 +26,20 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from pikube.errors import PikubeError
 from pikube.lab import rootfs
+from pikube.lab.kubernetes import binaries, debs
 from pikube.system import require_commands
 
-KUBERNETES_VERSION = "1.31.5"
-KUBERNETES_PACKAGE_VERSION = "1.31.5-1.1"  # the form pkgs.k8s.io uses
+KUBERNETES_VERSION = debs.KUBERNETES_VERSION
+KUBERNETES_PACKAGE_VERSION = debs.KUBERNETES_PACKAGE_VERSION  # the form pkgs.k8s.io uses
 KUBERNETES_REPO_PATH = "kubernetes/core:/stable:/v1.31/deb"
 DEBIAN_REPO_PATH = "debian"
-# The Debian packages the builder installs (prerequisites, container runtime) and the real
-# Debian dependencies the kubelet stand-in declares, as the real kubelet package does.
+# The Debian packages the builder installs (prerequisites, container runtime) and the Debian
+# dependencies of the Kubernetes packages (debs.py) that a fresh Raspberry Pi OS lacks.
 DEBIAN_PACKAGES = (
     "apt-transport-https",
     "ca-certificates",
@@ -50,17 +51,24 @@ DEBIAN_PACKAGES = (
     "socat",
     "ethtool",
 )
-KUBELET_DEPENDS = "iptables, iproute2, socat, ethtool, conntrack, mount"
 LAB_KEY_FILE = "lab-archive-keyring.gpg"  # binary public key, as installed on hosts
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: real Kubernetes packages in place of the stand-ins
 
 
-def repo_path() -> Path:
+def kubernetes_binaries() -> dict[str, Path]:
+    """The built binaries the Kubernetes packages hold (built first if the cache lacks them)."""
+    return binaries.built_binaries(debs.required_binaries(debs.lab_packages()))
+
+
+def repo_path(kube_binaries: Mapping[str, Path] | None = None) -> Path:
+    """Where the repository is cached: its key names the recipe and the builds it packs."""
+    kube_binaries = kube_binaries if kube_binaries is not None else kubernetes_binaries()
     recipe = {
         "rootfs": rootfs.recipe_key(),
         "packages": DEBIAN_PACKAGES,
-        "kubernetes": KUBERNETES_PACKAGE_VERSION,
-        "depends": KUBELET_DEPENDS,
+        "kubernetes": [repr(p) for p in debs.lab_packages()],
+        # A build's directory name carries its cache key (gobuild.py): a new build, a new key.
+        "binaries": sorted({str(path.parent) for path in kube_binaries.values()}),
         "version": RECIPE_VERSION,
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -69,7 +77,8 @@ def repo_path() -> Path:
 
 def ensure_repo() -> Path:
     """The cached repository tree (built first if missing). Safe to call concurrently."""
-    target = repo_path()
+    kube_binaries = kubernetes_binaries()
+    target = repo_path(kube_binaries)
     if (target / "complete").exists():
         return target
     root = rootfs.ensure_rootfs()
@@ -93,7 +102,7 @@ def ensure_repo() -> Path:
                     _download_debian_packages(root, debian / "pool")
                     _index_debian(debian, gnupg)
                     kube = tmp / KUBERNETES_REPO_PATH
-                    _build_standins(kube)
+                    debs.build_debs(debs.lab_packages(), kube_binaries, kube, _dpkg_architecture())
                     _index_flat(kube, gnupg)
                 finally:
                     subprocess.run(
@@ -259,90 +268,3 @@ def _index_flat(directory: Path, gnupg: Path) -> None:
 
 def _dpkg_architecture() -> str:
     return _run(["dpkg", "--print-architecture"], "dpkg").strip()
-
-
-_NOTE = "pikube lab stand-in for {name} {version}: only reports its version"
-_KUBECTL = """#!/bin/sh
-# {note}
-case "$1" in
-  version) echo "Client Version: v{version}"; echo "Kustomize Version: v5.4.2"; exit 0 ;;
-esac
-echo "kubectl: {note}" >&2
-exit 1
-"""
-_KUBEADM = """#!/bin/sh
-# {note}
-if [ "$1" = version ]; then
-  if [ "$2" = "-o" ] && [ "$3" = short ]; then echo "v{version}"; exit 0; fi
-  echo 'kubeadm version: &version.Info{{Major:"1", Minor:"31", GitVersion:"v{version}"}}'
-  exit 0
-fi
-echo "kubeadm: {note}" >&2
-exit 1
-"""
-_KUBELET = """#!/bin/sh
-# {note}
-case "$1" in
-  --version|version) echo "Kubernetes v{version}"; exit 0 ;;
-esac
-# Like the real kubelet before `kubeadm init`/`join`: no configuration, so it exits (and
-# systemd restarts it every 10 s).
-echo "kubelet: failed to load kubelet config file /var/lib/kubelet/config.yaml ({note})" >&2
-exit 1
-"""
-_KUBELET_UNIT = """[Unit]
-Description=kubelet: The Kubernetes Node Agent (pikube lab stand-in)
-Documentation=https://kubernetes.io/docs/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-ExecStart=/usr/bin/kubelet
-Restart=always
-StartLimitInterval=0
-RestartSec=10
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def _build_standins(directory: Path) -> None:
-    directory.mkdir(parents=True)
-    arch = _dpkg_architecture()
-    scripts = {"kubectl": _KUBECTL, "kubeadm": _KUBEADM, "kubelet": _KUBELET}
-    depends = {
-        "kubectl": "",
-        "kubeadm": f"kubelet (>= {KUBERNETES_VERSION}), kubectl (>= {KUBERNETES_VERSION})",
-        "kubelet": KUBELET_DEPENDS,
-    }
-    with tempfile.TemporaryDirectory(prefix="pikube-standin-") as work_dir:
-        for name, script in scripts.items():
-            note = _NOTE.format(name=name, version=KUBERNETES_VERSION)
-            pkg = Path(work_dir) / name
-            (pkg / "DEBIAN").mkdir(parents=True)
-            (pkg / "usr" / "bin").mkdir(parents=True)
-            binary = pkg / "usr" / "bin" / name
-            binary.write_text(script.format(note=note, version=KUBERNETES_VERSION))
-            binary.chmod(0o755)
-            if name == "kubelet":
-                unit = pkg / "lib" / "systemd" / "system" / "kubelet.service"
-                unit.parent.mkdir(parents=True)
-                unit.write_text(_KUBELET_UNIT)
-            control = [
-                f"Package: {name}",
-                f"Version: {KUBERNETES_PACKAGE_VERSION}",
-                f"Architecture: {arch}",
-                "Maintainer: pikube lab <lab-repository@pikube.invalid>",
-                "Section: admin",
-                "Priority: optional",
-            ]
-            if depends[name]:
-                control.append(f"Depends: {depends[name]}")
-            control.append(f"Description: {note}")
-            (pkg / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
-            out = directory / f"{name}_{KUBERNETES_PACKAGE_VERSION}_{arch}.deb"
-            _run(
-                ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(pkg), str(out)],
-                f"building the {name} stand-in package",
-            )

@@ -27,6 +27,7 @@ import asyncssh
 
 from pikube.errors import PikubeError
 from pikube.lab import aptrepo, pihost, rootfs, state
+from pikube.lab.kubernetes import registry
 from pikube.lab.lab import Lab
 from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
@@ -350,6 +351,10 @@ def _prepare_disk(
         upper / "etc" / "apt" / "trusted.gpg.d" / "pikube-lab.gpg",
         (repo / aptrepo.LAB_KEY_FILE).read_bytes(),
     )
+    # containerd's registry hosts: registry.k8s.io and docker.io come from the router's
+    # registry (read once containerd's CRI config_path names the directory).
+    for path, text in registry.containerd_mirror_files(registry.mirror_url(lab)).items():
+        _write(upper / path.lstrip("/"), text)
     cmdline = _CMDLINE.format(partuuid=card.partuuid)
     flags = " cgroup_enable=memory cgroup_memory=1"
     own = cmdline + (flags if Fault.MEMORY_CGROUP_OFF in host.faults else "")
@@ -409,7 +414,8 @@ versions:
   kubernetes: {aptrepo.KUBERNETES_VERSION}
   flannel: v0.26.3
 packages:
-  # The lab's copy of pkgs.k8s.io (kubelet, kubeadm and kubectl are lab stand-ins there).
+  # The lab's copy of pkgs.k8s.io (kubelet, kubeadm, kubectl, cri-tools, kubernetes-cni built
+  # from the pinned Go modules).
   kubernetes_repository: {repository_url(lab)}/{aptrepo.KUBERNETES_REPO_PATH}/
 networking:
   pod_cidr: 10.244.0.0/16
