@@ -14,6 +14,7 @@ from pikube.lab.kubernetes.components import (
     cache_key,
     default_binary_name,
     entry_name,
+    go_toolchain,
     ldflags,
 )
 
@@ -92,6 +93,7 @@ def test_cache_key_is_stable() -> None:
         {"tags": ("extra",)},
         {"stamps": (("go.etcd.io/etcd/api/v3/version.GitSHA", "0000000"),)},
         {"binaries": BY_NAME["etcd"].binaries[:1]},
+        {"go": "1.21.12"},
     ],
 )
 def test_cache_key_changes_with_the_recipe(change: dict[str, object]) -> None:
@@ -108,3 +110,16 @@ def test_cache_key_changes_with_the_wrapper_module_and_architecture() -> None:
     base = cache_key(comp, WRAPPER, "amd64")
     assert cache_key(comp, {**WRAPPER, "go.sum": b"h1:x\n"}, "amd64") != base
     assert cache_key(comp, WRAPPER, "arm64") != base
+
+
+def test_kubernetes_is_built_with_upstreams_go_and_the_rest_with_the_local_one() -> None:
+    # kubeadm v1.31.5 built with Go 1.26 fails its own preflight (decision 0045).
+    assert go_toolchain(BY_NAME["kubernetes"]) == "go1.22.10"
+    assert go_toolchain(BY_NAME["etcd"]) == "local"
+
+
+def test_the_kubernetes_wrapper_names_the_same_go_release() -> None:
+    from importlib import resources  # noqa: PLC0415
+
+    go_mod = resources.files("pikube").joinpath("data", "gobuild", "kubernetes", "go.mod")
+    assert f"toolchain go{BY_NAME['kubernetes'].go}\n" in go_mod.read_text()

@@ -62,6 +62,9 @@ class Component:
     toolchain: Toolchain = Toolchain.GO
     wrapper: str = ""  # directory under pikube/data/gobuild; the component's name if empty
     cflags: tuple[str, ...] = ()  # C only
+    # The Go release upstream built this version with, when the local Go cannot stand in for
+    # it (the go command fetches that toolchain from the module proxy); empty: the local Go.
+    go: str = ""
 
     @property
     def wrapper_dir(self) -> str:
@@ -137,6 +140,9 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         stamps=_kubernetes_stamps(KUBERNETES_VERSION, _KUBERNETES_COMMIT, _KUBERNETES_BUILD_DATE),
         tags=("selinux", "notest"),
+        # Its .go-version. Built with Go 1.26, kubeadm fails preflight: Go 1.26's net/url
+        # refuses "https://[10.96.0.1]:1234/" (HTTPProxyCIDR), decision 0045.
+        go="1.22.10",
     ),
     Component(
         # registry.k8s.io/pause:3.10, the sandbox image kubeadm v1.31.5 pins; its source is
@@ -247,6 +253,11 @@ def component(name: str) -> Component | None:
     return BY_NAME.get(name)
 
 
+def go_toolchain(comp: Component) -> str:
+    """GOTOOLCHAIN for the component's build: upstream's Go release, or the local one."""
+    return f"go{comp.go}" if comp.go else "local"
+
+
 def ldflags(comp: Component) -> str:
     """The -ldflags of a Go component: stripped, plus upstream's version stamping."""
     flags = ["-s", "-w"]
@@ -330,6 +341,7 @@ def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) 
         "tags": list(comp.tags),
         "toolchain": comp.toolchain.value,
         "cflags": list(comp.cflags),
+        "go": comp.go,
         "goarch": goarch,
         "wrapper": {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(wrapper_files.items())

@@ -37,11 +37,14 @@ from pikube.lab.kubernetes.components import (
     build_steps,
     cache_key,
     entry_name,
+    go_toolchain,
 )
 from pikube.lab.rootfs import cache_dir, cache_lock
 from pikube.system import require_commands
 
 WRAPPER_FILES = ("go.mod", "go.sum")
+# A wrapper built with a Go older than 1.24 names its programs here (no `tool` directive).
+OPTIONAL_WRAPPER_FILES = ("tools.go",)
 MANIFEST = "build.json"
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -93,19 +96,24 @@ def wrapper_files(comp: Component) -> dict[str, bytes]:
                 f"(pikube/data/gobuild/{comp.wrapper_dir}/{name}); reinstall pikube"
             )
         files[name] = entry.read_bytes()
+    for name in OPTIONAL_WRAPPER_FILES:
+        if base.joinpath(name).is_file():
+            files[name] = base.joinpath(name).read_bytes()
     return files
 
 
-def go_env(cache: Path) -> dict[str, str]:
+def go_env(cache: Path, toolchain: str = "local") -> dict[str, str]:
     """The go command's environment: pikube's module and build caches, the local toolchain
-    only (never a downloaded one), module files read-only (go.sum must already be complete)."""
+    unless the component needs upstream's (a toolchain module from the Go module proxy,
+    checked against the checksum database like any module), module files read-only (go.sum
+    must already be complete)."""
     go = cache / "go"
     return {
         "GOPATH": str(go),
         "GOMODCACHE": str(go / "mod"),
         "GOCACHE": str(go / "build"),
         "GOFLAGS": "-modcacherw -mod=readonly",
-        "GOTOOLCHAIN": "local",
+        "GOTOOLCHAIN": toolchain,
     }
 
 
@@ -206,7 +214,7 @@ def _build_into(comp: Component, tmp: Path) -> float:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{tmp.name.split('.tmp-')[0]}.log"
     log.write_text("")
-    env = {**os.environ, **go_env(cache_dir())}
+    env = {**os.environ, **go_env(cache_dir(), go_toolchain(comp))}
     module_dir = ""
     if comp.toolchain is Toolchain.C:
         # The module's source tree, fetched into the module cache and checked against go.sum.

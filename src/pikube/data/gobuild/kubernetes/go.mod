@@ -1,10 +1,12 @@
-// pikube builds the seed's Kubernetes v1.31.5 from this module: a wrapper that requires
-// k8s.io/kubernetes and pins each of its staging modules to the published v0.31.5.
+// pikube builds the seed's Kubernetes v1.31.5 from this module, with upstream's Go (1.22.10): a
+// wrapper that requires k8s.io/kubernetes and pins each staging module to a published release.
 module pikube.local/gobuild/kubernetes
 
-go 1.24
+go 1.22.0
 
-godebug default=go1.22
+toolchain go1.22.10
+
+require k8s.io/kubernetes v1.31.5
 
 require (
 	github.com/Azure/go-ansiterm v0.0.0-20210617225240-d185dfc1b5a1 // indirect
@@ -179,7 +181,6 @@ require (
 	k8s.io/kube-scheduler v0.0.0 // indirect
 	k8s.io/kubectl v0.0.0 // indirect
 	k8s.io/kubelet v0.31.8 // indirect
-	k8s.io/kubernetes v1.31.5 // indirect
 	k8s.io/metrics v0.31.5 // indirect
 	k8s.io/mount-utils v0.0.0 // indirect
 	k8s.io/pod-security-admission v0.0.0 // indirect
@@ -193,16 +194,6 @@ require (
 	sigs.k8s.io/kustomize/kyaml v0.17.1 // indirect
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.1 // indirect
 	sigs.k8s.io/yaml v1.4.0 // indirect
-)
-
-tool (
-	k8s.io/kubernetes/cmd/kube-apiserver
-	k8s.io/kubernetes/cmd/kube-controller-manager
-	k8s.io/kubernetes/cmd/kube-proxy
-	k8s.io/kubernetes/cmd/kube-scheduler
-	k8s.io/kubernetes/cmd/kubeadm
-	k8s.io/kubernetes/cmd/kubectl
-	k8s.io/kubernetes/cmd/kubelet
 )
 
 replace (
