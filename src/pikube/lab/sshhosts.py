@@ -331,6 +331,9 @@ def _prepare_disk(
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.1.1\t{card.hostname}"]
     lines += [f"{h.ipv4}\t{h.name}" for h in lab.topology.hosts]
     _write(upper / "etc" / "hosts", "\n".join(lines) + "\n")
+    # The home router is the LAN's DNS server, as DHCP says on a home network; the lab's has
+    # none, so a name outside the lab fails at once (kubeadm asks dl.k8s.io for its version).
+    _write(upper / "etc" / "resolv.conf", f"nameserver {lab.topology.gateway.ipv4}\n")
     _write(upper / "etc" / "machine-id", card.machine_id + "\n", 0o444)
     for name, private, public in card.host_keys:
         base = upper / "etc" / "ssh" / f"ssh_host_{name}_key"
