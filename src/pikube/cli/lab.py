@@ -164,7 +164,8 @@ def build(components: tuple[str, ...], output: str) -> None:
             size_mb = sum(result.sizes.values()) / 1e6
             _console().print(
                 f"{wanted} {result.version}{seed}: {how}, {len(result.sizes)} binaries, "
-                f"{size_mb:.1f} MB in {result.directory}"
+                f"{size_mb:.1f} MB in {result.directory}",
+                soft_wrap=True,  # a path cut in two cannot be copied
             )
     elapsed = time.monotonic() - started
     if output == "json":

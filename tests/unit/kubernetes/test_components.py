@@ -14,7 +14,6 @@ from pikube.lab.kubernetes.components import (
     cache_key,
     default_binary_name,
     entry_name,
-    go_toolchain,
     ldflags,
 )
 
@@ -45,7 +44,18 @@ def test_kubelet_alone_is_built_with_cgo_the_rest_statically() -> None:
 def test_every_component_stamps_its_own_version_where_upstream_does() -> None:
     for name in ("cri-tools", "cni-plugins", "flannel", "flannel-cni-plugin", "containerd"):
         comp = BY_NAME[name]
-        assert comp.version.lstrip("v") in ldflags(comp), name
+        assert comp.version in ldflags(comp), name
+
+
+def test_each_component_is_built_with_the_go_release_upstream_used() -> None:
+    (static, dynamic) = build_steps(BY_NAME["kubernetes"], "/out")
+    assert dict(static.env)["GOTOOLCHAIN"] == "go1.22.10"  # v1.31.5's .go-version
+    assert dict(dynamic.env)["GOTOOLCHAIN"] == "go1.22.10"
+    (etcd,) = build_steps(BY_NAME["etcd"], "/out")
+    assert dict(etcd.env)["GOTOOLCHAIN"] == "go1.21.12"
+    for comp in COMPONENTS:
+        if comp.toolchain is Toolchain.GO:
+            assert comp.go.startswith("go1."), comp.name
 
 
 def test_major_version_suffixes_are_renamed_to_upstreams_names() -> None:
@@ -57,6 +67,13 @@ def test_major_version_suffixes_are_renamed_to_upstreams_names() -> None:
     assert flannel.renames == (("flannel", "flanneld"),)
 
 
+def test_flanneld_uses_cgo_but_is_linked_statically_as_upstream_does() -> None:
+    (step,) = build_steps(BY_NAME["flannel"], "/out")
+    assert dict(step.env)["CGO_ENABLED"] == "1"
+    assert step.argv[step.argv.index("-ldflags") + 1].endswith(" -extldflags=-static")
+    assert "-extldflags" not in ldflags(BY_NAME["kubernetes"])  # kubelet stays dynamic
+
+
 def test_pause_is_compiled_statically_from_the_kubernetes_module() -> None:
     pause = BY_NAME["pause"]
     assert pause.toolchain is Toolchain.C
@@ -64,6 +81,7 @@ def test_pause_is_compiled_statically_from_the_kubernetes_module() -> None:
     (step,) = build_steps(pause, "/out", "/mod/k8s.io/kubernetes@v1.31.5")
     assert step.argv[0] == "cc"
     assert "-static" in step.argv
+    assert "-s" in step.argv  # stripped, as upstream's Makefile does
     assert "-DVERSION=v3.10-v1.31.5" in step.argv
     assert step.argv[-1] == "/mod/k8s.io/kubernetes@v1.31.5/build/pause/linux/pause.c"
     assert step.argv[step.argv.index("-o") + 1] == "/out/pause"
@@ -93,7 +111,7 @@ def test_cache_key_is_stable() -> None:
         {"tags": ("extra",)},
         {"stamps": (("go.etcd.io/etcd/api/v3/version.GitSHA", "0000000"),)},
         {"binaries": BY_NAME["etcd"].binaries[:1]},
-        {"go": "1.21.12"},
+        {"go": "go1.22.10"},
     ],
 )
 def test_cache_key_changes_with_the_recipe(change: dict[str, object]) -> None:
@@ -110,16 +128,3 @@ def test_cache_key_changes_with_the_wrapper_module_and_architecture() -> None:
     base = cache_key(comp, WRAPPER, "amd64")
     assert cache_key(comp, {**WRAPPER, "go.sum": b"h1:x\n"}, "amd64") != base
     assert cache_key(comp, WRAPPER, "arm64") != base
-
-
-def test_kubernetes_is_built_with_upstreams_go_and_the_rest_with_the_local_one() -> None:
-    # kubeadm v1.31.5 built with Go 1.26 fails its own preflight (decision 0045).
-    assert go_toolchain(BY_NAME["kubernetes"]) == "go1.22.10"
-    assert go_toolchain(BY_NAME["etcd"]) == "local"
-
-
-def test_the_kubernetes_wrapper_names_the_same_go_release() -> None:
-    from importlib import resources  # noqa: PLC0415
-
-    go_mod = resources.files("pikube").joinpath("data", "gobuild", "kubernetes", "go.mod")
-    assert f"toolchain go{BY_NAME['kubernetes'].go}\n" in go_mod.read_text()

@@ -8,9 +8,9 @@ and the cache key of a build. Pure: plain data in and out; no files, no processe
 Versions are the seed's where the Go module proxy serves them; where it answers 403 ("not
 available") the nearest available version is pinned instead and `pinned` keeps the seed's, so
 the substitution is visible (docs/decisions/0051). Each Go component is built from a wrapper
-module in pikube/data/gobuild/<wrapper>/ (go.mod + go.sum, committed): it requires the
-upstream module at the pinned version and lists the main packages as `tool`s, so the build is
-reproducible from the checksums alone (decision 0050).
+module in pikube/data/gobuild/<wrapper>/ (go.mod, go.sum, tools.go; committed): it requires
+the upstream module at the pinned version and names the main packages in tools.go, so the
+build is reproducible from the checksums alone, with the Go release upstream used (0050).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Bump when the way a component is built changes in a way its table entry does not show (the
-# commands below, the cache layout): every cached build is then rebuilt once.
+# Bump when the way a component is built changes in a way neither its table entry nor its
+# commands show (the cache layout, the manifest): every cached build is then rebuilt once.
 RECIPE_VERSION = 1
 
 
@@ -42,11 +42,7 @@ class Binary:
 
     name: str
     package: str
-    cgo: bool = False  # upstream builds it with cgo (kubelet, containerd)
-
-    @property
-    def static(self) -> bool:
-        return not self.cgo
+    cgo: bool = False  # upstream builds it with cgo (kubelet, containerd, flanneld)
 
 
 @dataclass(frozen=True)
@@ -56,15 +52,17 @@ class Component:
     version: str  # the version built (served by the module proxy)
     pinned: str  # the version the seed names; differs from `version` only when substituted
     binaries: tuple[Binary, ...]
+    # The Go release upstream built this version with (its .go-version, go.mod toolchain line
+    # or release image); the go command fetches it from the module proxy (GOTOOLCHAIN).
+    go: str = ""
     # Upstream's version stamping: `-X symbol=value` pairs, as upstream's release build sets them.
     stamps: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
     toolchain: Toolchain = Toolchain.GO
     wrapper: str = ""  # directory under pikube/data/gobuild; the component's name if empty
     cflags: tuple[str, ...] = ()  # C only
-    # The Go release upstream built this version with, when the local Go cannot stand in for
-    # it (the go command fetches that toolchain from the module proxy); empty: the local Go.
-    go: str = ""
+    # cgo binaries linked statically all the same (`-extldflags=-static`), as upstream does
+    cgo_static: bool = False
 
     @property
     def wrapper_dir(self) -> str:
@@ -129,6 +127,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="k8s.io/kubernetes",
         version=KUBERNETES_VERSION,
         pinned=KUBERNETES_VERSION,
+        go="go1.22.10",
         binaries=(
             Binary("kubeadm", f"{_K8S}/kubeadm"),
             Binary("kubectl", f"{_K8S}/kubectl"),
@@ -140,9 +139,6 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         stamps=_kubernetes_stamps(KUBERNETES_VERSION, _KUBERNETES_COMMIT, _KUBERNETES_BUILD_DATE),
         tags=("selinux", "notest"),
-        # Its .go-version. Built with Go 1.26, kubeadm fails preflight: Go 1.26's net/url
-        # refuses "https://[10.96.0.1]:1234/" (HTTPProxyCIDR), decision 0045.
-        go="1.22.10",
     ),
     Component(
         # registry.k8s.io/pause:3.10, the sandbox image kubeadm v1.31.5 pins; its source is
@@ -161,6 +157,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="go.etcd.io/etcd/server/v3",
         version="v3.5.15",
         pinned="v3.5.15",
+        go="go1.21.12",
         binaries=(
             Binary("etcd", "go.etcd.io/etcd/server/v3"),
             Binary("etcdctl", "go.etcd.io/etcd/etcdctl/v3"),
@@ -172,24 +169,28 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/coredns/coredns",
         version="v1.11.3",
         pinned="v1.11.3",
+        go="go1.21.8",
         binaries=(Binary("coredns", "github.com/coredns/coredns"),),
         stamps=(("github.com/coredns/coredns/coremain.GitCommit", "a7ed346"),),
     ),
     Component(
         name="cri-tools",
         # Served as sigs.k8s.io/cri-tools, but its go.mod names the GitHub path, which the
-        # wrapper therefore requires and replaces with the served one.
+        # wrapper therefore requires and replaces with the served one. Stamped as its
+        # hack/release.sh stamps releases (the tag, with its "v").
         module="github.com/kubernetes-sigs/cri-tools",
         version="v1.30.0",
         pinned="v1.31.1",
+        go="go1.22.1",
         binaries=(Binary("crictl", "github.com/kubernetes-sigs/cri-tools/cmd/crictl"),),
-        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "1.30.0"),),
+        stamps=(("github.com/kubernetes-sigs/cri-tools/pkg/version.Version", "v1.30.0"),),
     ),
     Component(
         name="cni-plugins",
         module="github.com/containernetworking/plugins",
         version="v1.5.1",
         pinned="v1.5.1",
+        go="go1.22.4",
         binaries=tuple(Binary(p.rsplit("/", 1)[1], f"{_CNI}/{p}") for p in _CNI_PLUGINS),
         stamps=(
             (
@@ -203,7 +204,10 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/flannel-io/flannel",
         version="v0.26.1",
         pinned="v0.26.3",
-        binaries=(Binary("flanneld", "github.com/flannel-io/flannel"),),
+        go="go1.23.3",
+        # cgo: the udp backend's proxy is C (upstream: CGO_ENABLED=1 on amd64, linked static)
+        binaries=(Binary("flanneld", "github.com/flannel-io/flannel", cgo=True),),
+        cgo_static=True,
         stamps=(("github.com/flannel-io/flannel/pkg/version.Version", "v0.26.1"),),
     ),
     Component(
@@ -213,6 +217,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/containernetworking/plugins",
         version="v0.9.1",
         pinned="v1.6.0-flannel1",
+        go="go1.15.8",
         binaries=(Binary("flannel", f"{_CNI}/meta/flannel"),),
         stamps=(
             (
@@ -226,6 +231,7 @@ COMPONENTS: tuple[Component, ...] = (
         module="github.com/containerd/containerd",
         version="v1.7.25",
         pinned="v1.7.25",
+        go="go1.22.10",
         binaries=(
             Binary("containerd", "github.com/containerd/containerd/cmd/containerd", cgo=True),
             Binary(
@@ -254,8 +260,9 @@ def component(name: str) -> Component | None:
 
 
 def go_toolchain(comp: Component) -> str:
-    """GOTOOLCHAIN for the component's build: upstream's Go release, or the local one."""
-    return f"go{comp.go}" if comp.go else "local"
+    """GOTOOLCHAIN for the component's build: upstream's Go release (every Go component pins
+    one), else the local Go."""
+    return comp.go or "local"
 
 
 def ldflags(comp: Component) -> str:
@@ -263,6 +270,8 @@ def ldflags(comp: Component) -> str:
     flags = ["-s", "-w"]
     for symbol, value in comp.stamps:
         flags.append(f"-X {symbol}={value}")
+    if comp.cgo_static:
+        flags.append("-extldflags=-static")
     return " ".join(flags)
 
 
@@ -298,7 +307,15 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
     if comp.toolchain is Toolchain.C:
         return tuple(
             BuildStep(
-                argv=("cc", *comp.cflags, "-o", f"{out_dir}/{b.name}", f"{module_dir}/{b.package}"),
+                # -s: stripped at link, as upstream strips it after compiling
+                argv=(
+                    "cc",
+                    *comp.cflags,
+                    "-s",
+                    "-o",
+                    f"{out_dir}/{b.name}",
+                    f"{module_dir}/{b.package}",
+                ),
                 env=(),
             )
             for b in comp.binaries
@@ -320,17 +337,18 @@ def build_steps(comp: Component, out_dir: str, module_dir: str = "") -> tuple[Bu
         )
         steps.append(
             BuildStep(
-                argv=tuple(argv), env=(("CGO_ENABLED", "1" if cgo else "0"),), renames=renames
+                argv=tuple(argv),
+                env=(("CGO_ENABLED", "1" if cgo else "0"), ("GOTOOLCHAIN", go_toolchain(comp))),
+                renames=renames,
             )
         )
     return tuple(steps)
 
 
 def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) -> str:
-    """A short digest of everything that decides the build's output: the table entry, the
-    wrapper module's files (go.mod pins every dependency, go.sum their checksums), the
-    architecture and the recipe's version. The Go toolchain is not in it: it is recorded in
-    the build's manifest instead (decision 0050)."""
+    """A short digest of everything that decides the build's output: the table entry and the
+    commands it renders, the wrapper module's files (go.mod pins every dependency, go.sum their
+    checksums), the Go release, the architecture and the recipe's version."""
     recipe = {
         "recipe": RECIPE_VERSION,
         "name": comp.name,
@@ -340,9 +358,12 @@ def cache_key(comp: Component, wrapper_files: Mapping[str, bytes], goarch: str) 
         "stamps": [list(s) for s in comp.stamps],
         "tags": list(comp.tags),
         "toolchain": comp.toolchain.value,
-        "cflags": list(comp.cflags),
         "go": comp.go,
+        "cflags": list(comp.cflags),
+        "cgo_static": comp.cgo_static,
         "goarch": goarch,
+        # The commands themselves, so a change in how they are rendered is a new build too.
+        "steps": [[list(st.argv), list(st.env), list(st.renames)] for st in build_steps(comp, "")],
         "wrapper": {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(wrapper_files.items())
         },

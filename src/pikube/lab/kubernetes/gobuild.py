@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -43,9 +44,7 @@ from pikube.lab.kubernetes.components import (
 from pikube.lab.rootfs import cache_dir, cache_lock
 from pikube.system import require_commands
 
-WRAPPER_FILES = ("go.mod", "go.sum")
-# A wrapper built with a Go older than 1.24 names its programs here (no `tool` directive).
-OPTIONAL_WRAPPER_FILES = ("tools.go",)
+WRAPPER_FILES = ("go.mod", "go.sum", "tools.go")
 MANIFEST = "build.json"
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -97,24 +96,20 @@ def wrapper_files(comp: Component) -> dict[str, bytes]:
                 f"(pikube/data/gobuild/{comp.wrapper_dir}/{name}); reinstall pikube"
             )
         files[name] = entry.read_bytes()
-    for name in OPTIONAL_WRAPPER_FILES:
-        if base.joinpath(name).is_file():
-            files[name] = base.joinpath(name).read_bytes()
     return files
 
 
-def go_env(cache: Path, toolchain: str = "local") -> dict[str, str]:
-    """The go command's environment: pikube's module and build caches, the local toolchain
-    unless the component needs upstream's (a toolchain module from the Go module proxy,
-    checked against the checksum database like any module), module files read-only (go.sum
-    must already be complete)."""
+def go_env(cache: Path) -> dict[str, str]:
+    """The go command's environment: pikube's module and build caches (Go releases fetched for
+    GOTOOLCHAIN land in the module cache too), module files read-only (go.sum must already be
+    complete). Each build step sets GOTOOLCHAIN to its component's Go release."""
     go = cache / "go"
     return {
         "GOPATH": str(go),
         "GOMODCACHE": str(go / "mod"),
         "GOCACHE": str(go / "build"),
         "GOFLAGS": "-modcacherw -mod=readonly",
-        "GOTOOLCHAIN": toolchain,
+        "GOTOOLCHAIN": "local",
     }
 
 
@@ -173,8 +168,9 @@ def _cached(comp: Component, entry: Path) -> BuildResult | None:
 def _require_tools(comp: Component) -> None:
     if shutil.which("go") is None:
         raise PikubeError(
-            f"building {comp.name} {comp.version} needs the go command (Go 1.24 or newer) on PATH; "
-            "install Go from go.dev/dl and put its bin/ on PATH"
+            f"building {comp.name} {comp.version} needs the go command (Go 1.21 or newer, which "
+            "fetches the Go release each component is built with) on PATH; install Go from "
+            "go.dev/dl and put its bin/ on PATH"
         )
     if comp.toolchain is Toolchain.C or any(b.cgo for b in comp.binaries):
         require_commands("cc")
@@ -184,7 +180,8 @@ def _run(argv: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path, comp:
     """Run one command, appending its output to the build's log; its stdout."""
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+        settings = " ".join(f"{k}={env[k]}" for k in ("GOTOOLCHAIN", "CGO_ENABLED") if k in env)
+        out.write(f"$ {settings} {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         raise build_error(comp, proc.stderr + proc.stdout, log)
     return proc.stdout
@@ -215,7 +212,7 @@ def _build_into(comp: Component, tmp: Path) -> float:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{tmp.name.split('.tmp-')[0]}.log"
     log.write_text("")
-    env = {**os.environ, **go_env(cache_dir(), go_toolchain(comp))}
+    env = {**os.environ, **go_env(cache_dir())}
     module_dir = ""
     if comp.toolchain is Toolchain.C:
         # The module's source tree, fetched into the module cache and checked against go.sum.
@@ -229,7 +226,9 @@ def _build_into(comp: Component, tmp: Path) -> float:
             os.rename(out / made, out / wanted)
     seconds = time.monotonic() - started
     sizes = {b.name: (out / b.name).stat().st_size for b in comp.binaries}
-    go_version = _run(("go", "env", "GOVERSION"), src, env, log, comp).strip()
+    # `go version`, not `go env GOVERSION`: the Go 1.15 that builds one component lacks it.
+    toolchain_env = {**env, "GOTOOLCHAIN": go_toolchain(comp)}
+    go_version = _run(("go", "version"), src, toolchain_env, log, comp).split()[2]
     manifest = {
         "component": comp.name,
         "module": comp.module,
@@ -252,13 +251,12 @@ def module_file(name: str, path: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="pikube-module-") as tmp:
         for file_name, data in wrapper_files(comp).items():
             Path(tmp, file_name).write_bytes(data)
-        env = {**os.environ, **go_env(cache_dir(), go_toolchain(comp))}
-        log = Path(tmp, "download.log")
+        env = {**os.environ, **go_env(cache_dir()), "GOTOOLCHAIN": go_toolchain(comp)}
         listing = _run(
             ("go", "mod", "download", "-json", f"{comp.module}@{comp.version}"),
             Path(tmp),
             env,
-            log,
+            Path(tmp, "download.log"),
             comp,
         )
     source = Path(json.loads(listing)["Dir"]) / path

@@ -1,10 +1,12 @@
-// pikube builds containerd from this module: it requires the upstream module at the pinned version
-// and lists the programs it builds as tools (see pikube/lab/kubernetes/components.py).
+// pikube builds containerd from this module: it requires the upstream module at the pinned
+// version, and tools.go names the programs built (see pikube/lab/kubernetes/components.py).
 module pikube.local/gobuild/containerd
 
-go 1.24
+go 1.21
 
-godebug default=go1.21
+toolchain go1.22.10
+
+require github.com/containerd/containerd v1.7.25
 
 require (
 	dario.cat/mergo v1.0.0 // indirect
@@ -22,7 +24,6 @@ require (
 	github.com/containerd/cgroups v1.1.0 // indirect
 	github.com/containerd/cgroups/v3 v3.0.2 // indirect
 	github.com/containerd/console v1.0.3 // indirect
-	github.com/containerd/containerd v1.7.25 // indirect
 	github.com/containerd/containerd/api v1.8.0 // indirect
 	github.com/containerd/continuity v0.4.4 // indirect
 	github.com/containerd/errdefs v0.3.0 // indirect
@@ -149,11 +150,5 @@ require (
 	tags.cncf.io/container-device-interface/specs-go v0.7.0 // indirect
 )
 
-tool (
-	github.com/containerd/containerd/cmd/containerd
-	github.com/containerd/containerd/cmd/containerd-shim-runc-v2
-	github.com/containerd/containerd/cmd/ctr
-)
-
-// As containerd's own go.mod: excludes of a dependency do not apply, so repeat them here.
+// As containerd's own go.mod: a dependency's excludes do not apply, so repeat them here.
 exclude github.com/mitchellh/osext v0.0.0-20151018003038-5e2d6d41470f

@@ -1,10 +1,12 @@
-// pikube builds coredns from this module: it requires the upstream module at the pinned version
-// and lists the programs it builds as tools (see pikube/lab/kubernetes/components.py).
+// pikube builds coredns from this module: it requires the upstream module at the pinned
+// version, and tools.go names the programs built (see pikube/lab/kubernetes/components.py).
 module pikube.local/gobuild/coredns
 
-go 1.24
+go 1.21
 
-godebug default=go1.21
+toolchain go1.21.8
+
+require github.com/coredns/coredns v1.11.3
 
 require (
 	cloud.google.com/go/compute v1.24.0 // indirect
@@ -33,7 +35,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.2.0 // indirect
 	github.com/coredns/caddy v1.1.1 // indirect
-	github.com/coredns/coredns v1.11.3 // indirect
 	github.com/coreos/go-semver v0.3.0 // indirect
 	github.com/coreos/go-systemd/v22 v22.3.2 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
@@ -139,5 +140,3 @@ require (
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.1 // indirect
 	sigs.k8s.io/yaml v1.3.0 // indirect
 )
-
-tool github.com/coredns/coredns

@@ -1,12 +1,14 @@
-// pikube builds crictl from this module: it requires cri-tools at the pinned version and lists
-// crictl as a tool (see pikube/lab/kubernetes/components.py). cri-tools replaces the k8s.io
+// pikube builds crictl from this module: it requires cri-tools at the pinned version and names
+// crictl in tools.go (see pikube/lab/kubernetes/components.py). cri-tools replaces the k8s.io
 // staging modules with directories of the Kubernetes v1.30.0 tree (commit 7c48c2bd72b9); a
 // dependent module must name their published releases of that tag instead: v0.30.0.
 module pikube.local/gobuild/cri-tools
 
-go 1.24
+go 1.22.0
 
-godebug default=go1.22
+toolchain go1.22.1
+
+require github.com/kubernetes-sigs/cri-tools v1.30.0
 
 require (
 	github.com/Azure/go-ansiterm v0.0.0-20210617225240-d185dfc1b5a1 // indirect
@@ -36,7 +38,6 @@ require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.19.0 // indirect
 	github.com/josharian/intern v1.0.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kubernetes-sigs/cri-tools v1.30.0 // indirect
 	github.com/liggitt/tabwriter v0.0.0-20181228230101-89fcab3d43de // indirect
 	github.com/mailru/easyjson v0.7.7 // indirect
 	github.com/matttproud/golang_protobuf_extensions v1.0.4 // indirect
@@ -100,8 +101,6 @@ require (
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.1 // indirect
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
-
-tool github.com/kubernetes-sigs/cri-tools/cmd/crictl
 
 replace (
 	// v1.30.0 is served under its vanity path only; its go.mod names the GitHub path.

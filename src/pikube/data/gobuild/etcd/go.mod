@@ -1,10 +1,15 @@
-// pikube builds etcd from this module: it requires the upstream module at the pinned version
-// and lists the programs it builds as tools (see pikube/lab/kubernetes/components.py).
+// pikube builds etcd from this module: it requires the upstream module at the pinned
+// version, and tools.go names the programs built (see pikube/lab/kubernetes/components.py).
 module pikube.local/gobuild/etcd
 
-go 1.24
+go 1.21
 
-godebug default=go1.21
+toolchain go1.21.12
+
+require (
+	go.etcd.io/etcd/etcdctl/v3 v3.5.15
+	go.etcd.io/etcd/server/v3 v3.5.15
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -53,11 +58,9 @@ require (
 	go.etcd.io/etcd/client/pkg/v3 v3.5.15 // indirect
 	go.etcd.io/etcd/client/v2 v2.305.15 // indirect
 	go.etcd.io/etcd/client/v3 v3.5.15 // indirect
-	go.etcd.io/etcd/etcdctl/v3 v3.5.15 // indirect
 	go.etcd.io/etcd/etcdutl/v3 v3.5.15 // indirect
 	go.etcd.io/etcd/pkg/v3 v3.5.15 // indirect
 	go.etcd.io/etcd/raft/v3 v3.5.15 // indirect
-	go.etcd.io/etcd/server/v3 v3.5.15 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.46.0 // indirect
 	go.opentelemetry.io/otel v1.20.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.20.0 // indirect
@@ -83,9 +86,4 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.0.0 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 	sigs.k8s.io/yaml v1.2.0 // indirect
-)
-
-tool (
-	go.etcd.io/etcd/etcdctl/v3
-	go.etcd.io/etcd/server/v3
 )

@@ -1,10 +1,12 @@
-// pikube builds flannel from this module: it requires the upstream module at the pinned version
-// and lists the programs it builds as tools (see pikube/lab/kubernetes/components.py).
+// pikube builds flannel from this module: it requires the upstream module at the pinned
+// version, and tools.go names the programs built (see pikube/lab/kubernetes/components.py).
 module pikube.local/gobuild/flannel
 
-go 1.24
+go 1.23
 
-godebug default=go1.23
+toolchain go1.23.3
+
+require github.com/flannel-io/flannel v0.26.1
 
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
@@ -22,7 +24,6 @@ require (
 	github.com/coreos/pkg v0.0.0-20240122114842-bbd7aa9bf6fb // indirect
 	github.com/davecgh/go-spew v1.1.1 // indirect
 	github.com/emicklei/go-restful/v3 v3.11.0 // indirect
-	github.com/flannel-io/flannel v0.26.1 // indirect
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-openapi/jsonpointer v0.21.0 // indirect
 	github.com/go-openapi/jsonreference v0.20.2 // indirect
@@ -89,5 +90,3 @@ require (
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.1 // indirect
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
-
-tool github.com/flannel-io/flannel

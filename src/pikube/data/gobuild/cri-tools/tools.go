@@ -1,0 +1,10 @@
+//go:build tools
+// +build tools
+
+// Package tools names the upstream programs this module builds, so that `go mod tidy` keeps
+// their requirements.
+package tools
+
+import (
+	_ "github.com/kubernetes-sigs/cri-tools/cmd/crictl"
+)
