@@ -1,8 +1,10 @@
 """The lab's registry on the router: containerd in a lab host pulls the seed's images from it
-through the hosts.toml files every lab Pi gets (real docker-registry, real containerd)."""
+the way kubelet does (CRI, crictl), through the hosts.toml files every lab Pi gets and the
+`config_path` the lab sets (real docker-registry, real containerd)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,14 +20,24 @@ NGINX = "docker.io/library/nginx:latest"
 
 
 def _containerd_config(work: Path) -> str:
+    """What matters of a Pi's containerd config: the CRI plugin, its registry section as
+    `containerd config default` has it (config_path empty), and a snapshotter that needs no
+    mounts (this test's containerd is not a Pi's)."""
     return f"""\
 version = 2
 root = "{work}/root"
 state = "{work}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [grpc]
   address = "{work}/containerd.sock"
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{PAUSE}"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "native"
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = ""
 """
 
 
@@ -45,23 +57,26 @@ def test_containerd_in_the_lab_pulls_the_seeds_images_from_the_router(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     config = work / "config.toml"
-    config.write_text(_containerd_config(work))
+    config.write_text(registry.with_config_path(_containerd_config(work), str(certs)))
+    socket = work / "containerd.sock"
     lab.start(
         "client",
         "containerd",
         ["containerd", "--config", str(config)],
-        ready=FileExists(str(work / "containerd.sock")),
+        ready=FileExists(str(socket)),
     )
-    ctr = ["ctr", "--address", str(work / "containerd.sock"), "--namespace", "k8s.io"]
-    for reference in (PAUSE, NGINX):
-        pull = [*ctr, "images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs)]
-        result = lab.run("client", [*pull, reference], timeout_s=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-    listing = lab.run("client", [*ctr, "images", "ls"], check=True).stdout
-    digests = {line.split()[0]: line.split()[2] for line in listing.splitlines()[1:]}
-    # Exactly the manifests pikube rendered, under the names the manifests use.
-    assert digests[PAUSE] == layout.manifests[PAUSE].digest
-    assert digests[NGINX] == layout.manifests[NGINX].digest
+    crictl = str(binaries.built_binaries(["crictl"])["crictl"])
+    crictl_argv = [crictl, "--runtime-endpoint", f"unix://{socket}"]
+    crictl_argv += ["--image-endpoint", f"unix://{socket}"]
+    # `nginx` as the seed's `kubectl create deployment nginx --image=nginx` names it.
+    for name, reference in (("nginx", NGINX), (PAUSE, PAUSE)):
+        pulled = lab.run("client", [*crictl_argv, "pull", name], timeout_s=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        inspected = lab.run("client", [*crictl_argv, "inspecti", "-o", "json", name], check=True)
+        repo_digests = json.loads(inspected.stdout)["status"]["repoDigests"]
+        # Exactly the manifest pikube rendered, under the name the manifests use.
+        repository = reference.rsplit(":", 1)[0]
+        assert repo_digests == [f"{repository}@{layout.manifests[reference].digest}"]
 
     # The router's registry serves; it does not take pushes.
     upload = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]

@@ -591,35 +591,44 @@ class DebianSource:
     this machine's own installation leaks in) and with Essential packages not forced in.
     """
 
+    def __init__(self) -> None:
+        self._state: Path | None = None  # apt's lists, fetched once per source
+
     def download(self, packages: Sequence[str], into: Path) -> list[Path]:
-        work = into / "apt"
-        for sub in ("lists/partial", "archives/partial", "sources.list.d"):
-            (work / sub).mkdir(parents=True)
-        (work / "status").write_text("")
+        first = self._state is None
+        state = self._state or into / "apt-state"
+        self._state = state
+        archives = into / "archives"
+        (archives / "partial").mkdir(parents=True)
         mirror = rootfs.debian_mirror()
-        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-        suites = [rootfs.SUITE, f"{rootfs.SUITE}-updates"]
-        lines = [f"deb [signed-by={keyring}] {mirror} {s} main" for s in suites]
-        (work / "sources.list").write_text("\n".join(lines) + "\n")
+        if first:
+            for sub in ("lists/partial", "sources.list.d"):
+                (state / sub).mkdir(parents=True)
+            (state / "status").write_text("")
+            keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+            suites = [rootfs.SUITE, f"{rootfs.SUITE}-updates"]
+            lines = [f"deb [signed-by={keyring}] {mirror} {s} main" for s in suites]
+            (state / "sources.list").write_text("\n".join(lines) + "\n")
         options = []
         for key, value in (
-            ("Dir::State::status", work / "status"),
-            ("Dir::State::Lists", work / "lists"),
-            ("Dir::Cache", work),
-            ("Dir::Cache::Archives", work / "archives"),
-            ("Dir::Etc::SourceList", work / "sources.list"),
-            ("Dir::Etc::SourceParts", work / "sources.list.d"),
+            ("Dir::State::status", state / "status"),
+            ("Dir::State::Lists", state / "lists"),
+            ("Dir::Cache", state),
+            ("Dir::Cache::Archives", archives),
+            ("Dir::Etc::SourceList", state / "sources.list"),
+            ("Dir::Etc::SourceParts", state / "sources.list.d"),
             ("Dir::Etc::Preferences", "/dev/null"),
-            ("Dir::Etc::PreferencesParts", work / "sources.list.d"),
+            ("Dir::Etc::PreferencesParts", state / "sources.list.d"),
             ("Debug::NoLocking", "true"),
             ("APT::Install-Recommends", "false"),
             ("pkgCacheGen::Essential", "none"),
         ):
             options += ["-o", f"{key}={value}"]
         what = f"downloading Debian packages for the lab's images from {mirror}"
-        _run(["apt-get", *options, "-q", "update"], what)
+        if first:
+            _run(["apt-get", *options, "-q", "update"], what)
         _run(["apt-get", *options, "-q", "install", "--download-only", "-y", *packages], what)
-        debs = sorted((work / "archives").glob("*.deb"))
+        debs = sorted(archives.glob("*.deb"))
         if not debs:
             raise PikubeError(f"{what}: apt-get downloaded nothing")
         return debs
