@@ -161,7 +161,8 @@ def containerd_config(spec: ClusterSpec) -> str:
         "\n"
         f"[{cri}]\n"
         f'  sandbox_image = "{pause_image(spec)}"\n'
-        "\n"
+        + ("  restrict_oom_score_adj = true\n" if spec.containerd.restrict_oom_score_adj else "")
+        + "\n"
         f"[{cri}.registry]\n"
         f'  config_path = "{CONTAINERD_CERTS_D}"\n'
         "\n"

@@ -154,6 +154,17 @@ class LoadBalancer(_Model):
         return value
 
 
+class Containerd(_Model):
+    restrict_oom_score_adj: bool = Field(
+        default=False,
+        description=(
+            "true where no process may lower an OOM score (no CAP_SYS_RESOURCE: unprivileged "
+            "LXC containers, some VMs and sandboxes): containerd then never asks for a score "
+            "below its own, else kubelet's pod sandboxes (-998) fail to start"
+        ),
+    )
+
+
 class DemoApp(_Model):
     enabled: bool = True
     image: str = "nginx:1.27"
@@ -173,6 +184,7 @@ class ClusterSpec(_Model):
     packages: Packages = Packages()
     networking: Networking = Networking()
     swap: SwapPolicy = SwapPolicy.DISABLE
+    containerd: Containerd = Containerd()
     load_balancer: LoadBalancer | None = None
     demo_app: DemoApp = DemoApp()
 
@@ -311,6 +323,11 @@ networking:
 # disable: swap off now and at every boot (swapon, fstab, dphys-swapfile, zram), as kubelet
 # expects. keep: leave it on and start kubelet with failSwapOn: false.
 swap: disable
+
+# restrict_oom_score_adj: true only where no process may lower an OOM score (unprivileged LXC
+# containers, some VMs); kubelet's pods then start there too. A Raspberry Pi needs false.
+containerd:
+  restrict_oom_score_adj: false
 
 load_balancer:
   mode: layer2                          # layer2 (ARP/NDP) | bgp

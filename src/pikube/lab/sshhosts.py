@@ -425,6 +425,10 @@ networking:
   service_cidr: 10.96.0.0/12
   kube_proxy_mode: iptables
 swap: disable
+containerd:
+  # The lab's machine has no CAP_SYS_RESOURCE, so no process there may lower an OOM score
+  # (docs/decisions/0047); a Raspberry Pi needs false.
+  restrict_oom_score_adj: true
 load_balancer:
   mode: layer2
   pool: 198.51.100.230-198.51.100.250

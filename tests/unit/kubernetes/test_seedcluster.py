@@ -7,7 +7,12 @@ import json
 import pytest
 
 from pikube.errors import PikubeError
-from pikube.lab.kubernetes.seedcluster import join_command, ready_nodes, redact_join
+from pikube.lab.kubernetes.seedcluster import (
+    join_command,
+    kube_proxy_conntrack_max,
+    ready_nodes,
+    redact_join,
+)
 
 INIT_TAIL = """\
 Your Kubernetes control-plane has initialized successfully!
@@ -63,3 +68,8 @@ def test_ready_nodes_reads_the_ready_condition_and_kubelet_version() -> None:
 
     listing = json.dumps({"items": [node("master", "True"), node("node01", "False")]})
     assert ready_nodes(listing) == {"master": (True, "v1.31.5"), "node01": (False, "v1.31.5")}
+
+
+def test_kube_proxy_wants_its_minimum_conntrack_table_on_a_pi() -> None:
+    assert kube_proxy_conntrack_max(cpus=4) == 131072  # a Raspberry Pi 4
+    assert kube_proxy_conntrack_max(cpus=8) == 262144

@@ -14,6 +14,7 @@ The pure part (reading init's output, the nodes' readiness) is `join_command` an
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import sshhosts, state
+from pikube.lab import pihost, sshhosts, state
 from pikube.lab.kubernetes import registry
 from pikube.lab.lab import Lab
 from pikube.system import require_commands
@@ -62,6 +63,13 @@ def ready_nodes(nodes_json: str) -> dict[str, tuple[bool, str]]:
         version = item.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
         result[name] = (ready, version)
     return result
+
+
+def kube_proxy_conntrack_max(cpus: int, per_core: int = 32768, minimum: int = 131072) -> int:
+    """The nf_conntrack_max kube-proxy v1.31 insists on with kubeadm's defaults
+    (conntrack.maxPerCore 32768, min 131072): it writes it whenever it differs, and exits when
+    it cannot (a network namespace cannot)."""
+    return max(per_core * cpus, minimum)
 
 
 def redact_join(command: str) -> str:
@@ -121,6 +129,20 @@ def _checked(result: subprocess.CompletedProcess[str], what: str) -> str:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise PikubeError(f"{what} failed (exit {result.returncode}):\n{tail}")
     return result.stdout
+
+
+CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
+
+
+def set_conntrack_max(say: Callable[[str], None]) -> None:
+    """Set the machine's nf_conntrack_max to what kube-proxy asks of the lab's nodes, since a
+    node's kube-proxy cannot (the setting is the machine's, not a namespace's; decision 0047)."""
+    cpus = min(len(os.sched_getaffinity(0)), max(b.cores for b in pihost.BOARDS.values()))
+    wanted = kube_proxy_conntrack_max(cpus)
+    current = int(CONNTRACK_MAX.read_text())
+    if current != wanted:
+        CONNTRACK_MAX.write_text(f"{wanted}\n")
+        say(f"machine: net.netfilter.nf_conntrack_max {current} -> {wanted} (kube-proxy's value)")
 
 
 def prepare_hosts(lab: Lab) -> None:
@@ -207,6 +229,7 @@ def up_kubernetes(lab: Lab, say: Callable[[str], None] = print) -> Stages:
     stages.run("boot the Pis", boot, say)
     stages.run("prepare hosts (pikube cluster apply)", lambda: prepare_hosts(lab), say)
     join: list[str] = []
+    set_conntrack_max(say)
     stages.run("kubeadm init", lambda: join.append(kubeadm_init(lab)), say)
     stages.run("flannel", lambda: apply_flannel(lab, manifest), say)
     stages.run("kubeadm join", lambda: join_workers(lab, join[0], workers), say)
