@@ -80,12 +80,13 @@ def test_the_seeds_nginx_answers_through_a_nodeport_and_port_forward(cluster: La
     kubectl(cluster, "rollout status deployment/nginx --timeout=300s", 330)
     port = kubectl(cluster, "get svc nginx -o jsonpath={.spec.ports[0].nodePort}").strip()
     for node in ("198.51.100.21", "198.51.100.22", "198.51.100.23"):
-        result = cluster.run(
-            "client",
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{node}:{port}/"],
-            check=True,
+        # kube-proxy programs a new Service within its sync period (1 s): a bounded retry.
+        get = (
+            f"curl -s -o /dev/null -w %{{http_code}} --retry 20 --retry-connrefused "
+            f"--retry-delay 1 http://{node}:{port}/"
         )
-        assert result.stdout == "200", f"{node}:{port}"
+        result = cluster.run("client", get.split(), timeout_s=60.0)
+        assert result.stdout == "200", f"{node}:{port}: {result.stdout} {result.stderr}"
     # The seed then connects from the PC with the admin kubeconfig: kubectl v1.31.5 on the client.
     kubectl_bin = gobuild.ensure_built("kubernetes") / "kubectl"
     conf = seedcluster.kubeconfig_path(cluster.name)

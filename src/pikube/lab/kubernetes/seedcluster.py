@@ -207,6 +207,20 @@ def wait_ready(lab: Lab, expected: Iterable[str], timeout_s: float = _READY_TIME
     )
 
 
+# What "every component Ready" means after the joins: kubeadm's and flannel's workloads.
+SYSTEM_ROLLOUTS = (
+    "-n kube-flannel rollout status daemonset/kube-flannel-ds",
+    "-n kube-system rollout status daemonset/kube-proxy",
+    "-n kube-system rollout status deployment/coredns",
+)
+
+
+def wait_system_pods(lab: Lab, timeout_s: float = _READY_TIMEOUT_S) -> None:
+    for rollout in SYSTEM_ROLLOUTS:
+        command = f"{KUBECTL} {rollout} --timeout={timeout_s:.0f}s"
+        _checked(ssh(lab, "master", command, timeout_s=timeout_s + 30), f"master: {command}")
+
+
 def up_kubernetes(lab: Lab, say: Callable[[str], None] = print) -> Stages:
     """The lab's top rung: real Kubernetes v1.31.5 on master and node01-03 (see the module
     docstring). The lab must be up without the API stand-in."""
@@ -234,6 +248,7 @@ def up_kubernetes(lab: Lab, say: Callable[[str], None] = print) -> Stages:
     stages.run("flannel", lambda: apply_flannel(lab, manifest), say)
     stages.run("kubeadm join", lambda: join_workers(lab, join[0], workers), say)
     stages.run("four Ready nodes", lambda: wait_ready(lab, ["master", *workers]), say)
+    stages.run("flannel, kube-proxy and CoreDNS ready", lambda: wait_system_pods(lab), say)
     return stages
 
 
