@@ -142,13 +142,18 @@ DESIRED_SYSCTLS = {
 }
 
 
+CONTAINERD_CERTS_D = "/etc/containerd/certs.d"
+
+
 def pause_image(spec: ClusterSpec) -> str:
     tag = PAUSE_IMAGES.get(spec.versions.kubernetes_minor, "3.10")
     return f"registry.k8s.io/pause:{tag}"
 
 
 def containerd_config(spec: ClusterSpec) -> str:
-    """containerd 1.6/1.7 (config version 2): CRI on, systemd cgroup driver, kubeadm's pause."""
+    """containerd 1.6/1.7 (config version 2): CRI on, systemd cgroup driver, kubeadm's pause,
+    and registry hosts from /etc/containerd/certs.d (where a site puts a mirror for
+    registry.k8s.io or docker.io; nothing there means the registries themselves)."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return (
         "# pikube: containerd for kubeadm (CRI enabled, systemd cgroup driver)\n"
@@ -156,6 +161,10 @@ def containerd_config(spec: ClusterSpec) -> str:
         "\n"
         f"[{cri}]\n"
         f'  sandbox_image = "{pause_image(spec)}"\n'
+        + ("  restrict_oom_score_adj = true\n" if spec.containerd.restrict_oom_score_adj else "")
+        + "\n"
+        f"[{cri}.registry]\n"
+        f'  config_path = "{CONTAINERD_CERTS_D}"\n'
         "\n"
         f"[{cri}.containerd.runtimes.runc]\n"
         '  runtime_type = "io.containerd.runc.v2"\n'

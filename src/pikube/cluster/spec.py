@@ -208,6 +208,17 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None  # a DNS name: nothing to compare before connecting
 
 
+class Containerd(_Model):
+    restrict_oom_score_adj: bool = Field(
+        default=False,
+        description=(
+            "true where no process may lower an OOM score (no CAP_SYS_RESOURCE: unprivileged "
+            "LXC containers, some VMs and sandboxes): containerd then never asks for a score "
+            "below its own, else kubelet's pod sandboxes (-998) fail to start"
+        ),
+    )
+
+
 class DemoApp(_Model):
     enabled: bool = True
     image: str = "nginx:1.27"
@@ -227,6 +238,7 @@ class ClusterSpec(_Model):
     packages: Packages = Packages()
     networking: Networking = Networking()
     swap: SwapPolicy = SwapPolicy.DISABLE
+    containerd: Containerd = Containerd()
     load_balancer: LoadBalancer | None = None
     demo_app: DemoApp = DemoApp()
 
@@ -418,6 +430,11 @@ networking:
 # disable: swap off now and at every boot (swapon, fstab, dphys-swapfile, zram), as kubelet
 # expects. keep: leave it on and start kubelet with failSwapOn: false.
 swap: disable
+
+# restrict_oom_score_adj: true only where no process may lower an OOM score (unprivileged LXC
+# containers, some VMs); kubelet's pods then start there too. A Raspberry Pi needs false.
+containerd:
+  restrict_oom_score_adj: false
 
 load_balancer:                          # not yet used
   mode: layer2                          # layer2 (ARP/NDP) | bgp

@@ -191,6 +191,9 @@ class HostConfig:
     board: str = DEFAULT_BOARD
     missing_modules: tuple[str, ...] = ()  # what the host's kernel was built without
     clock_offset_s: int = 0  # how wrong the host's wall clock is
+    # A Kubernetes node: cgroup v1 hierarchies of its own (kubelet and containerd need real
+    # controllers), /dev/kmsg, container storage on the host's disk (see KUBERNETES_NODE).
+    kubernetes_node: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "missing_modules": list(self.missing_modules)}
@@ -232,8 +235,21 @@ if [ "$MISSING" != "  " ]; then
   done
   mount -o remount,ro "$M/sys/module"
 fi
-mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
-mount --bind "$V/cgroup.controllers" "$M/sys/fs/cgroup/cgroup.controllers"
+if [ -f "$V/cgroup-v1" ]; then
+  # The machine's cgroup v1 hierarchies, each rooted at this host's own cgroup (we are in a
+  # cgroup namespace), plus the empty unified hierarchy: systemd's "hybrid" layout.
+  mount -t tmpfs -o mode=755,nosuid,nodev,noexec cgroup "$M/sys/fs/cgroup"
+  while read -r dir opts; do
+    mkdir -p "$M/sys/fs/cgroup/$dir"
+    mount -t cgroup -o "nosuid,nodev,noexec,$opts" cgroup "$M/sys/fs/cgroup/$dir"
+  done < "$V/cgroup-v1"
+  mkdir -p "$M/sys/fs/cgroup/unified"
+  mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup/unified"
+  mount -o remount,ro "$M/sys/fs/cgroup"
+else
+  mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
+  mount --bind "$V/cgroup.controllers" "$M/sys/fs/cgroup/cgroup.controllers"
+fi
 mount -t tmpfs -o mode=755 firmware "$M/sys/firmware"
 mkdir -p "$M/sys/firmware/devicetree/base"
 cp "$V/model" "$V/serial-number" "$M/sys/firmware/devicetree/base/"
@@ -249,6 +265,19 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$M/dev/pts"
 ln -s pts/ptmx "$M/dev/ptmx"
 mount -t tmpfs -o mode=1777,nosuid,nodev shm "$M/dev/shm"
 touch "$M/dev/console"; mount --bind "$HOSTDIR/console.log" "$M/dev/console"
+if [ -d "$V/node-sysctl" ]; then
+  # A Kubernetes node: kubelet reads the kernel log and needs the machine-wide settings it
+  # would write; containers' overlay snapshots and pod volumes need a real disk, not an overlay.
+  touch "$M/dev/kmsg"; mount --bind /dev/kmsg "$M/dev/kmsg"
+  for f in "$V"/node-sysctl/*; do
+    mount --bind -o ro "$f" "$M/proc/sys/$(echo "${f##*/}" | tr . /)"
+  done
+  for d in containerd kubelet; do
+    mkdir -p "$HOSTDIR/disk/$d" "$M/var/lib/$d"
+    mount --bind "$HOSTDIR/disk/$d" "$M/var/lib/$d"
+  done
+  mount --make-rshared "$M"
+fi
 INIT_ARGS=""
 if [ -f "$V/faketimerc" ]; then
   # A wrong wall clock for every program but systemd's own (libfaketime breaks their timerfd
@@ -268,9 +297,50 @@ exec chroot "$M" /lib/systemd/systemd $INIT_ARGS
 """
 
 _UNSHARE = (
-    'echo $$ > "$1/cgroup.procs" && exec unshare --mount --uts --ipc --pid --cgroup '
-    '--fork --kill-child --propagation private sh -eu "$2"'
+    'for f in $(cat "$1"); do echo $$ > "$f"; done && exec unshare --mount --uts --ipc --pid '
+    '--cgroup --fork --kill-child --propagation private sh -eu "$2"'
 )
+# What kubelet (protectKernelDefaults: false) sets machine-wide when they differ, and fails to
+# start when it cannot. A lab host cannot write kernel-wide sysctls, so a Kubernetes node is
+# shown these values (docs/decisions/0050).
+KUBELET_KERNEL_SETTINGS = {
+    "vm.overcommit_memory": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+}
+_V1_CONTROLLERS = frozenset(_V1_NAMES) | {"hugetlb", "rdma", "misc"}
+
+
+def v1_hierarchies(mounts: str) -> list[tuple[str, str]]:
+    """The machine's cgroup v1 hierarchies from a mounts table: (directory name, the mount
+    options that name the hierarchy: its controllers, or `none,name=X` for a named one)."""
+    found: dict[str, str] = {}
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[2] != "cgroup":
+            continue
+        options = fields[3].split(",")
+        controllers = [o for o in options if o in _V1_CONTROLLERS]
+        names = [o for o in options if o.startswith("name=")]
+        if controllers:
+            found.setdefault(",".join(controllers), ",".join(controllers))
+        elif names:
+            found.setdefault(names[0].removeprefix("name="), "none," + names[0])
+    return sorted(found.items())
+
+
+def inside_mounts(hierarchies: list[tuple[str, str]], memory_cgroup: bool) -> str:
+    """The v1 hierarchies a booted host mounts (`dir options` lines): the memory controller
+    only when the kernel command line leaves it on, as on the Pi."""
+    lines = [
+        f"{directory} {options}"
+        for directory, options in hierarchies
+        if memory_cgroup or "memory" not in options.split(",")
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _cgroup_root(hostdir: Path) -> Path:
@@ -280,6 +350,33 @@ def _cgroup_root(hostdir: Path) -> Path:
     if not os.path.ismount(mountpoint):
         subprocess.run(["mount", "-t", "cgroup2", "cgroup2", str(mountpoint)], check=True)
     return mountpoint
+
+
+def _v1_roots(hostdir: Path, hierarchies: list[tuple[str, str]]) -> list[Path]:
+    """Each v1 hierarchy of the machine, mounted privately under the host's directory."""
+    roots = []
+    for directory, options in hierarchies:
+        mountpoint = hostdir / "cgroup-v1" / directory
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(mountpoint):
+            subprocess.run(
+                ["mount", "-t", "cgroup", "-o", options, "cgroup", str(mountpoint)], check=True
+            )
+        roots.append(mountpoint)
+    return roots
+
+
+def _make_v1_cgroup(root: Path, name: str) -> Path:
+    """The host's cgroup in one v1 hierarchy; cpuset cgroups start empty, so each level gets
+    its parent's CPUs and memory nodes (else joining it fails with ENOSPC)."""
+    path = root
+    for part in name.split("/"):
+        parent, path = path, path / part
+        path.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if (path / knob).exists() and not (path / knob).read_text().strip():
+                (path / knob).write_text((parent / knob).read_text())
+    return path
 
 
 def cgroup_name(lab: str, host: str) -> str:
@@ -321,6 +418,13 @@ def _write_view(config: HostConfig, hostdir: Path) -> KernelView:
     (directory / "meminfo").write_text(meminfo)
     (directory / "boot_id").write_text(f"{uuid.uuid4()}\n")
     (directory / "missing-modules").write_text(" ".join(config.missing_modules) + "\n")
+    if config.kubernetes_node:
+        hierarchies = v1_hierarchies(Path("/proc/1/mounts").read_text())
+        (directory / "cgroup-v1").write_text(inside_mounts(hierarchies, view.memory_cgroup))
+        sysctls = directory / "node-sysctl"
+        sysctls.mkdir(exist_ok=True)
+        for key, value in KUBELET_KERNEL_SETTINGS.items():
+            (sysctls / key).write_text(value + "\n")
     faketimerc = directory / "faketimerc"
     if config.clock_offset_s:
         faketimerc.write_text(f"{config.clock_offset_s:+d}\n")
@@ -337,8 +441,14 @@ def _bring_up_cpus(machine_cpus: list[int], count: int) -> None:
 
 def run(hostdir: Path) -> int:
     config = HostConfig.load(hostdir)
-    cgroup = _cgroup_root(hostdir) / cgroup_name(config.lab, config.host)
+    name = cgroup_name(config.lab, config.host)
+    cgroup = _cgroup_root(hostdir) / name
     cgroup.mkdir(parents=True, exist_ok=True)
+    cgroups = [cgroup]
+    if config.kubernetes_node:
+        hierarchies = v1_hierarchies(Path("/proc/1/mounts").read_text())
+        cgroups += [_make_v1_cgroup(r, name) for r in _v1_roots(hostdir, hierarchies)]
+    (hostdir / "cgroup-procs").write_text("".join(f"{c}/cgroup.procs\n" for c in cgroups))
     (hostdir / "boot.sh").write_text(BOOT_SCRIPT)
     (hostdir / "console.log").touch()
     env = {
@@ -368,14 +478,22 @@ def run(hostdir: Path) -> int:
             boots += 1
             (hostdir / "boots").write_text(f"{boots}\n")
             child = subprocess.Popen(
-                ["sh", "-c", _UNSHARE, "pihost", str(cgroup), str(hostdir / "boot.sh")],
+                [
+                    "sh",
+                    "-c",
+                    _UNSHARE,
+                    "pihost",
+                    str(hostdir / "cgroup-procs"),
+                    str(hostdir / "boot.sh"),
+                ],
                 env=env,
             )
             status = child.wait()
             if status != -signal.SIGHUP:  # anything but a reboot: the host stays off
                 break
     finally:
-        remove_cgroup(cgroup)
+        for directory in cgroups:
+            remove_cgroup(directory)
     return 0 if stopping else (status if status >= 0 else 128 - status)
 
 

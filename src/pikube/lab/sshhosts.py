@@ -143,10 +143,17 @@ def has_ssh_hosts(lab: Lab) -> bool:
     return client_key_path(lab.name).exists()
 
 
-def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) -> list[SshHost]:
+def up_ssh_hosts(
+    lab: Lab,
+    faults: Mapping[str, Iterable[Fault]] | None = None,
+    *,
+    kubernetes_nodes: bool = False,
+) -> list[SshHost]:
     """Boot the lab's SSH hosts (fresh, or with faults) and serve the apt repository.
 
     Builds the cached root and repository first if this machine has none (about a minute).
+    With `kubernetes_nodes`, each host boots with what a real kubelet and containerd need
+    (pihost.HostConfig.kubernetes_node).
     """
     lab.require_up()
     hosts = checked_ssh_hosts(lab, faults)
@@ -159,7 +166,9 @@ def up_ssh_hosts(lab: Lab, faults: Mapping[str, Iterable[Fault]] | None = None) 
     for host in hosts:
         arch = rootfs.THIRTY_TWO_BIT if Fault.USERLAND_32_BIT in host.faults else rootfs.NATIVE
         card = original if host in cloned and original is not None else _new_card(host.name)
-        _prepare_disk(lab, host, card, rootfs.ensure_rootfs(arch), repo, client_key)
+        _prepare_disk(
+            lab, host, card, rootfs.ensure_rootfs(arch), repo, client_key, kubernetes_nodes
+        )
         if Fault.USB_ETHERNET_DEFAULT_MAC in host.faults:
             _plug_usb_ethernet_adapter(lab, host.name)
         if Fault.UNREACHABLE in host.faults:
@@ -220,7 +229,7 @@ def host_processes(lab_name: str, host: str) -> list[tuple[int, tuple[str, ...]]
 
 def down_ssh_hosts(lab_name: str) -> None:
     """Remove the hosts' disks and cgroups (their processes are stopped by `Lab.down`)."""
-    for cgroup_root in _cgroup2_mounts():
+    for cgroup_root in _cgroup2_mounts(("cgroup2", "cgroup")):  # Kubernetes nodes use v1 too
         parent = cgroup_root / "pikube"
         for directory in parent.glob(f"{lab_name}-*"):
             pihost.remove_cgroup(directory, timeout_s=2.0)
@@ -229,11 +238,11 @@ def down_ssh_hosts(lab_name: str) -> None:
     shutil.rmtree(data_dir(lab_name), ignore_errors=True)
 
 
-def _cgroup2_mounts() -> list[Path]:
+def _cgroup2_mounts(types: tuple[str, ...] = ("cgroup2",)) -> list[Path]:
     found = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
         fields = line.split()
-        if len(fields) > 2 and fields[2] == "cgroup2":
+        if len(fields) > 2 and fields[2] in types:
             found.append(Path(fields[1]))
     return found
 
@@ -318,7 +327,13 @@ def _plug_usb_ethernet_adapter(lab: Lab, host: str) -> None:
 
 
 def _prepare_disk(
-    lab: Lab, host: SshHost, card: _Card, root: Path, repo: Path, client_key: asyncssh.SSHKey
+    lab: Lab,
+    host: SshHost,
+    card: _Card,
+    root: Path,
+    repo: Path,
+    client_key: asyncssh.SSHKey,
+    kubernetes_node: bool = False,
 ) -> None:
     """The host's SD card: a fresh Raspberry Pi OS with this card's identity (and faults)."""
     directory = host_dir(lab.name, host.name)
@@ -331,6 +346,9 @@ def _prepare_disk(
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.1.1\t{card.hostname}"]
     lines += [f"{h.ipv4}\t{h.name}" for h in lab.topology.hosts]
     _write(upper / "etc" / "hosts", "\n".join(lines) + "\n")
+    # The home router is the LAN's DNS server, as DHCP says on a home network; the lab's has
+    # none, so a name outside the lab fails at once (kubeadm asks dl.k8s.io for its version).
+    _write(upper / "etc" / "resolv.conf", f"nameserver {lab.topology.gateway.ipv4}\n")
     _write(upper / "etc" / "machine-id", card.machine_id + "\n", 0o444)
     for name, private, public in card.host_keys:
         base = upper / "etc" / "ssh" / f"ssh_host_{name}_key"
@@ -384,6 +402,7 @@ def _prepare_disk(
             if fault in host.faults
         ),
         clock_offset_s=CLOCK_AHEAD_S if Fault.CLOCK_AHEAD in host.faults else 0,
+        kubernetes_node=kubernetes_node,
     ).save()
 
 
@@ -421,6 +440,10 @@ networking:
   service_cidr: 10.96.0.0/12
   kube_proxy_mode: iptables
 swap: disable
+containerd:
+  # The lab's machine has no CAP_SYS_RESOURCE, so no process there may lower an OOM score
+  # (docs/decisions/0047); a Raspberry Pi needs false.
+  restrict_oom_score_adj: true
 load_balancer:
   mode: layer2
   pool: 198.51.100.230-198.51.100.250

@@ -213,3 +213,14 @@ def test_kubelet_defaults_keep_other_settings() -> None:
     assert kubelet_defaults("OTHER=1\n", tolerate_swap=True) == (
         "OTHER=1\nKUBELET_EXTRA_ARGS=--fail-swap-on=false\n"
     )
+
+
+def test_containerd_may_be_told_not_to_lower_oom_scores(spec: ClusterSpec) -> None:
+    from pikube.cluster.operations import containerd_config  # noqa: PLC0415
+    from pikube.cluster.spec import Containerd  # noqa: PLC0415
+
+    assert "restrict_oom_score_adj" not in containerd_config(spec)
+    restricted = spec.model_copy(update={"containerd": Containerd(restrict_oom_score_adj=True)})
+    config = containerd_config(restricted)
+    cri = config.split('[plugins."io.containerd.grpc.v1.cri"]\n', 1)[1].split("\n\n", 1)[0]
+    assert "  restrict_oom_score_adj = true" in cri.splitlines()

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 from pikube.lab.pihost import (
     BOARDS,
     Firmware,
+    inside_mounts,
     kernel_view,
     meminfo_view,
     memory_cgroup_enabled,
     online_cpus,
+    v1_hierarchies,
 )
 
 PLAIN = "console=serial0,115200 root=PARTUUID=1234-02 rootwait\n"
@@ -75,3 +77,34 @@ def test_meminfo_shows_the_boards_memory() -> None:
     assert values["Hugepagesize:"] == "2048"  # not an amount of the board's memory
     assert values["HugePages_Total:"] == "0"
     assert pi3.startswith("MemTotal:         944000 kB\n")
+
+
+# -- Kubernetes nodes: the machine's cgroup v1 hierarchies ------------------------------------
+
+MACHINE_MOUNTS = """\
+tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/net_cls,net_prio cgroup rw,nosuid,net_cls,net_prio 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,xattr,name=systemd 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+"""
+
+
+def test_v1_hierarchies_keep_co_mounted_controllers_and_named_ones() -> None:
+    assert v1_hierarchies(MACHINE_MOUNTS) == [
+        ("cpu", "cpu"),
+        ("cpuacct", "cpuacct"),
+        ("memory", "memory"),
+        ("net_cls,net_prio", "net_cls,net_prio"),
+        ("systemd", "none,name=systemd"),
+    ]
+
+
+def test_a_node_mounts_the_memory_hierarchy_only_when_the_kernel_has_it_on() -> None:
+    hierarchies = v1_hierarchies(MACHINE_MOUNTS)
+    assert "memory memory" in inside_mounts(hierarchies, memory_cgroup=True)
+    off = inside_mounts(hierarchies, memory_cgroup=False)
+    assert "memory" not in off
+    assert "systemd none,name=systemd" in off

@@ -25,8 +25,8 @@ def test_references_are_exactly_what_kubeadm_and_kube_flannel_yml_name() -> None
         "registry.k8s.io/etcd:3.5.15-0",
         "registry.k8s.io/coredns/coredns:v1.11.3",
         "registry.k8s.io/pause:3.10",
-        "docker.io/flannel/flannel:v0.26.3",
-        "docker.io/flannel/flannel-cni-plugin:v1.6.0-flannel1",
+        "docker.io/flannel/flannel:v0.26.1",
+        "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2",
         "docker.io/library/nginx:latest",
     }
 
@@ -60,9 +60,9 @@ def test_binaries_sit_where_the_manifests_run_them() -> None:
     by_ref = {i.reference: i for i in images.lab_images()}
     proxy = by_ref["registry.k8s.io/kube-proxy:v1.31.5"]
     assert images.BinaryFile("kube-proxy", "usr/local/bin/kube-proxy") in proxy.layers[1].binaries
-    flannel = by_ref["docker.io/flannel/flannel:v0.26.3"]
+    flannel = by_ref["docker.io/flannel/flannel:v0.26.1"]
     assert flannel.entrypoint == ("/opt/bin/flanneld",)
-    cni = by_ref["docker.io/flannel/flannel-cni-plugin:v1.6.0-flannel1"]
+    cni = by_ref["docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2"]
     assert images.BinaryFile("flannel", "flannel") in cni.layers[1].binaries  # `cp -f /flannel`
     # kubeadm's static Pods run `kube-apiserver ...` by name: it must be on the PATH.
     assert "/usr/local/bin" in images.PATH_ENV

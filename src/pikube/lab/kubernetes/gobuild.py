@@ -24,6 +24,7 @@ import platform
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -241,3 +242,24 @@ def _build_into(comp: Component, tmp: Path) -> float:
     shutil.rmtree(src)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return seconds
+
+
+def module_file(name: str, path: str) -> bytes:
+    """A file of the component's upstream module, from the Go module cache (downloaded and
+    checked against the wrapper's go.sum first if needed), e.g. flannel's kube-flannel.yml."""
+    comp = lookup(name)
+    with tempfile.TemporaryDirectory(prefix="pikube-module-") as tmp:
+        for file_name, data in wrapper_files(comp).items():
+            Path(tmp, file_name).write_bytes(data)
+        env = {**os.environ, **go_env(cache_dir()), "GOTOOLCHAIN": go_toolchain(comp)}
+        listing = _run(
+            ("go", "mod", "download", "-json", f"{comp.module}@{comp.version}"),
+            Path(tmp),
+            env,
+            Path(tmp, "download.log"),
+            comp,
+        )
+    source = Path(json.loads(listing)["Dir"]) / path
+    if not source.is_file():
+        raise PikubeError(f"{comp.module}@{comp.version} has no {path}")
+    return source.read_bytes()

@@ -40,8 +40,11 @@ KUBERNETES_TAG = BY_NAME["kubernetes"].pinned
 ETCD_TAG = BY_NAME["etcd"].pinned.removeprefix("v") + "-0"  # kubeadm's etcd image revision
 COREDNS_TAG = BY_NAME["coredns"].pinned
 PAUSE_TAG = "3.10"  # kubeadm v1.31.5's constant; built from the Kubernetes tree
-FLANNEL_TAG = BY_NAME["flannel"].pinned
-FLANNEL_CNI_PLUGIN_TAG = BY_NAME["flannel-cni-plugin"].pinned
+# flannel's images are named as the kube-flannel.yml the lab applies names them: the one in the
+# module of the flannel version built (v0.26.1; v0.26.3's is not served), so that manifest is
+# applied unmodified. Its CNI-plugin image holds the CNI project's flannel plugin (decision 0051).
+FLANNEL_TAG = BY_NAME["flannel"].version
+FLANNEL_CNI_PLUGIN_TAG = "v1.5.1-flannel2"
 NGINX_TAG = "latest"
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"

@@ -1,5 +1,5 @@
-// pikube builds the seed's Kubernetes v1.31.5 from this module: a wrapper that requires
-// k8s.io/kubernetes and pins each of its staging modules to the published v0.31.5.
+// pikube builds the seed's Kubernetes v1.31.5 from this module, with upstream's Go (1.22.10): a
+// wrapper that requires k8s.io/kubernetes and pins each staging module to a published release.
 module pikube.local/gobuild/kubernetes
 
 go 1.22.0
