@@ -144,8 +144,10 @@ def build(components: tuple[str, ...], output: str) -> None:
             seed = f" (seed: {comp.pinned})" if comp.substituted else ""
             how = "cached" if result.cached else f"built in {result.build_s:.1f} s"
             size_mb = sum(result.sizes.values()) / 1e6
+            count = len(result.sizes)
             _console().print(
-                f"{wanted} {result.version}{seed}: {how}, {len(result.sizes)} binaries, "
+                f"{wanted} {result.version}{seed}: {how}, "
+                f"{count} {'binary' if count == 1 else 'binaries'}, "
                 f"{size_mb:.1f} MB in {result.directory}",
                 soft_wrap=True,  # a path cut in two cannot be copied
             )
@@ -154,7 +156,8 @@ def build(components: tuple[str, ...], output: str) -> None:
         summary = {"components": [r.to_json() for r in results], "elapsed_s": round(elapsed, 2)}
         click.echo(json.dumps(summary, indent=2))
     else:
-        _console().print(f"{len(results)} components in {elapsed:.1f} s")
+        noun = "component" if len(results) == 1 else "components"
+        _console().print(f"{len(results)} {noun} in {elapsed:.1f} s")
 
 
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})

@@ -7,8 +7,9 @@ from pathlib import Path
 from pikube.lab.kubernetes.components import BY_NAME
 from pikube.lab.kubernetes.gobuild import build_error
 
+# What the go command prints for a version the module proxy does not serve (captured here).
 PROXY_403 = """go: downloading github.com/flannel-io/flannel v0.26.3
-go: github.com/flannel-io/flannel@v0.26.3: reading https://proxy.golang.org/github.com/flannel-io/flannel/@v/v0.26.3.info: 403 Forbidden
+github.com/flannel-io/flannel@v0.26.3: reading https://proxy.golang.org/github.com/flannel-io/flannel/@v/v0.26.3.zip: 403 Forbidden
 	server response: This module version is not available.
 """  # noqa: E501
 
