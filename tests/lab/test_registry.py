@@ -82,3 +82,19 @@ def test_containerd_in_the_lab_pulls_the_seeds_images_from_the_router(
     upload = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]
     url = f"{registry.mirror_url(lab)}/v2/pause/blobs/uploads/"
     assert lab.run("client", [*upload, url], check=True).stdout != "202"
+
+
+def test_the_router_serves_every_image_the_seed_pulls(lab: Lab) -> None:
+    url = registry.up_registry(lab)
+    catalog = lab.run("client", ["curl", "-s", f"{url}/v2/_catalog"], check=True).stdout
+    assert sorted(json.loads(catalog)["repositories"]) == sorted(
+        i.repository for i in images.lab_images()
+    )
+    accept = f"Accept: {images.MANIFEST_MEDIA_TYPE}"
+    for image in images.lab_images():
+        head = ["curl", "-s", "-I", "-H", accept]
+        answer = lab.run(
+            "client", [*head, f"{url}/v2/{image.repository}/manifests/{image.tag}"], check=True
+        ).stdout.lower()
+        assert answer.startswith("http/1.1 200"), (image.reference, answer)
+        assert "docker-content-digest: sha256:" in answer
