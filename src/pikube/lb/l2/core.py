@@ -80,6 +80,7 @@ class SpeakerCore:
     _watched: set[bytes] = field(default_factory=set)  # being probed
     _conflict_noted: dict[bytes, float] = field(default_factory=dict)
     _heartbeat: protocol.Heartbeat | None = None
+    rejoined: bool = False  # a peer came into view since the last evaluation
     _was_joining: bool = True
     _last_evaluated: float = -1e9
     _watch_at: float = float("inf")  # a peer that missed a heartbeat: its deadline
@@ -152,11 +153,18 @@ class SpeakerCore:
             if life.bursts and life.bursts[0] <= now:
                 while life.bursts and life.bursts[0] <= now:
                     life.bursts.pop(0)
-                self._announce(life, out)
+                if life.state is IPState.ANNOUNCING:
+                    self._announce(life, out)
+            if life.defend_at <= now:
+                life.defend_at = float("inf")
+                if life.state is IPState.ANNOUNCING:
+                    life.defended_at = now
+                    self._announce(life, out)
         if now >= self._refresh_at:
             self._refresh_at = now + self.settings.refresh_s * self.rng.uniform(0.9, 1.1)
-            for life in self.held():
-                self._announce(life, out)
+            for life in self.lives.values():
+                if life.state is IPState.ANNOUNCING:  # not while handing over
+                    self._announce(life, out)
         expired = [entry for entry, until in self.bridges.items() if until <= now]
         for entry in expired:
             del self.bridges[entry]
@@ -172,7 +180,7 @@ class SpeakerCore:
         if self._last_evaluated < grace_end:
             at = min(at, grace_end)
         for life in self.lives.values():
-            at = min(at, life.deadline)
+            at = min(at, life.deadline, life.defend_at)
             if life.bursts:
                 at = min(at, life.bursts[0])
         if self.bridges:
@@ -195,8 +203,11 @@ class SpeakerCore:
 
     def _foreign_claim(self, now: float, ip: bytes, mac: bytes, out: list[ev.Action]) -> None:
         if mac in self.speaker_macs:
-            # Another speaker (perhaps one we cannot hear right now: a partition). Heartbeats
-            # and the election settle it once they flow again; it is not a foreign host.
+            # Another speaker (perhaps one we cannot hear right now: a partition): not a
+            # conflict, the election settles it once heartbeats flow again. But clients follow
+            # whoever spoke last, so while we hold it, we answer: at once (at most once per
+            # detection time) and again one detection time later, so that we speak last.
+            self._answer_rival(now, text_ip(ip), out)
             return
         if ip in self._watched:
             self.probe_answers.setdefault(ip, mac)
@@ -217,6 +228,17 @@ class SpeakerCore:
             if text in life.announcement.target.ips and now - life.defended_at > 1.0:
                 life.defended_at = now  # defend once a second at most (RFC 5227 section 2.4)
                 self._announce(life, out)
+
+    def _answer_rival(self, now: float, ip: str, out: list[ev.Action]) -> None:
+        limit = self.settings.detect_s
+        for life in self.lives.values():
+            if life.state is not IPState.ANNOUNCING or ip not in life.announcement.target.ips:
+                continue
+            if now >= life.defended_at + limit:
+                life.defended_at = now
+                self._announce(life, out)
+            # And once more later: the rival may still speak, or our answer may be lost.
+            life.defend_at = life.defended_at + limit
 
     # -- membership -------------------------------------------------------------------------
 
@@ -241,6 +263,7 @@ class SpeakerCore:
             self.speaker_macs.add(heartbeat.mac)
             if change is protocol.Change.JOINED:
                 out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
+                self.rejoined = True
             changed = True
         return changed
 
@@ -309,6 +332,7 @@ class SpeakerCore:
         life.state = IPState.STANDBY
         life.deadline = float("inf")
         life.bursts.clear()
+        life.defend_at = float("inf")
         life.rivals = frozenset()
         self._heartbeat = None
         for ip in life.announcement.target.ips:

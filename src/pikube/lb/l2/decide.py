@@ -55,6 +55,7 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
     owners = election.elect((t for _, t, _ in targets.values()), live, claims)
 
     changed = False
+    rejoined, core.rejoined = core.rejoined, False
     for key in sorted(set(targets) | set(core.lives)):
         life = core.lives.get(key)
         if life is None:
@@ -64,6 +65,8 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
         owner = owners.get(key)
         elected = _elected(core, key, targets, owner, claims, now, joining)
         answered = any(packed(ip) in core.probe_answers for ip in life.announcement.target.ips)
+        if life.state is IPState.CONFLICT and life.conflict_mac in core.speaker_macs:
+            life.deadline = now  # the "host" that answered turned out to be a speaker
         final = verdict(life, elected, now, answered)
         state, steps = transition(life.state, final)
         if steps:
@@ -77,6 +80,10 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
         if state is IPState.ANNOUNCING:
             rivals = frozenset(n for n, keys in claims.items() if n != me and key in keys)
             _heal(core, life, rivals, now, out)
+            if rejoined and Step.ANNOUNCE not in steps:
+                # A peer came (back) into view: perhaps from the other side of a partition,
+                # whose clients may have followed a node that is about to withdraw.
+                _burst(core, life, now, out)
         if state is IPState.STANDBY and key not in targets:
             del core.lives[key]
     return changed
@@ -98,7 +105,7 @@ def _elected(
     if not core.usable(announcement):
         return Verdict.LINK_DOWN
     if owner is None:
-        return Verdict.NOBODY
+        return Verdict.NO_SUCCESSOR if core.leaving else Verdict.NOBODY
     if owner == core.settings.node:
         if held:
             return Verdict.WAIT if joining else Verdict.MINE
@@ -136,6 +143,7 @@ def _steps(
             ip, mac = next((ip, core.probe_answers[ip]) for ip in ips if ip in core.probe_answers)
             for each in ips:
                 core.probe_answers.pop(each, None)
+            life.conflict_mac = mac
             life.conflict = (
                 f"{text_ip(ip)} is already in use by a host that is not a speaker "
                 f"(MAC {mac_text(mac)}); not announcing {', '.join(announcement.services)}"
@@ -157,6 +165,7 @@ def _steps(
             _burst(core, life, now, out)
         elif step is Step.ARM_HANDOVER:
             life.deadline = now + core.settings.detect_s
+            life.bursts.clear()  # announcing now would pull clients back from the new owner
         elif step is Step.RELEASE:
             reason = RELEASE_REASONS[final]
             if final is Verdict.TAKEN:
@@ -178,10 +187,18 @@ def _burst(core: SpeakerCore, life: TargetLife, now: float, out: list[ev.Action]
 def _heal(
     core: SpeakerCore, life: TargetLife, rivals: frozenset[str], now: float, out: list[ev.Action]
 ) -> None:
-    """A target we keep while other nodes claim it too (a split brain): win clients back."""
+    """A target we keep while other nodes claim it too (a split brain): win clients back.
+
+    While rivals claim it, announce once per detection time (they announce too). When the last
+    rival withdraws (it heard us again and lost the election), announce in a full burst: the
+    rival's last gratuitous ARP or reply may be the last thing clients heard, and nothing else
+    would send them back before their neighbour cache expires (about 30 s).
+    """
     if rivals and now - life.defended_at > core.settings.detect_s:
         life.defended_at = now
         core._announce(life, out)
+    elif life.rivals and not rivals:
+        _burst(core, life, now, out)
     life.rivals = rivals
 
 

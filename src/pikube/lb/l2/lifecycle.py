@@ -50,6 +50,7 @@ class Verdict(enum.Enum):
     ELSEWHERE = "elsewhere"  # another node elected; it does not claim it yet
     TAKEN = "taken"  # another node elected, and it claims it
     NOBODY = "nobody"  # no node may announce it
+    NO_SUCCESSOR = "no-successor"  # we are leaving and no node can take it yet: keep it
     GONE = "gone"  # no longer in the configuration
     LINK_DOWN = "link-down"  # we may not: none of its interfaces is up here
     PROBE_CLEAN = "probe-clean"  # the probe's time is up and nobody answered
@@ -88,6 +89,7 @@ TRANSITIONS: dict[tuple[IPState, Verdict], tuple[IPState, tuple[Step, ...]]] = {
     (S.CONFLICT, V.RETRY): (S.STANDBY, ()),
     (S.CONFLICT, V.GONE): (S.STANDBY, ()),
     (S.ANNOUNCING, V.ELSEWHERE): (S.HANDING_OVER, (P.ARM_HANDOVER,)),
+    (S.ANNOUNCING, V.NO_SUCCESSOR): (S.HANDING_OVER, ()),  # no deadline: until Stop
     (S.ANNOUNCING, V.TAKEN): (S.STANDBY, _DROP),
     (S.ANNOUNCING, V.NOBODY): (S.STANDBY, _DROP),
     (S.ANNOUNCING, V.GONE): (S.STANDBY, _DROP),
@@ -127,8 +129,10 @@ class TargetLife:
     state: IPState = IPState.STANDBY
     deadline: float = float("inf")  # PROBING, CONFLICT, HANDING_OVER: when the verdict changes
     conflict: str = ""  # why it is not announced, while a conflict stands
+    conflict_mac: bytes = b""  # who answered the probe
     bursts: list[float] = field(default_factory=list)  # when the next announcements are due
     defended_at: float = -1e9  # last announcement made to win clients back
+    defend_at: float = float("inf")  # a deferred one (another speaker announced it)
     rivals: frozenset[str] = frozenset()  # other nodes claiming it too (a split brain)
 
     @property
