@@ -81,6 +81,7 @@ class SpeakerCore:
     _conflict_noted: dict[bytes, float] = field(default_factory=dict)
     _heartbeat: protocol.Heartbeat | None = None
     rejoined: bool = False  # a peer came into view since the last evaluation
+    contested: set[bytes] = field(default_factory=set)  # held IPs a peer claimed since then
     _was_joining: bool = True
     _last_evaluated: float = -1e9
     _watch_at: float = float("inf")  # a peer that missed a heartbeat: its deadline
@@ -206,7 +207,7 @@ class SpeakerCore:
             # Another speaker (perhaps one we cannot hear right now: a partition): not a
             # conflict, the election settles it once heartbeats flow again. But clients follow
             # whoever spoke last, so while we hold it, we answer: at once (at most once per
-            # detection time) and again one detection time later, so that we speak last.
+            # detection time) and again one detection time after its latest frame.
             self._answer_rival(now, text_ip(ip), out)
             return
         if ip in self._watched:
@@ -237,8 +238,9 @@ class SpeakerCore:
             if now >= life.defended_at + limit:
                 life.defended_at = now
                 self._announce(life, out)
-            # And once more later: the rival may still speak, or our answer may be lost.
-            life.defend_at = life.defended_at + limit
+            # And once more, a detection time after the rival's latest frame: ours may cross
+            # its last one on the wire, and the last word must be ours.
+            life.defend_at = now + limit
 
     # -- membership -------------------------------------------------------------------------
 
@@ -258,6 +260,9 @@ class SpeakerCore:
             if change is protocol.Change.NONE or change is protocol.Change.STALE:
                 continue
             heartbeat = view.peers[node].heartbeat
+            if heartbeat.claims and self._heartbeat is not None:
+                # A rival claim, perhaps withdrawn again before we evaluate: remember it.
+                self.contested |= heartbeat.claims & self._heartbeat.claims
             self.peer_addresses[node] = item.source
             self.speaker_ips |= heartbeat.claims
             self.speaker_macs.add(heartbeat.mac)

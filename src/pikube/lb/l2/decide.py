@@ -56,6 +56,8 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
 
     changed = False
     rejoined, core.rejoined = core.rejoined, False
+    contested = core.contested
+    core.contested = set()
     for key in sorted(set(targets) | set(core.lives)):
         life = core.lives.get(key)
         if life is None:
@@ -79,6 +81,8 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
             life.state = state
         if state is IPState.ANNOUNCING:
             rivals = frozenset(n for n, keys in claims.items() if n != me and key in keys)
+            if not life.rivals and any(packed(ip) in contested for ip in ann_ips(life)):
+                life.rivals = frozenset({"?"})  # claimed and withdrawn between two drains
             _heal(core, life, rivals, now, out)
             if rejoined and Step.ANNOUNCE not in steps:
                 # A peer came (back) into view: perhaps from the other side of a partition,
@@ -87,6 +91,10 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
         if state is IPState.STANDBY and key not in targets:
             del core.lives[key]
     return changed
+
+
+def ann_ips(life: TargetLife) -> tuple[str, ...]:
+    return life.announcement.target.ips
 
 
 def _elected(
