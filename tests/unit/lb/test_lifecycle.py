@@ -305,18 +305,18 @@ def test_the_claims_in_heartbeats_follow_the_held_targets() -> None:
     assert claims(core, 0.4) == {packed("198.51.100.232")}
 
 
-def test_stop_releases_whatever_is_still_held() -> None:
+def test_a_leaving_node_with_no_successor_keeps_answering_until_it_stops() -> None:
     core = make_core()
     configured(core, announcement())
     joined(core)
     core.handle(ev.TimerFired(0.3))
-    core.handle(ev.Leave(1.0))  # nobody to hand over to: nobody may own it, released now
-    assert core.released_all
-    core2 = make_core()
-    configured(core2, announcement())
-    joined(core2)
-    core2.handle(ev.TimerFired(0.3))
-    actions = core2.handle(ev.Stop(1.0))
+    actions = core.handle(ev.Leave(1.0))  # nobody to hand over to (make-before-break)
+    assert not of(ev.Release, actions)
+    assert core.lives[VIP].state is IPState.HANDING_OVER
+    assert core.lives[VIP].deadline == float("inf")  # no handover deadline: it waits for Stop
+    actions = core.handle(ev.Stop(2.0))
+    assert of(ev.Release, actions) == [ev.Release(packed(VIP))]
     gave = of(ev.Gave, actions)
     assert isinstance(gave[0], ev.Gave)
     assert gave[0].reason == "leaving"
+    assert core.released_all
