@@ -207,6 +207,7 @@ class Speaker:
 
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
+        self.metrics.registry.collectors.append(self._collect)
         self._encoder = protocol.Encoder(self.settings.key)
         self._handlers = {
             ev.SendHeartbeat: self._send_heartbeat,
@@ -366,12 +367,15 @@ class Speaker:
         self._ticker = self._loop.call_later(
             interval * random.uniform(0.85, 1.0), self._guard(self._tick, "heartbeat tick")
         )
-        received = self._drain()
-        self._handle(ev.Tick(self.clock(), received))
-        core = self._core()
-        counters = core.view.counters
+        self._handle(ev.Tick(self.clock(), self._drain()))
+
+    def _collect(self) -> None:
+        """Membership figures into the metrics, when they are scraped (not every tick)."""
+        if self.core is None:
+            return
+        counters = self.core.view.counters
         m = self.metrics
-        m.peers.set(len(core.view.peers))
+        m.peers.set(len(self.core.view.peers))
         m.expired.set(counters.expired)
         for result in ("accepted", "malformed", "unauthenticated", "replayed"):
             m.heartbeats_received.set(getattr(counters, result), result)

@@ -86,6 +86,8 @@ class SpeakerCore:
     _last_evaluated: float = -1e9
     _watch_at: float = float("inf")  # a peer that missed a heartbeat: its deadline
     _refresh_at: float = float("inf")
+    _wake_cache: float | None = None
+    _up: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.view = protocol.View(self.settings.node)
@@ -96,9 +98,11 @@ class SpeakerCore:
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
         out: list[ev.Action] = []
+        if type(event) is ev.Tick:  # the hot path: once per interval
+            self._tick(event.now, event.received, out)
+            return out
+        self._wake_cache = None
         match event:
-            case ev.Tick(now, received):
-                self._tick(now, received, out)
             case ev.TimerFired(now, received):
                 self._timer(now, received, out)
             case ev.Configured(now, desired):
@@ -173,8 +177,18 @@ class SpeakerCore:
             out.append(ev.ApplyBridges(tuple(self.bridges)))
 
     def wake_at(self, now: float) -> float:
-        """When the core must next hear `TimerFired` (peers' deadlines are watched by ticks)."""
-        at = min(self._watch_at, self._refresh_at)
+        """When the core must next hear `TimerFired` (peers' deadlines are watched by ticks).
+
+        Asked after every event, so the targets' part is kept until an event other than a
+        quiet tick changes it: a speaker with many IPs must not walk them every interval.
+        """
+        cached = self._wake_cache
+        if cached is None:
+            cached = self._wake_cache = self._targets_wake_at(now)
+        return min(cached, self._watch_at, self._refresh_at)
+
+    def _targets_wake_at(self, now: float) -> float:
+        at = float("inf")
         if now < self.joining_until:
             at = min(at, self.joining_until)
         grace_end = self.started_at + self.settings.startup_grace_s
@@ -192,6 +206,7 @@ class SpeakerCore:
         if self.interfaces.get(name) == up:
             return
         self.interfaces[name] = up
+        self._up = None
         self._heartbeat = None
         if up:
             self.joining_until = now + self.settings.detect_s
@@ -307,6 +322,7 @@ class SpeakerCore:
     # -- deciding ---------------------------------------------------------------------------
 
     def _evaluate(self, now: float, out: list[ev.Action], heartbeat: bool = False) -> None:
+        self._wake_cache = None
         self._last_evaluated = now
         self._was_joining = now < self.joining_until
         if evaluate(self, now, out) or heartbeat:
@@ -320,7 +336,9 @@ class SpeakerCore:
         return not any(life.holding for life in self.lives.values())
 
     def up_interfaces(self) -> tuple[str, ...]:
-        return tuple(name for name, up in self.interfaces.items() if up)
+        if self._up is None:
+            self._up = tuple(name for name, up in self.interfaces.items() if up)
+        return self._up
 
     def usable(self, announcement: Announcement) -> tuple[str, ...]:
         wanted = announcement.interfaces
