@@ -82,6 +82,8 @@ class SpeakerCore:
     _heartbeat: protocol.Heartbeat | None = None
     rejoined: bool = False  # a peer came into view since the last evaluation
     contested: set[bytes] = field(default_factory=set)  # held IPs a peer claimed since then
+    mac_nodes: dict[bytes, str] = field(default_factory=dict)  # speaker MAC: node
+    arp_rivals: dict[str, set[bytes]] = field(default_factory=dict)  # announced our IPs
     _was_joining: bool = True
     _last_evaluated: float = -1e9
     _watch_at: float = float("inf")  # a peer that missed a heartbeat: its deadline
@@ -224,6 +226,9 @@ class SpeakerCore:
             # whoever spoke last, so while we hold it, we answer: at once (at most once per
             # detection time) and again one detection time after its latest frame.
             self._answer_rival(now, text_ip(ip), out)
+            rival = self.mac_nodes.get(mac)
+            if rival is not None:  # its heartbeats may all have been lost: watch for them
+                self.arp_rivals.setdefault(rival, set()).add(ip)
             return
         if ip in self._watched:
             self.probe_answers.setdefault(ip, mac)
@@ -272,15 +277,26 @@ class SpeakerCore:
             except protocol.HeartbeatError as exc:
                 view.reject(exc)
                 continue
-            if change is protocol.Change.NONE or change is protocol.Change.STALE:
+            if change is protocol.Change.STALE:
+                continue
+            if self.arp_rivals and node in self.arp_rivals:
+                # A speaker announced one of our IPs; a heartbeat of its that no longer
+                # claims it means it withdrew: clients may still follow it.
+                rival_ips = self.arp_rivals[node]
+                if not rival_ips & view.peers[node].heartbeat.claims:
+                    del self.arp_rivals[node]
+                    self.contested |= rival_ips
+                    changed = True
+            if change is protocol.Change.NONE:
                 continue
             heartbeat = view.peers[node].heartbeat
-            if heartbeat.claims and self._heartbeat is not None:
+            if heartbeat.claims:
                 # A rival claim, perhaps withdrawn again before we evaluate: remember it.
-                self.contested |= heartbeat.claims & self._heartbeat.claims
+                self.contested |= heartbeat.claims & self.heartbeat(item.arrived_s).claims
             self.peer_addresses[node] = item.source
             self.speaker_ips |= heartbeat.claims
             self.speaker_macs.add(heartbeat.mac)
+            self.mac_nodes[heartbeat.mac] = node
             if change is protocol.Change.JOINED:
                 out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
                 self.rejoined = True

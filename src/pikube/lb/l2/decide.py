@@ -81,8 +81,8 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
             life.state = state
         if state is IPState.ANNOUNCING:
             rivals = frozenset(n for n, keys in claims.items() if n != me and key in keys)
-            if not life.rivals and any(packed(ip) in contested for ip in ann_ips(life)):
-                life.rivals = frozenset({"?"})  # claimed and withdrawn between two drains
+            if not rivals and any(packed(ip) in contested for ip in ann_ips(life)):
+                life.rivals = frozenset({"?"})  # claimed and withdrawn unseen: burst below
             _heal(core, life, rivals, now, out)
             if rejoined and Step.ANNOUNCE not in steps:
                 # A peer came (back) into view: perhaps from the other side of a partition,
