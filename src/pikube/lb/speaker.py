@@ -148,6 +148,34 @@ class SpeakerMetrics:
     def malformed(self, protocol_name: str) -> None:
         self.malformed_packets.inc(protocol_name)
 
+    def took(self, action: ev.Took) -> None:
+        announcement = action.announcement
+        self.takeovers.inc()
+        for service in announcement.services:
+            for address in announcement.target.ips:
+                self.announced.set(1, service, PROTOCOL_LAYER2, self.node, address)
+        ips, services = ", ".join(announcement.target.ips), ", ".join(announcement.services)
+        log.info("announcing %s (%s)", ips, services)
+
+    def gave(self, action: ev.Gave) -> None:
+        announcement = action.announcement
+        for service in announcement.services:
+            for ip in announcement.target.ips:
+                self.announced.remove(service, PROTOCOL_LAYER2, self.node, ip)
+        self.releases.inc(action.reason.split(":")[0])
+        log.info("stopped announcing %s (%s)", ", ".join(announcement.target.ips), action.reason)
+
+    def collect(self, core: SpeakerCore | None) -> None:
+        """Membership figures into the metrics, when they are scraped (not every tick)."""
+        if core is None:
+            return
+        counters = core.view.counters
+        m = self
+        m.peers.set(len(core.view.peers))
+        m.expired.set(counters.expired)
+        for result in ("accepted", "malformed", "unauthenticated", "replayed"):
+            m.heartbeats_received.set(getattr(counters, result), result)
+
 
 def next_epoch(state_dir: Path | None) -> int:
     """A new incarnation number, larger than any used before on this node.
@@ -178,10 +206,44 @@ class SpeakerFailed(Exception):
 
 @dataclass
 class _Interface:
+    """One announcing interface: its link, ARP/NDP announcer and heartbeat socket."""
+
     name: str
     link: links.Link | None = None
     announcer: InterfaceAnnouncer | None = None
     heartbeat: HeartbeatSocket | None = None
+
+    def open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: SpeakerSettings,
+        metrics: SpeakerMetrics,
+        on_foreign_claim: Callable[[bytes, bytes], None],
+    ) -> None:
+        name = self.name
+        try:
+            self.link = links.link(name)
+        except links.LinkMissing:
+            log.error(
+                "interface %s does not exist on node %s; announcing on the others and "
+                "waiting for it to appear",
+                name,
+                settings.node,
+            )
+            return
+        self.announcer = InterfaceAnnouncer(self.link, metrics, on_foreign_claim)
+        self.announcer.open(loop)
+        self.heartbeat = HeartbeatSocket(name, settings.port, links.ipv4_address(name))
+        if not links.is_usable(name):
+            log.warning("interface %s is down; not announcing on it until it comes up", name)
+
+    def close(self) -> None:
+        if self.announcer is not None:
+            self.announcer.close()
+            self.announcer = None
+        if self.heartbeat is not None:
+            self.heartbeat.close()
+            self.heartbeat = None
 
 
 @dataclass
@@ -207,7 +269,7 @@ class Speaker:
 
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
-        self.metrics.registry.collectors.append(self._collect)
+        self.metrics.registry.collectors.append(lambda: self.metrics.collect(self.core))
         self._encoder = protocol.Encoder(self.settings.key)
         self._handlers = {
             ev.SendHeartbeat: self._send_heartbeat,
@@ -217,8 +279,8 @@ class Speaker:
             ev.Probe: self._probe,
             ev.EndProbe: self._end_probe,
             ev.ApplyBridges: self._apply_bridges,
-            ev.Took: self._took,
-            ev.Gave: self._gave,
+            ev.Took: self.metrics.took,
+            ev.Gave: self.metrics.gave,
             ev.ConflictSeen: lambda a: self.metrics.conflicts.inc(a.ip),
             ev.Note: lambda a: log.log(a.level, "%s", a.text),
         }
@@ -279,7 +341,7 @@ class Speaker:
                 self.core.bridges.clear()
                 self._apply_bridges(ev.ApplyBridges(()))
             for iface in self._interfaces.values():
-                self._close_interface(iface)
+                iface.close()
             if server is not None:
                 server.close()
                 await server.wait_closed()
@@ -369,17 +431,6 @@ class Speaker:
         )
         self._handle(ev.Tick(self.clock(), self._drain()))
 
-    def _collect(self) -> None:
-        """Membership figures into the metrics, when they are scraped (not every tick)."""
-        if self.core is None:
-            return
-        counters = self.core.view.counters
-        m = self.metrics
-        m.peers.set(len(self.core.view.peers))
-        m.expired.set(counters.expired)
-        for result in ("accepted", "malformed", "unauthenticated", "replayed"):
-            m.heartbeats_received.set(getattr(counters, result), result)
-
     def _drain(self) -> tuple[ev.Received, ...]:
         now = self.clock()
         received: list[Datagram] = []
@@ -440,23 +491,6 @@ class Speaker:
             )
         self._bridge_error = error or ""
 
-    def _took(self, action: ev.Took) -> None:
-        announcement = action.announcement
-        self.metrics.takeovers.inc()
-        for service in announcement.services:
-            for address in announcement.target.ips:
-                self.metrics.announced.set(1, service, PROTOCOL_LAYER2, self.settings.node, address)
-        ips, services = ", ".join(announcement.target.ips), ", ".join(announcement.services)
-        log.info("announcing %s (%s)", ips, services)
-
-    def _gave(self, action: ev.Gave) -> None:
-        announcement = action.announcement
-        for service in announcement.services:
-            for ip in announcement.target.ips:
-                self.metrics.announced.remove(service, PROTOCOL_LAYER2, self.settings.node, ip)
-        self.metrics.releases.inc(action.reason.split(":")[0])
-        log.info("stopped announcing %s (%s)", ", ".join(announcement.target.ips), action.reason)
-
     # -- interfaces -------------------------------------------------------------------------
 
     def _usable(self, name: str) -> bool:
@@ -464,31 +498,8 @@ class Speaker:
         return iface.announcer is not None and links.is_usable(name)
 
     def _open_interface(self, name: str) -> None:
-        iface = self._interfaces[name]
         assert self._loop is not None
-        try:
-            iface.link = links.link(name)
-        except links.LinkMissing:
-            log.error(
-                "interface %s does not exist on node %s; announcing on the others and "
-                "waiting for it to appear",
-                name,
-                self.settings.node,
-            )
-            return
-        iface.announcer = InterfaceAnnouncer(iface.link, self.metrics, self._on_foreign_claim)
-        iface.announcer.open(self._loop)
-        iface.heartbeat = HeartbeatSocket(name, self.settings.port, links.ipv4_address(name))
-        if not links.is_usable(name):
-            log.warning("interface %s is down; not announcing on it until it comes up", name)
-
-    def _close_interface(self, iface: _Interface) -> None:
-        if iface.announcer is not None:
-            iface.announcer.close()
-            iface.announcer = None
-        if iface.heartbeat is not None:
-            iface.heartbeat.close()
-            iface.heartbeat = None
+        self._interfaces[name].open(self._loop, self.settings, self.metrics, self._on_foreign_claim)
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
         self._handle(ev.ForeignClaim(self.clock(), ip, mac))
@@ -519,7 +530,7 @@ class Speaker:
                 continue
             if event.deleted:
                 log.error("interface %s was removed", iface.name)
-                self._close_interface(iface)
+                iface.close()
                 iface.link = None
             self._handle(ev.LinkChanged(self.clock(), iface.name, event.up and not event.deleted))
             return

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2.bridge import BridgeEntry
-from pikube.lb.l2.decide import evaluate
-from pikube.lb.l2.lifecycle import IPState, TargetLife, mac_text, packed, text_ip
+from pikube.lb.l2.decide import evaluate, foreign_claim
+from pikube.lb.l2.lifecycle import IPState, TargetLife, packed, text_ip
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
@@ -115,7 +115,7 @@ class SpeakerCore:
             case ev.LinkChanged(now, name, up):
                 self._link(now, name, up, out)
             case ev.ForeignClaim(now, ip, mac):
-                self._foreign_claim(now, ip, mac, out)
+                foreign_claim(self, now, ip, mac, out)
             case ev.Leave(now):
                 self.leaving = True
                 self._heartbeat = None
@@ -218,49 +218,6 @@ class SpeakerCore:
                 ev.Note(logging.WARNING, f"interface {name} went down: not announcing on it")
             )
         self._evaluate(now, out)
-
-    def _foreign_claim(self, now: float, ip: bytes, mac: bytes, out: list[ev.Action]) -> None:
-        if mac in self.speaker_macs:
-            # Another speaker (perhaps one we cannot hear right now: a partition): not a
-            # conflict, the election settles it once heartbeats flow again. But clients follow
-            # whoever spoke last, so while we hold it, we answer: at once (at most once per
-            # detection time) and again one detection time after its latest frame.
-            self._answer_rival(now, text_ip(ip), out)
-            rival = self.mac_nodes.get(mac)
-            if rival is not None:  # its heartbeats may all have been lost: watch for them
-                self.arp_rivals.setdefault(rival, set()).add(ip)
-            return
-        if ip in self._watched:
-            self.probe_answers.setdefault(ip, mac)
-            return
-        out.append(ev.ConflictSeen(text_ip(ip)))
-        if now - self._conflict_noted.get(ip, -1e9) > self.settings.conflict_retry_s:
-            self._conflict_noted[ip] = now
-            out.append(
-                ev.Note(
-                    logging.ERROR,
-                    f"IP conflict: host {mac_text(mac)}, which is not a speaker, claims "
-                    f"{text_ip(ip)}, which this node announces; find that host and remove the "
-                    "address from it",
-                )
-            )
-        text = text_ip(ip)
-        for life in self.held():
-            if text in life.announcement.target.ips and now - life.defended_at > 1.0:
-                life.defended_at = now  # defend once a second at most (RFC 5227 section 2.4)
-                self._announce(life, out)
-
-    def _answer_rival(self, now: float, ip: str, out: list[ev.Action]) -> None:
-        limit = self.settings.detect_s
-        for life in self.lives.values():
-            if life.state is not IPState.ANNOUNCING or ip not in life.announcement.target.ips:
-                continue
-            if now >= life.defended_at + limit:
-                life.defended_at = now
-                self._announce(life, out)
-            # And once more, a detection time after the rival's latest frame: ours may cross
-            # its last one on the wire, and the last word must be ours.
-            life.defend_at = now + limit
 
     # -- membership -------------------------------------------------------------------------
 
@@ -378,30 +335,33 @@ class SpeakerCore:
             out.append(ev.Release(packed(ip)))
         out.append(ev.Gave(life.announcement, reason))
 
-    # -- reporting --------------------------------------------------------------------------
-
     def status(self, now: float) -> dict[str, object]:
-        return {
-            "node": self.settings.node,
-            "epoch": self.epoch,
-            "joining": now < self.joining_until,
-            "leaving": self.leaving,
-            "interfaces": dict(self.interfaces),
-            "announcing": sorted(ip for life in self.held() for ip in life.announcement.target.ips),
-            "states": {key: life.state.value for key, life in sorted(self.lives.items())},
-            "peers": {
-                name: {
-                    "claims": sorted(text_ip(ip) for ip in peer.heartbeat.claims),
-                    "leaving": peer.heartbeat.leaving,
-                    "joining": peer.heartbeat.joining,
-                }
-                for name, peer in sorted(self.view.peers.items())
-            },
-            "conflicts": sorted(life.conflict for life in self.lives.values() if life.conflict),
-            "bridges": [
-                {"vip": e.vip, "to": e.previous_owner, "interface": e.interface}
-                for e in sorted(self.bridges, key=lambda e: (e.vip, e.previous_owner))
-            ],
-            "problems": list(self.desired.problems),
-            "counters": vars(self.view.counters),
-        }
+        return status(self, now)
+
+
+def status(core: SpeakerCore, now: float) -> dict[str, object]:
+    """What /status shows: the node's view, its targets' states, conflicts, bridges."""
+    return {
+        "node": core.settings.node,
+        "epoch": core.epoch,
+        "joining": now < core.joining_until,
+        "leaving": core.leaving,
+        "interfaces": dict(core.interfaces),
+        "announcing": sorted(ip for life in core.held() for ip in life.announcement.target.ips),
+        "states": {key: life.state.value for key, life in sorted(core.lives.items())},
+        "peers": {
+            name: {
+                "claims": sorted(text_ip(ip) for ip in peer.heartbeat.claims),
+                "leaving": peer.heartbeat.leaving,
+                "joining": peer.heartbeat.joining,
+            }
+            for name, peer in sorted(core.view.peers.items())
+        },
+        "conflicts": sorted(life.conflict for life in core.lives.values() if life.conflict),
+        "bridges": [
+            {"vip": e.vip, "to": e.previous_owner, "interface": e.interface}
+            for e in sorted(core.bridges, key=lambda e: (e.vip, e.previous_owner))
+        ],
+        "problems": list(core.desired.problems),
+        "counters": vars(core.view.counters),
+    }

@@ -1,4 +1,5 @@
-"""One evaluation of the speaker's core: election, verdicts, transitions, steps. Pure.
+"""One evaluation of the speaker's core (election, verdicts, transitions, steps), and what a
+foreign ARP/NDP claim means. Pure.
 
 Split out of `core` only to keep each module small; it works on a `SpeakerCore`'s fields and
 is called by it alone.
@@ -251,3 +252,51 @@ def _bridge_from_holders(
                     added = True
     if added:
         out.append(ev.ApplyBridges(tuple(core.bridges)))
+
+
+def foreign_claim(
+    core: SpeakerCore, now: float, ip: bytes, mac: bytes, out: list[ev.Action]
+) -> None:
+    """Another MAC said it has `ip`: a probe's answer, a rival speaker, or a conflict."""
+    if mac in core.speaker_macs:
+        # Another speaker (perhaps one we cannot hear right now: a partition): not a
+        # conflict, the election settles it once heartbeats flow again. But clients follow
+        # whoever spoke last, so while we hold it, we answer: at once (at most once per
+        # detection time) and again one detection time after its latest frame.
+        _answer_rival(core, now, text_ip(ip), out)
+        rival = core.mac_nodes.get(mac)
+        if rival is not None:  # its heartbeats may all have been lost: watch for them
+            core.arp_rivals.setdefault(rival, set()).add(ip)
+        return
+    if ip in core._watched:
+        core.probe_answers.setdefault(ip, mac)
+        return
+    out.append(ev.ConflictSeen(text_ip(ip)))
+    if now - core._conflict_noted.get(ip, -1e9) > core.settings.conflict_retry_s:
+        core._conflict_noted[ip] = now
+        out.append(
+            ev.Note(
+                logging.ERROR,
+                f"IP conflict: host {mac_text(mac)}, which is not a speaker, claims "
+                f"{text_ip(ip)}, which this node announces; find that host and remove the "
+                "address from it",
+            )
+        )
+    text = text_ip(ip)
+    for life in core.held():
+        if text in life.announcement.target.ips and now - life.defended_at > 1.0:
+            life.defended_at = now  # defend once a second at most (RFC 5227 section 2.4)
+            core._announce(life, out)
+
+
+def _answer_rival(core: SpeakerCore, now: float, ip: str, out: list[ev.Action]) -> None:
+    limit = core.settings.detect_s
+    for life in core.lives.values():
+        if life.state is not IPState.ANNOUNCING or ip not in life.announcement.target.ips:
+            continue
+        if now >= life.defended_at + limit:
+            life.defended_at = now
+            core._announce(life, out)
+        # And once more, a detection time after the rival's latest frame: ours may cross
+        # its last one on the wire, and the last word must be ours.
+        life.defend_at = now + limit
