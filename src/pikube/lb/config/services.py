@@ -31,9 +31,6 @@ from pikube.lb.model import (
 # --- the Kubernetes kinds -------------------------------------------------------------------------
 
 
-_ANNOTATION_PREFIX = "metallb.io/"
-
-
 def _service(doc: _Fields, seen: _Seen, _version: str) -> None:
     meta, where = _metadata(doc, "Service", namespaced=True)
     spec = _spec(doc, where)
