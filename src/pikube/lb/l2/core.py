@@ -77,7 +77,7 @@ class SpeakerCore:
     peer_addresses: dict[str, str] = field(default_factory=dict)
     bridges: dict[BridgeEntry, float] = field(default_factory=dict)  # entry: expiry
     probe_answers: dict[bytes, bytes] = field(default_factory=dict)  # probed ip: mac
-    _watched: set[bytes] = field(default_factory=set)  # being probed
+    watched: set[bytes] = field(default_factory=set)  # being probed
     _conflict_noted: dict[bytes, float] = field(default_factory=dict)
     _heartbeat: protocol.Heartbeat | None = None
     rejoined: bool = False  # a peer came into view since the last evaluation

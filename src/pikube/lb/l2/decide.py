@@ -141,11 +141,11 @@ def _steps(
         if step is Step.PROBE:
             for ip in ips:
                 core.probe_answers.pop(ip, None)
-                core._watched.add(ip)
+                core.watched.add(ip)
                 out.append(ev.Probe(ip, usable))
             life.deadline = now + core.settings.probe_wait_s
         elif step is Step.END_PROBE:
-            core._watched.difference_update(ips)
+            core.watched.difference_update(ips)
             out.append(ev.EndProbe(tuple(ips)))
             life.deadline = float("inf")
         elif step is Step.REPORT_CONFLICT:
@@ -268,7 +268,7 @@ def foreign_claim(
         if rival is not None:  # its heartbeats may all have been lost: watch for them
             core.arp_rivals.setdefault(rival, set()).add(ip)
         return
-    if ip in core._watched:
+    if ip in core.watched:
         core.probe_answers.setdefault(ip, mac)
         return
     out.append(ev.ConflictSeen(text_ip(ip)))

@@ -16,7 +16,8 @@ are checked; `run` returns the first violation, or None.
 
 Invariants, with W = one detection time + twice the largest delay (of the segment, or of the
 one before it, whose frames may still be in flight):
-- one owner: from W after the network became whole, at most one node announces each IP;
+- one owner: from W after the network became whole (and after its last fault), at most one
+  node announces each IP;
 - clients follow: every client names the owner by W after the heal, or (for an owner that took
   over later) by twice the largest delay after it took over;
 - no flapping: while the network stays whole (after W), no IP goes back to a node it left;
@@ -284,6 +285,8 @@ class Simulation:
                 node = self.nodes[name]
                 if node.core is None or not node.link_up:
                     continue
+                if arp[0] not in node.answering and arp[0] not in node.core.watched:
+                    continue  # the announcer reports only IPs it answers for or probes
                 self._deliver(node, node.core.handle(ev.ForeignClaim(at, *arp)))
             elif kind == _SEGMENT:
                 in_flight = self.segment.delay_max_s  # frames sent before may still arrive
@@ -298,6 +301,8 @@ class Simulation:
                 self._fault(*self._faults.pop(0)[1:])
                 self.owners.clear()  # an owner may move after a fault: that is no flap
                 self.left.clear()
+                if self.whole_since is not None:
+                    self.whole_since = at  # settled means whole and without faults for W
             violation = self._check()
             if violation is not None:
                 return violation
