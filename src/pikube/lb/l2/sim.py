@@ -19,7 +19,7 @@ one before it, whose frames may still be in flight):
 - one owner: from W after the network became whole (and after its last fault), at most one
   node announces each IP;
 - clients follow: every client names the owner by W after the heal, or (for an owner that took
-  over later) by twice the largest delay after it took over;
+  over later, perhaps racing another node that took over at the same instant) by W after;
 - no flapping: while the network stays whole (after W), no IP goes back to a node it left;
 - planned handover: after a node starts leaving, an IP that had an owner always has one.
 """
@@ -495,7 +495,7 @@ class Simulation:
                 self.owners[ip] = owner
             due = max(
                 self.whole_since + self.window_s,
-                self.took_at.get((owner, ip), 0.0) + 2 * self.segment.delay_max_s,
+                self.took_at.get((owner, ip), 0.0) + self.window_s,
             )
             if now < due:
                 continue
