@@ -29,6 +29,7 @@ def test_random_schedules_keep_every_invariant(seed: int) -> None:
         (5417, "a rival claimed and withdrew between two of the owner's drains"),
         (6857, "the owner's answer crossed the rival's last frame on the wire"),
         (7178, "the rival's claiming heartbeats were all lost: known only by its ARP"),
+        (29569, "a probe conflict blocked a handover although speakers held the IP"),
     ],
 )
 def test_schedules_that_found_a_bug_now_pass(seed: int, found: str) -> None:

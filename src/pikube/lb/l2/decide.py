@@ -68,8 +68,12 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
         owner = owners.get(key)
         elected = _elected(core, key, targets, owner, claims, now, joining)
         answered = any(packed(ip) in core.probe_answers for ip in life.announcement.target.ips)
-        if life.state is IPState.CONFLICT and life.conflict_mac in core.speaker_macs:
-            life.deadline = now  # the "host" that answered turned out to be a speaker
+        if life.state is IPState.CONFLICT and (
+            life.conflict_mac in core.speaker_macs or (key in targets and targets[key][2])
+        ):
+            # The "host" that answered turned out to be a speaker, or speakers hold the IP:
+            # between speakers the election decides, not a probe.
+            life.deadline = now
         final = verdict(life, elected, now, answered)
         state, steps = transition(life.state, final)
         if steps:
