@@ -13,6 +13,10 @@ Rules, in order:
    is floor(1.25 x targets / nodes) (never below the even share), so a fresh placement has a
    max/mean of at most 1.25, and a node leaving moves only its own targets.
 Targets are processed in order of their key, so the answer does not depend on input order.
+
+Candidacy (`candidates`) belongs here too: which speakers may take a target *now*, from what
+their heartbeats say (leaving, joining, interfaces up). Every speaker narrows the targets the
+same way before `elect`, so they agree on the owner.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 LOAD_BOUND = 1.25
 
@@ -87,3 +91,38 @@ def elect(
         owners[target.key] = chosen
         load[chosen] += 1
     return owners
+
+
+@dataclass(frozen=True, slots=True)
+class Candidacy:
+    """What a speaker's heartbeat says about its readiness to take targets."""
+
+    leaving: bool
+    joining: bool
+    interfaces: frozenset[str]  # announcing interfaces that are up
+
+
+def candidates(
+    target: Target,
+    interfaces: Iterable[str],
+    speakers: Mapping[str, Candidacy],
+    held_before: bool,
+) -> Target:
+    """`target` with its eligible set narrowed to the speakers that may take it now.
+
+    A leaving speaker never may. A joining one (still listening after a start or a link coming
+    back) may take only a target no speaker ever held (`held_before` False: a cold start, so a
+    fleet started together spreads out); a target someone held fails over only to speakers
+    ready now. With `interfaces` (the advertisement's), a speaker needs one of them up; without,
+    any up interface will do.
+    """
+    wanted = frozenset(interfaces)
+    able = frozenset(
+        name
+        for name, speaker in speakers.items()
+        if not speaker.leaving
+        and (not held_before or not speaker.joining)
+        and (wanted & speaker.interfaces if wanted else speaker.interfaces)
+    )
+    eligible = able if target.eligible is None else able & target.eligible
+    return replace(target, eligible=eligible)

@@ -57,6 +57,8 @@ class Family:
 @dataclass
 class Registry:
     families: list[Family] = field(default_factory=list)
+    # Called before each rendering: values kept elsewhere are copied in only when scraped.
+    collectors: list[Callable[[], None]] = field(default_factory=list)
 
     def counter(self, name: str, help_text: str, *labels: str) -> Family:
         family = Family(name, help_text, "counter", labels)
@@ -69,6 +71,8 @@ class Registry:
         return family
 
     def render(self) -> str:
+        for collect in self.collectors:
+            collect()
         return "\n".join(f.render() for f in self.families) + "\n"
 
 

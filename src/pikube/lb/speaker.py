@@ -1,30 +1,20 @@
-"""The layer-2 speaker daemon: wires the source, membership, election and announcers together.
+"""The layer-2 speaker daemon: the wiring around the core (`pikube.lb.l2.core`).
 
-Life of an IP on one node:
-- The source says a target exists and who may announce it. Heartbeats say who is live and who
-  claims what. `election.elect` says who should own each target.
-- Acquire: if no speaker was ever seen claiming the IP, probe it first (RFC 5227 style) and
-  refuse it if a non-speaker host answers (a conflict, reported and retried). Then answer for
-  it, send gratuitous ARP / unsolicited NA at once and in a short burst, and tell the peers
-  with an immediate heartbeat.
-- Release (make-before-break): when another node should own it, keep answering until that
-  node's heartbeat claims it (or one detection time passes), then stop. When the target
-  disappears, nobody may own it, or the announcing link goes down: stop at once.
-- Leave (SIGTERM): heartbeats carry LEAVING, peers take over, and the speaker exits once every
-  IP it held is claimed elsewhere (bounded).
-- Join: after start or link-up, a speaker listens for one detection time (heartbeats carry
-  JOINING; peers do not pick it) before it takes part, so it learns the current claims first.
+Every decision (who owns which IP, when to probe, hand over, release, announce) is made by the
+pure core, which takes events and returns actions. This module only carries them: it reads
+heartbeats, link events, ARP/NDP answers and the source's desired state into events, and does
+what the actions say with the announcers, the heartbeat sockets, nftables, logs and metrics.
 
-All of this runs on one asyncio loop; packet handlers run inline in reader callbacks, and
-timers are loop callbacks, so nothing waits behind anything else.
+One asyncio loop: packet handlers run inline in reader callbacks, the heartbeat tick and the
+core's timer are loop callbacks (one wake-up each, no task per packet or per interval). Tasks
+(the source, the metrics server's connections) run under a TaskGroup; a callback or task that
+raises stops the speaker with one clear message instead of vanishing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ipaddress
 import json
 import logging
 import os
@@ -33,24 +23,25 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pikube.lb import election
-from pikube.lb.election import Target
+from pikube.errors import PikubeError
 from pikube.lb.l2 import bridge, links
-from pikube.lb.l2.announcer import InterfaceAnnouncer, text_ip
+from pikube.lb.l2 import events as ev
+from pikube.lb.l2.announcer import InterfaceAnnouncer
+from pikube.lb.l2.core import GARP_BURST_S, CoreSettings, SpeakerCore
 from pikube.lb.membership import protocol
 from pikube.lb.membership.transport import Datagram, HeartbeatSocket
 from pikube.lb.metrics import Registry, serve
-from pikube.lb.sources import Announcement, DesiredState, Source
+from pikube.lb.sources import Source
 
 log = logging.getLogger("pikube.speaker")
 
 DEFAULT_INTERVAL_MS = 60
 DEFAULT_MULTIPLIER = 3
 DEFAULT_METRICS_PORT = 7472  # MetalLB's speaker metrics port
-GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover
 PROTOCOL_LAYER2 = "layer2"
 
 
@@ -69,15 +60,26 @@ class SpeakerSettings:
     conflict_retry_s: float = 10.0
     state_dir: Path | None = None  # where the epoch is kept across restarts
     bridge_s: float = 60.0  # keep connections alive across planned handovers (0: off)
-    # At a cold start nobody holds anything yet: a speaker waits this long before taking IPs
-    # no speaker ever held, so that speakers started together share them out (the election
-    # is sticky, so whoever takes an IP first keeps it).
-    startup_grace_s: float = 2.0
+    startup_grace_s: float = 2.0  # see CoreSettings
     realtime: bool = True
 
     @property
     def detect_s(self) -> float:
         return self.interval_ms * self.multiplier / 1000.0
+
+    def core(self) -> CoreSettings:
+        return CoreSettings(
+            node=self.node,
+            key=self.key,
+            interval_ms=self.interval_ms,
+            multiplier=self.multiplier,
+            probe_wait_s=self.probe_wait_s,
+            conflict_retry_s=self.conflict_retry_s,
+            startup_grace_s=self.startup_grace_s,
+            bridge_s=self.bridge_s,
+            refresh_s=self.refresh_s,
+            burst_s=GARP_BURST_S,
+        )
 
 
 class SpeakerMetrics:
@@ -146,10 +148,33 @@ class SpeakerMetrics:
     def malformed(self, protocol_name: str) -> None:
         self.malformed_packets.inc(protocol_name)
 
+    def took(self, action: ev.Took) -> None:
+        announcement = action.announcement
+        self.takeovers.inc()
+        for service in announcement.services:
+            for address in announcement.target.ips:
+                self.announced.set(1, service, PROTOCOL_LAYER2, self.node, address)
+        ips, services = ", ".join(announcement.target.ips), ", ".join(announcement.services)
+        log.info("announcing %s (%s)", ips, services)
 
-@functools.lru_cache(maxsize=65536)
-def packed(ip: str) -> bytes:
-    return ipaddress.ip_address(ip).packed
+    def gave(self, action: ev.Gave) -> None:
+        announcement = action.announcement
+        for service in announcement.services:
+            for ip in announcement.target.ips:
+                self.announced.remove(service, PROTOCOL_LAYER2, self.node, ip)
+        self.releases.inc(action.reason.split(":")[0])
+        log.info("stopped announcing %s (%s)", ", ".join(announcement.target.ips), action.reason)
+
+    def collect(self, core: SpeakerCore | None) -> None:
+        """Membership figures into the metrics, when they are scraped (not every tick)."""
+        if core is None:
+            return
+        counters = core.view.counters
+        m = self
+        m.peers.set(len(core.view.peers))
+        m.expired.set(counters.expired)
+        for result in ("accepted", "malformed", "unauthenticated", "replayed"):
+            m.heartbeats_received.set(getattr(counters, result), result)
 
 
 def next_epoch(state_dir: Path | None) -> int:
@@ -175,13 +200,50 @@ def next_epoch(state_dir: Path | None) -> int:
     return epoch
 
 
+class SpeakerFailed(Exception):
+    """A callback of the speaker raised: the speaker stops rather than run half-broken."""
+
+
 @dataclass
 class _Interface:
+    """One announcing interface: its link, ARP/NDP announcer and heartbeat socket."""
+
     name: str
     link: links.Link | None = None
-    up: bool = False
     announcer: InterfaceAnnouncer | None = None
     heartbeat: HeartbeatSocket | None = None
+
+    def open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: SpeakerSettings,
+        metrics: SpeakerMetrics,
+        on_foreign_claim: Callable[[bytes, bytes], None],
+    ) -> None:
+        name = self.name
+        try:
+            self.link = links.link(name)
+        except links.LinkMissing:
+            log.error(
+                "interface %s does not exist on node %s; announcing on the others and "
+                "waiting for it to appear",
+                name,
+                settings.node,
+            )
+            return
+        self.announcer = InterfaceAnnouncer(self.link, metrics, on_foreign_claim)
+        self.announcer.open(loop)
+        self.heartbeat = HeartbeatSocket(name, settings.port, links.ipv4_address(name))
+        if not links.is_usable(name):
+            log.warning("interface %s is down; not announcing on it until it comes up", name)
+
+    def close(self) -> None:
+        if self.announcer is not None:
+            self.announcer.close()
+            self.announcer = None
+        if self.heartbeat is not None:
+            self.heartbeat.close()
+            self.heartbeat = None
 
 
 @dataclass
@@ -190,54 +252,51 @@ class Speaker:
     source: Source
     clock: Callable[[], float] = time.monotonic
     metrics: SpeakerMetrics = field(init=False)
-    view: protocol.View = field(init=False)
-    desired: DesiredState = field(default_factory=DesiredState)
-    claimed: dict[str, Announcement] = field(default_factory=dict)
-    leaving: bool = False
-    joining_until: float = 0.0
+    core: SpeakerCore | None = None
     _interfaces: dict[str, _Interface] = field(default_factory=dict)
-    _handover: dict[str, float] = field(default_factory=dict)
-    _speaker_ips: set[bytes] = field(default_factory=set)  # ever claimed by some speaker
-    _speaker_macs: set[bytes] = field(default_factory=set)  # of every speaker ever heard
-    _conflict_logged: dict[bytes, float] = field(default_factory=dict)
-    _claims: frozenset[bytes] = frozenset()  # packed IPs of `claimed`, for heartbeats
-    _peer_addresses: dict[str, str] = field(default_factory=dict)  # heartbeat source address
-    _bridges: dict[bridge.BridgeEntry, float] = field(default_factory=dict)  # entry: expiry
-    _bridge_error: str = ""
-    _was_joining: bool = True
-    _started_at: float = 0.0
-    _last_evaluated: float = 0.0
-    _drained_at: float = 0.0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _failure: asyncio.Future[None] | None = None
     _ticker: asyncio.Handle | None = None
-    _refresher: asyncio.TimerHandle | None = None
-    _said_version: int = 0  # bumped when claims, interfaces or links change
-    _said: tuple[int, bool, bool] | None = None
-    _encoder: protocol.Encoder = field(init=False)
-    _conflicts: dict[str, tuple[float, str]] = field(default_factory=dict)  # key: (retry, why)
-    _probing: dict[str, float] = field(default_factory=dict)  # key: verdict time
-    _probe_answers: dict[bytes, bytes] = field(default_factory=dict)  # ip: answering mac
-    _defended: dict[str, float] = field(default_factory=dict)
-    _epoch: int = 0
-    _seq: int = 0
     _timer: asyncio.TimerHandle | None = None
     _timer_at: float = float("inf")
+    _drained_at: float = 0.0
+    _encoder: protocol.Encoder = field(init=False)
+    _encoded: protocol.Heartbeat | None = None
+    _seq: int = 0
+    _bridge_error: str = ""
     _released_all: asyncio.Event = field(default_factory=asyncio.Event)
-    _loop: asyncio.AbstractEventLoop | None = None
+    _handlers: dict[type, Callable[[Any], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
-        self.view = protocol.View(self.settings.node)
+        self.metrics.registry.collectors.append(lambda: self.metrics.collect(self.core))
         self._encoder = protocol.Encoder(self.settings.key)
         bind = getattr(self.source, "bind", None)
         if bind is not None:  # a source that reports back (the Kubernetes API's) reads these
             bind(self.metrics)
+        self._handlers = {
+            ev.SendHeartbeat: self._send_heartbeat,
+            ev.Claim: self._claim,
+            ev.Release: self._release,
+            ev.Announce: self._announce,
+            ev.Probe: self._probe,
+            ev.EndProbe: self._end_probe,
+            ev.ApplyBridges: self._apply_bridges,
+            ev.Took: self.metrics.took,
+            ev.Gave: self.metrics.gave,
+            ev.ConflictSeen: lambda a: self.metrics.conflicts.inc(a.ip),
+            ev.Note: lambda a: log.log(a.level, "%s", a.text),
+        }
 
     # -- running ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then hand over and return. Raises SpeakerFailed (in an
+        ExceptionGroup) if a callback or task crashed."""
         loop = self._loop = asyncio.get_running_loop()
+        self._failure = loop.create_future()
         s = self.settings
-        self._epoch = next_epoch(s.state_dir)
+        epoch = next_epoch(s.state_dir)
         if s.realtime:
             _try_realtime()
         names = s.interfaces or tuple(links.default_interfaces())
@@ -248,194 +307,119 @@ class Speaker:
         for name in names:
             self._interfaces[name] = _Interface(name)
             self._open_interface(name)
+        mac = next((i.link.mac for i in self._interfaces.values() if i.link), b"\x00" * 6)
+        up = {name: self._usable(name) for name in names}
+        self.core = SpeakerCore(s.core(), epoch, mac, up, started_at=self.clock())
         monitor = links.link_monitor_socket()
-        loop.add_reader(monitor.fileno(), self._on_link_events, monitor)
-        server = None
-        if s.metrics_port is not None:
-            server = await serve(
-                self.metrics.registry, s.metrics_host, s.metrics_port, status=self.status
-            )
-        self._started_at = self.clock()
-        self.joining_until = self._started_at + s.detect_s
-        self._arm(self.joining_until)
-        self._ticker = loop.call_soon(self._tick)
-        source_task = asyncio.create_task(self._source_loop(), name="source")
-        self._refresher = loop.call_later(s.refresh_s, self._refresh)
-        log.info(
-            "speaker %s started: interfaces %s, heartbeat every %d ms, peers dead after %.0f ms",
-            s.node,
-            ", ".join(names) or "none",
-            s.interval_ms,
-            s.detect_s * 1000,
+        loop.add_reader(
+            monitor.fileno(), self._guard(self._on_link_events, "link monitor"), monitor
         )
+        server = None
         try:
-            await stop.wait()
-            await self._leave()
+            if s.metrics_port is not None:
+                server = await serve(
+                    self.metrics.registry, s.metrics_host, s.metrics_port, status=self.status
+                )
+            self._ticker = loop.call_soon(self._guard(self._tick, "heartbeat tick"))
+            self._arm()
+            log.info(
+                "speaker %s started: interfaces %s, heartbeat every %d ms, peers dead after "
+                "%.0f ms",
+                s.node, ", ".join(names) or "none", s.interval_ms, s.detect_s * 1000,
+            )  # fmt: skip
+            async with asyncio.TaskGroup() as tasks:
+                source = tasks.create_task(self._source_loop(), name="configuration source")
+                watch = tasks.create_task(self._watch_callbacks(), name="callbacks")
+                await stop.wait()
+                await self._leave()
+                source.cancel()
+                watch.cancel()
         finally:
-            if self._refresher is not None:
-                self._refresher.cancel()
-            if self._ticker is not None:
-                self._ticker.cancel()
-            source_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await source_task
-            if self._timer is not None:
-                self._timer.cancel()
+            for handle in (self._ticker, self._timer):
+                if handle is not None:
+                    handle.cancel()
             loop.remove_reader(monitor.fileno())
             monitor.close()
-            if self._bridges:
-                self._bridges.clear()
-                self._apply_bridges()
+            if self.core is not None and self.core.bridges:
+                self.core.bridges.clear()
+                self._apply_bridges(ev.ApplyBridges(()))
             for iface in self._interfaces.values():
-                self._close_interface(iface)
+                iface.close()
             if server is not None:
                 server.close()
                 await server.wait_closed()
         log.info("speaker %s stopped", s.node)
 
+    def _guard(self, callback: Callable[..., None], what: str) -> Callable[..., None]:
+        """A loop callback whose exception stops the speaker (through `_watch_callbacks`)."""
+
+        def guarded(*args: object) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                log.debug("%s crashed", what, exc_info=True)
+                if self._failure is not None and not self._failure.done():
+                    self._failure.set_exception(SpeakerFailed(f"{what} crashed: {exc}"))
+
+        return guarded
+
+    async def _watch_callbacks(self) -> None:
+        assert self._failure is not None
+        await self._failure
+
     async def _leave(self) -> None:
         """Hand every target over before exiting (make-before-break), bounded in time."""
-        self.leaving = True
-        log.info("leaving: handing over %d targets", len(self.claimed))
-        self._send_heartbeats()
-        self._evaluate()
-        if self.claimed:
+        core = self._core()
+        self._handle(ev.Leave(self.clock()))
+        if not core.released_all:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._released_all.wait(), timeout=self.settings.detect_s * 2 + 0.5
                 )
-        for key in list(self.claimed):
-            self._release(key, "leaving")
-        self._send_heartbeats()
+        self._handle(ev.Stop(self.clock()))
 
     async def _source_loop(self) -> None:
-        async for state in self.source.updates():
-            for problem in set(state.problems) - set(self.desired.problems):
-                log.warning("%s", problem)
-            self.desired = state
-            self.metrics.problems.set(len(state.problems))
-            self._evaluate()
-
-    # -- interfaces -------------------------------------------------------------------------
-
-    def _open_interface(self, name: str) -> None:
-        iface = self._interfaces[name]
-        assert self._loop is not None
         try:
-            iface.link = links.link(name)
-        except links.LinkMissing:
-            log.error(
-                "interface %s does not exist on node %s; announcing on the others and "
-                "waiting for it to appear",
-                name,
-                self.settings.node,
-            )
+            async for state in self.source.updates():
+                self.metrics.problems.set(len(state.problems))
+                self._handle(ev.Configured(self.clock(), state))
+        except Exception as exc:
+            log.debug("the configuration source crashed", exc_info=True)
+            raise SpeakerFailed(f"the configuration source crashed: {exc}") from exc
+
+    def _core(self) -> SpeakerCore:
+        assert self.core is not None, "the speaker is not running"
+        return self.core
+
+    # -- events in, actions out -------------------------------------------------------------
+
+    def _handle(self, event: ev.Event) -> None:
+        core = self._core()
+        handlers = self._handlers
+        for action in core.handle(event):
+            handlers[type(action)](action)
+        if core.leaving and core.released_all:
+            self._released_all.set()
+        self._arm()
+
+    def _arm(self) -> None:
+        """Make sure the core hears `TimerFired` no later than it asked."""
+        now = self.clock()
+        at = self._core().wake_at(now)
+        if at >= self._timer_at or self._loop is None:
             return
-        iface.up = links.is_usable(name)
-        self._said_version += 1
-        iface.announcer = InterfaceAnnouncer(iface.link, self.metrics, self._on_foreign_claim)
-        iface.announcer.open(self._loop)
-        iface.heartbeat = HeartbeatSocket(name, self.settings.port, links.ipv4_address(name))
-        if not iface.up:
-            log.warning("interface %s is down; not announcing on it until it comes up", name)
-
-    def _close_interface(self, iface: _Interface) -> None:
-        if iface.announcer is not None:
-            iface.announcer.close()
-            iface.announcer = None
-        if iface.heartbeat is not None:
-            iface.heartbeat.close()
-            iface.heartbeat = None
-
-    def _on_link_events(self, sock: socket.socket) -> None:
-        changed = False
-        while True:
-            try:
-                data = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            for event in links.parse_link_events(data):
-                changed |= self._on_link_event(event)
-        if changed:
-            self._evaluate()
-
-    def _on_link_event(self, event: links.LinkEvent) -> bool:
-        for iface in self._interfaces.values():
-            if iface.link is None:
-                if not event.deleted:
-                    with contextlib.suppress(OSError):
-                        if _socket_name(event.index) == iface.name:
-                            self._open_interface(iface.name)
-                            return True
-                continue
-            if iface.link.index != event.index:
-                continue
-            if event.deleted:
-                log.error("interface %s was removed", iface.name)
-                self._link_down(iface)
-                self._close_interface(iface)
-                iface.link = None
-                return True
-            if event.up == iface.up:
-                return False
-            self._said_version += 1
-            if event.up:
-                iface.up = True
-                self.joining_until = self.clock() + self.settings.detect_s
-                self._arm(self.joining_until)
-                log.info("interface %s is up again; rejoining", iface.name)
-            else:
-                self._link_down(iface)
-            return True
-        return False
-
-    def _link_down(self, iface: _Interface) -> None:
-        iface.up = False
-        self._said_version += 1
-        log.warning("interface %s went down: no longer announcing on it", iface.name)
-        for key, announcement in list(self.claimed.items()):
-            if not self._usable_interfaces(announcement):
-                self._release(key, "link-down")
-
-    def _usable_interfaces(self, announcement: Announcement) -> list[_Interface]:
-        wanted = announcement.interfaces
-        return [
-            i
-            for i in self._interfaces.values()
-            if i.up and i.announcer is not None and (not wanted or i.name in wanted)
-        ]
-
-    # -- membership -------------------------------------------------------------------------
-
-    def _heartbeat(self) -> protocol.Heartbeat:
-        """What this node says now (sequence number 0: `_send_heartbeats` numbers them)."""
-        mac = next((i.link.mac for i in self._interfaces.values() if i.link), b"\x00" * 6)
-        return protocol.Heartbeat(
-            node=self.settings.node,
-            epoch=self._epoch,
-            seq=0,
-            interval_ms=self.settings.interval_ms,
-            multiplier=self.settings.multiplier,
-            mac=mac,
-            interfaces=tuple(i.name for i in self._interfaces.values() if i.up),
-            claims=self._claims,
-            leaving=self.leaving,
-            joining=self._joining(),
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_later(
+            max(0.0, at - now), self._guard(self._on_timer, "timer")
         )
 
-    def _send_heartbeats(self) -> None:
-        # Rebuild what we say only when it changed (cheap check; this runs every interval).
-        said = (self._said_version, self.leaving, self._joining())
-        if said != self._said:
-            self._said = said
-            self._encoder.set_template(self._heartbeat())
-        self._seq += 1
-        data = self._encoder.sign(self._seq)
-        for iface in self._interfaces.values():
-            if iface.up and iface.heartbeat is not None and iface.heartbeat.send(data):
-                self.metrics.heartbeats_sent.inc(iface.name)
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        received = self._drain()
+        self._handle(ev.TimerFired(self.clock(), received))
 
     def _tick(self) -> None:
         """Once per interval: read what peers sent, notice the dead, send our heartbeat.
@@ -445,442 +429,119 @@ class Speaker:
         """
         assert self._loop is not None
         interval = self.settings.interval_ms / 1000.0
-        self._ticker = self._loop.call_later(interval * random.uniform(0.85, 1.0), self._tick)
-        changed = self._drain_all()
-        now = self.clock()
-        gone = self._expire(now)
-        if changed or gone:
-            self._evaluate()
-        self._send_heartbeats()
-        # A peer that missed a heartbeat gets a precise timer for its deadline, so that its
-        # death is noticed at once rather than at the next tick.
-        for peer in self.view.peers.values():
-            if now - peer.last_heard_s > peer.heartbeat.interval_ms * 1.5 / 1000.0:
-                self._arm(peer.deadline_s)
+        self._ticker = self._loop.call_later(
+            interval * random.uniform(0.85, 1.0), self._guard(self._tick, "heartbeat tick")
+        )
+        self._handle(ev.Tick(self.clock(), self._drain()))
 
-    def _receive(self, datagrams: Iterable[Datagram]) -> bool:
-        changed = False
-        for datagram in datagrams:
-            try:
-                change, node = self.view.receive_datagram(
-                    datagram.data, self.settings.key, datagram.arrived_s
-                )
-            except protocol.Unauthenticated as exc:
-                self.view.reject(exc)
-                self.metrics.heartbeats_received.inc("unauthenticated")
-                continue
-            except protocol.HeartbeatError as exc:
-                self.view.reject(exc)
-                self.metrics.heartbeats_received.inc("malformed")
-                continue
-            if change is protocol.Change.STALE:
-                self.metrics.heartbeats_received.inc("replayed")
-                continue
-            if node == self.settings.node:
-                continue
-            self.metrics.heartbeats_received.inc("accepted")
-            if change is protocol.Change.NONE:
-                continue
-            heartbeat = self.view.peers[node].heartbeat
-            self._peer_addresses[node] = datagram.source
-            self._speaker_ips |= heartbeat.claims
-            self._speaker_macs.add(heartbeat.mac)
-            if change is protocol.Change.JOINED:
-                log.info("peer %s joined (epoch %d)", node, heartbeat.epoch)
-            changed = True
-        self.metrics.peers.set(len(self.view.peers))
-        return changed
-
-    def _drain_all(self) -> bool:
+    def _drain(self) -> tuple[ev.Received, ...]:
         now = self.clock()
-        changed = False
+        received: list[Datagram] = []
         for iface in self._interfaces.values():
             if iface.heartbeat is not None:
-                changed |= self._receive(iface.heartbeat.drain(now, self._drained_at))
+                received += iface.heartbeat.drain(now, self._drained_at)
         self._drained_at = now
-        return changed
+        return tuple(ev.Received(d.data, d.source, d.arrived_s) for d in received)
 
-    def _expire(self, now: float) -> list[str]:
-        gone = self.view.expire(now)
-        for node in gone:
-            log.warning(
-                "peer %s is dead (no heartbeat for %.0f ms)", node, self.settings.detect_s * 1000
-            )
-        if gone:
-            self.metrics.expired.inc(amount=len(gone))
-            self.metrics.peers.set(len(self.view.peers))
-        return gone
+    # -- actions ----------------------------------------------------------------------------
 
-    # -- timers -----------------------------------------------------------------------------
+    def _announcers(self, names: Iterable[str] | None = None) -> Iterable[InterfaceAnnouncer]:
+        chosen = self._interfaces.values() if names is None else (
+            self._interfaces[n] for n in names if n in self._interfaces
+        )  # fmt: skip
+        return (i.announcer for i in chosen if i.announcer is not None)
 
-    def _arm(self, at: float) -> None:
-        """Make sure `_on_timer` runs no later than `at` (monotonic seconds)."""
-        if self._loop is None or at >= self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        delay = max(0.0, at - self.clock())
-        self._timer = self._loop.call_later(delay, self._on_timer)
+    def _send_heartbeat(self, action: ev.SendHeartbeat) -> None:
+        if action.heartbeat is not self._encoded:
+            self._encoded = action.heartbeat
+            self._encoder.set_template(action.heartbeat)
+        self._seq += 1
+        data = self._encoder.sign(self._seq)
+        for name in action.interfaces:
+            iface = self._interfaces.get(name)
+            if iface is not None and iface.heartbeat is not None and iface.heartbeat.send(data):
+                self.metrics.heartbeats_sent.inc(name)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = float("inf")
-        # Heartbeats that arrived while this process was not scheduled count before any
-        # peer is declared dead: a stall of this speaker must not look like a dead peer.
-        self._drain_all()
-        now = self.clock()
-        gone = self._expire(now)
-        joined = self._was_joining and not self._joining()
-        grace_end = self._started_at + self.settings.startup_grace_s
-        due = (
-            gone
-            or joined
-            or self._last_evaluated < grace_end <= now
-            or any(t <= now for t in self._handover.values())
-            or any(t <= now for t in self._probing.values())
-            or any(retry <= now for retry, _ in self._conflicts.values())
-        )
-        self._expire_bridges(now)
-        if due:
-            self._evaluate()
-        else:
-            self._rearm()
+    def _claim(self, action: ev.Claim) -> None:
+        for announcer in self._announcers(action.interfaces):
+            announcer.claim(action.ip)
 
-    def _rearm(self) -> None:
-        """Arm the timer for the next timed event. (Peers' deadlines are armed by `_tick`, only
-        for a peer that has missed a heartbeat.)"""
-        now = self.clock()
-        candidates: list[float] = []
-        if self._joining():
-            candidates.append(self.joining_until)
-        grace_end = self._started_at + self.settings.startup_grace_s
-        if self._last_evaluated < grace_end:
-            candidates.append(grace_end)
-        candidates += list(self._handover.values())
-        candidates += [retry for retry, _ in self._conflicts.values()]
-        candidates += list(self._probing.values())
-        candidates += list(self._bridges.values())
-        if candidates:
-            self._arm(max(min(candidates), now))
+    def _release(self, action: ev.Release) -> None:
+        for announcer in self._announcers():
+            announcer.release(action.ip)
 
-    def _joining(self) -> bool:
-        return self.clock() < self.joining_until
+    def _announce(self, action: ev.Announce) -> None:
+        for announcer in self._announcers(action.interfaces):
+            announcer.announce(action.ip)
 
-    # -- deciding ---------------------------------------------------------------------------
+    def _probe(self, action: ev.Probe) -> None:
+        for announcer in self._announcers(action.interfaces):
+            announcer.probe(action.ip)
 
-    def _candidate_targets(self) -> dict[str, tuple[Announcement, Target]]:
-        """Targets with their eligible set narrowed to nodes that can announce them now."""
-        peers = {name: peer.heartbeat for name, peer in self.view.peers.items()}
-        me = self.settings.node
-        result = {}
-        joining = self._joining()
-        for announcement in self.desired.announcements:
-            target = announcement.target
-            wanted = announcement.interfaces
-            # A target no speaker ever held (a cold start) may go to a node that is still
-            # joining: it claims it when it has joined, and a fleet started together spreads
-            # out. A target someone held (a failover) goes only to nodes ready now.
-            fresh = not any(packed(ip) in self._speaker_ips for ip in target.ips)
-            able = {
-                name
-                for name, hb in peers.items()
-                if not hb.leaving
-                and (fresh or not hb.joining)
-                and (not wanted or set(wanted) & set(hb.interfaces))
-            }
-            if (
-                not self.leaving
-                and (fresh or not joining)
-                and self._usable_interfaces(announcement)
-            ):
-                able.add(me)
-            eligible = able if target.eligible is None else able & target.eligible
-            result[target.key] = (announcement, replace(target, eligible=frozenset(eligible)))
-        return result
+    def _end_probe(self, action: ev.EndProbe) -> None:
+        for announcer in self._announcers():
+            announcer.watched.difference_update(action.ips)
 
-    def _evaluate(self) -> None:
-        now = self.clock()
-        self._last_evaluated = now
-        self._was_joining = self._joining()
-        me = self.settings.node
-        targets = self._candidate_targets()
-        ip_to_key = {packed(ip): key for key, (_, t) in targets.items() for ip in t.ips}
-        claims: dict[str, set[str]] = {me: set(self.claimed)}
-        for name, peer in self.view.peers.items():
-            keys = {ip_to_key[ip] for ip in peer.heartbeat.claims if ip in ip_to_key}
-            claims[name] = keys
-        live = {n for _, t in targets.values() for n in (t.eligible or ())}
-        owners = election.elect((t for _, t in targets.values()), live, claims)
-
-        for key in list(self.claimed):
-            if key not in targets:
-                self._release(key, "removed")
-                continue
-            announcement, _ = targets[key]
-            owner = owners.get(key)
-            if owner == me:
-                self._handover.pop(key, None)
-                self._update_ips(key, announcement)
-                others = [n for n, keys in claims.items() if n != me and key in keys]
-                if others and now - self._defended.get(key, -1e9) > self.settings.detect_s:
-                    # Split brain resolved in our favour: make clients point at us again.
-                    self._defended[key] = now
-                    self._announce(announcement)
-                continue
-            if owner is None:
-                self._release(key, "no-candidate")
-            elif key in claims.get(owner, set()):
-                self._release(key, "handed-over", f"to {owner}")
-            else:
-                deadline = self._handover.setdefault(key, now + self.settings.detect_s)
-                if now >= deadline:
-                    self._release(key, "handover-timeout", f"{owner} did not claim it")
-
-        if not self._joining():
-            for key, owner in owners.items():
-                if owner == me and key not in self.claimed:
-                    self._acquire(targets[key][0], now)
-
-        for key in list(self._conflicts):
-            if key not in targets:
-                del self._conflicts[key]
-        if self.leaving and not self.claimed:
-            self._released_all.set()
-        self._rearm()
-
-    def _update_ips(self, key: str, announcement: Announcement) -> None:
-        held = self.claimed[key]
-        if (
-            held.target.ips == announcement.target.ips
-            and held.interfaces == announcement.interfaces
-        ):
-            self.claimed[key] = announcement
-            return
-        for ip in set(held.target.ips) - set(announcement.target.ips):
-            for iface in self._interfaces.values():
-                if iface.announcer is not None:
-                    iface.announcer.release(packed(ip))
-        self.claimed[key] = announcement
-        self._claims_changed()
-        self._claim_ips(announcement)
-
-    # -- acquiring and releasing ------------------------------------------------------------
-
-    def _acquire(self, announcement: Announcement, now: float) -> None:
-        key = announcement.target.key
-        conflict = self._conflicts.get(key)
-        if conflict is not None and now < conflict[0]:
-            return  # a non-speaker host answered for it; retry later
-        ips = [packed(ip) for ip in announcement.target.ips]
-        if key in self._probing:
-            if now < self._probing[key]:
-                return  # the probe's answers are not all in yet
-            del self._probing[key]
-            answers = [(ip, self._probe_answers.pop(ip)) for ip in ips if ip in self._probe_answers]
-            for iface in self._interfaces.values():
-                if iface.announcer is not None:
-                    iface.announcer.watched.difference_update(ips)
-            if answers:
-                ip, mac = answers[0]
-                why = (
-                    f"{text_ip(ip)} is already in use by a host that is not a speaker "
-                    f"(MAC {_mac(mac)}); not announcing {', '.join(announcement.services)}"
-                )
-                log.error("IP conflict: %s", why)
-                self.metrics.conflicts.inc(text_ip(ip))
-                self._conflicts[key] = (now + self.settings.conflict_retry_s, why)
-                return
-        elif not any(ip in self._speaker_ips for ip in ips):
-            if now < self._started_at + self.settings.startup_grace_s:
-                return  # a cold start: let the other speakers come up first
-            # No speaker has ever held it: make sure nobody else on the LAN does.
-            self._start_probe(announcement, now)
-            return
-        self._conflicts.pop(key, None)
-        self._bridge_from_holders(announcement, now)
-        self.claimed[key] = announcement
-        self._claims_changed()
-        self._speaker_ips.update(ips)
-        self._claim_ips(announcement)
-        self.metrics.takeovers.inc()
-        for service in announcement.services:
-            for address in announcement.target.ips:
-                self.metrics.announced.set(1, service, PROTOCOL_LAYER2, self.settings.node, address)
-        log.info(
-            "announcing %s (%s)",
-            ", ".join(announcement.target.ips),
-            ", ".join(announcement.services),
-        )
-        self._send_heartbeats()
-        self._announce(announcement)
-        assert self._loop is not None
-        for delay in GARP_BURST_S[1:]:
-            self._loop.call_later(delay, self._announce_if_held, key)
-
-    def _bridge_from_holders(self, announcement: Announcement, now: float) -> None:
-        """A live peer still holds what we take (a planned handover): bridge its connections."""
-        if self.settings.bridge_s <= 0:
-            return
-        ips = {packed(ip) for ip in announcement.target.ips}
-        added = False
-        for node, peer in self.view.peers.items():
-            address = self._peer_addresses.get(node)
-            if address is None or not ips & peer.heartbeat.claims:
-                continue
-            for iface in self._usable_interfaces(announcement):
-                for ip in announcement.target.ips:
-                    if ":" not in ip:
-                        entry = bridge.BridgeEntry(ip, address, iface.name)
-                        self._bridges[entry] = now + self.settings.bridge_s
-                        added = True
-        if added:
-            self._apply_bridges()
-
-    def _apply_bridges(self) -> None:
-        error = bridge.apply(list(self._bridges))
+    def _apply_bridges(self, action: ev.ApplyBridges) -> None:
+        error = bridge.apply(list(action.entries))
         if error and error != self._bridge_error:
             log.warning("cannot keep connections alive across handovers: %s", error)
-        elif not error and self._bridges:
+        elif not error and action.entries:
             log.info(
                 "bridging connections of %s for %.0f s",
-                ", ".join(sorted({f"{e.vip} to {e.previous_owner}" for e in self._bridges})),
+                ", ".join(sorted({f"{e.vip} to {e.previous_owner}" for e in action.entries})),
                 self.settings.bridge_s,
             )
         self._bridge_error = error or ""
 
-    def _expire_bridges(self, now: float) -> None:
-        expired = [entry for entry, until in self._bridges.items() if until <= now]
-        for entry in expired:
-            del self._bridges[entry]
-        if expired:
-            self._apply_bridges()
+    # -- interfaces -------------------------------------------------------------------------
 
-    def _claims_changed(self) -> None:
-        self._said_version += 1
-        self._claims = frozenset(packed(ip) for a in self.claimed.values() for ip in a.target.ips)
+    def _usable(self, name: str) -> bool:
+        iface = self._interfaces[name]
+        return iface.announcer is not None and links.is_usable(name)
 
-    def _start_probe(self, announcement: Announcement, now: float) -> None:
-        key = announcement.target.key
-        ips = [packed(ip) for ip in announcement.target.ips]
-        usable = self._usable_interfaces(announcement)
-        if not usable:
-            return
-        for ip in ips:
-            self._probe_answers.pop(ip, None)
-            for iface in usable:
-                assert iface.announcer is not None
-                iface.announcer.probe(ip)
-        self._probing[key] = now + self.settings.probe_wait_s
-
-    def _claim_ips(self, announcement: Announcement) -> None:
-        for iface in self._usable_interfaces(announcement):
-            assert iface.announcer is not None
-            for ip in announcement.target.ips:
-                iface.announcer.claim(packed(ip))
-
-    def _release(self, key: str, reason: str, detail: str = "") -> None:
-        announcement = self.claimed.pop(key, None)
-        self._handover.pop(key, None)
-        if announcement is None:
-            return
-        self._claims_changed()
-        for iface in self._interfaces.values():
-            if iface.announcer is not None:
-                for ip in announcement.target.ips:
-                    iface.announcer.release(packed(ip))
-        for service in announcement.services:
-            for ip in announcement.target.ips:
-                self.metrics.announced.remove(service, PROTOCOL_LAYER2, self.settings.node, ip)
-        self.metrics.releases.inc(reason)
-        log.info(
-            "stopped announcing %s (%s%s)",
-            ", ".join(announcement.target.ips),
-            reason,
-            f": {detail}" if detail else "",
-        )
-        self._send_heartbeats()
-        if self.leaving and not self.claimed:
-            self._released_all.set()
-
-    def _announce(self, announcement: Announcement) -> None:
-        for iface in self._usable_interfaces(announcement):
-            assert iface.announcer is not None
-            for ip in announcement.target.ips:
-                iface.announcer.announce(packed(ip))
-
-    def _announce_if_held(self, key: str) -> None:
-        announcement = self.claimed.get(key)
-        if announcement is not None:
-            self._announce(announcement)
-
-    def _refresh(self) -> None:
-        for announcement in list(self.claimed.values()):
-            self._announce(announcement)
+    def _open_interface(self, name: str) -> None:
         assert self._loop is not None
-        jitter = random.uniform(0.9, 1.1)
-        self._refresher = self._loop.call_later(self.settings.refresh_s * jitter, self._refresh)
+        self._interfaces[name].open(self._loop, self.settings, self.metrics, self._on_foreign_claim)
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
-        if mac in self._speaker_macs:
-            # Another speaker (perhaps one we cannot hear right now: a partition). Heartbeats
-            # and the election settle it once they flow again; it is not a foreign host.
+        self._handle(ev.ForeignClaim(self.clock(), ip, mac))
+
+    def _on_link_events(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:  # BlockingIOError when drained
+                break
+            for event in links.parse_link_events(data):
+                self._on_link_event(event)
+
+    def _on_link_event(self, event: links.LinkEvent) -> None:
+        for iface in self._interfaces.values():
+            if iface.link is None:
+                if not event.deleted:
+                    with contextlib.suppress(OSError):
+                        if socket.if_indextoname(event.index) == iface.name:
+                            log.info("interface %s appeared", iface.name)
+                            self._open_interface(iface.name)
+                            self._handle(
+                                ev.LinkChanged(self.clock(), iface.name, self._usable(iface.name))
+                            )
+                            return
+                continue
+            if iface.link.index != event.index:
+                continue
+            if event.deleted:
+                log.error("interface %s was removed", iface.name)
+                iface.close()
+                iface.link = None
+            self._handle(ev.LinkChanged(self.clock(), iface.name, event.up and not event.deleted))
             return
-        if any(
-            ip in (iface.announcer.watched if iface.announcer else ())
-            for iface in self._interfaces.values()
-        ):
-            self._probe_answers.setdefault(ip, mac)
-            return
-        self.metrics.conflicts.inc(text_ip(ip))
-        now = self.clock()
-        if now - self._conflict_logged.get(ip, -1e9) > self.settings.conflict_retry_s:
-            self._conflict_logged[ip] = now
-            log.error(
-                "IP conflict: host %s, which is not a speaker, claims %s, which this node "
-                "announces; find that host and remove the address from it",
-                _mac(mac),
-                text_ip(ip),
-            )
-        key = next((k for k, a in self.claimed.items() if text_ip(ip) in a.target.ips), None)
-        if key is not None and now - self._defended.get(key, -1e9) > 1.0:
-            self._defended[key] = now  # defend once a second at most (RFC 5227 section 2.4)
-            self._announce(self.claimed[key])
 
     # -- reporting --------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        return {
-            "node": self.settings.node,
-            "epoch": self._epoch,
-            "joining": self._joining(),
-            "leaving": self.leaving,
-            "interfaces": {i.name: i.up for i in self._interfaces.values()},
-            "announcing": sorted(ip for a in self.claimed.values() for ip in a.target.ips),
-            "peers": {
-                name: {
-                    "claims": sorted(text_ip(ip) for ip in peer.heartbeat.claims),
-                    "leaving": peer.heartbeat.leaving,
-                    "joining": peer.heartbeat.joining,
-                }
-                for name, peer in sorted(self.view.peers.items())
-            },
-            "conflicts": sorted(why for _, why in self._conflicts.values()),
-            "bridges": [
-                {"vip": e.vip, "to": e.previous_owner, "interface": e.interface}
-                for e in sorted(self._bridges, key=lambda e: (e.vip, e.previous_owner))
-            ],
-            "problems": list(self.desired.problems),
-            "counters": vars(self.view.counters),
-        }
-
-
-def _socket_name(index: int) -> str:
-    return socket.if_indextoname(index)
-
-
-def _mac(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+        return self._core().status(self.clock())
 
 
 def _try_realtime() -> None:
@@ -907,7 +568,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def run_forever(settings: SpeakerSettings, source: Source) -> None:
-    """Run the speaker until SIGTERM or SIGINT, then hand over and exit."""
+    """Run the speaker until SIGTERM or SIGINT, then hand over and exit. A crash of any of its
+    parts ends it with one line naming the part (PikubeError), not a traceback."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -916,4 +578,11 @@ def run_forever(settings: SpeakerSettings, source: Source) -> None:
             loop.add_signal_handler(sig, stop.set)
         await Speaker(settings, source).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except* Exception as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        log.debug("the speaker failed", exc_info=first)
+        raise PikubeError(f"speaker {settings.node} stopped: {first}") from None

@@ -8,7 +8,7 @@ from typing import Any
 from pikube.lb.bgp.fsm import RouteAttributes
 from pikube.lb.bgp.routes import node_routes, peer_settings
 from pikube.lb.model import LargeCommunity, StandardCommunity
-from tests.unit.lb.test_layer2 import endpoints, node, resources, service
+from tests.unit.lb.test_announcements import endpoints, node, resources, service
 
 POOL = {
     "apiVersion": "metallb.io/v1beta1",

@@ -1,7 +1,7 @@
 """The speaker's desired state from the API's cached objects, recomputing only what changed.
 Pure (it remembers results, but reads no clock, socket or file).
 
-`pikube.lb.layer2.desired_state` over every Service and EndpointSlice costs O(services x
+`pikube.lb.announcing.desired_state` over every Service and EndpointSlice costs O(services x
 slices): 1.3 s per change with 1,000 Services, when a busy cluster changes EndpointSlices many
 times a second. The answer for one Service depends only on the configuration (pools,
 L2Advertisements, Nodes, Namespaces), that Service and its EndpointSlices, and the Services
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pikube.lb import layer2
+from pikube.lb import announcements as announcing
 from pikube.lb.kube.api import (
     ENDPOINT_SLICES,
     IP_ADDRESS_POOLS,
@@ -76,7 +76,7 @@ def full_desired_state(
     allocations = {
         s.key: s.ingress_ips for s in resources.services if _handled(s, load_balancer_class)
     }
-    state = layer2.desired_state(resources, allocations, _words(problems))
+    state = announcing.desired_state(resources, allocations, _words(problems))
     ordered = sorted(state.announcements, key=_order)
     return DesiredState(announcements=tuple(ordered), problems=tuple(sorted(state.problems)))
 
@@ -149,7 +149,7 @@ class DesiredStateBuilder:
                     endpoint_slices=tuple(e for key in group for e, _ in slices.get(key, ())),
                 )
                 allocations = {key: services[key][0].ingress_ips for key in group}
-                state = layer2.desired_state(resources, allocations)
+                state = announcing.desired_state(resources, allocations)
                 cached = (signature, state, tuple(_order(a) for a in state.announcements))
                 self._groups[group] = cached
                 self.recomputed_groups += 1

@@ -23,7 +23,6 @@ import enum
 import hashlib
 import hmac
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 MAGIC = b"PKHB"
@@ -326,13 +325,6 @@ class View:
 
     def next_deadline_s(self) -> float | None:
         return min((p.deadline_s for p in self.peers.values()), default=None)
-
-    def drop(self, nodes: Iterable[str]) -> None:
-        for node in nodes:
-            self.peers.pop(node, None)
-
-    def claims_by_node(self) -> dict[str, frozenset[bytes]]:
-        return {name: peer.heartbeat.claims for name, peer in self.peers.items()}
 
 
 def load_key(raw: bytes) -> bytes:

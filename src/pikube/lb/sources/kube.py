@@ -5,8 +5,8 @@ It watches what MetalLB's speaker watches: Services, EndpointSlices, Nodes, Name
 the IPAddressPools and L2Advertisements of its namespace. It does not allocate: a Service is
 announced with the IPs the controller wrote into its status (status.loadBalancer.ingress), and
 only while they lie in a pool. From there the rules are MetalLB's, applied by
-pikube.lb.layer2 (a serving endpoint; an L2Advertisement selecting the pool, service and node;
-schedulable, network available, not excluded by label; externalTrafficPolicy Local keeps the
+pikube.lb.announcements (a serving endpoint; an L2Advertisement selecting the pool, service and
+node; schedulable, network available, not excluded by label; externalTrafficPolicy Local keeps the
 nodes with a local endpoint), and the same `DesiredState` comes out as from a directory of
 manifests, so the speaker does not know which source it has.
 

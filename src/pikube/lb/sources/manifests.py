@@ -3,7 +3,7 @@
 Reads MetalLB's IPAddressPool and L2Advertisement, Services of type LoadBalancer, their
 EndpointSlices, and Nodes (pikube.lb.config), gives services their IPs (pikube.lb.ipam: the IP a
 service holds in status.loadBalancer.ingress, asks for, or gets from a pool), and turns that into
-announcements (pikube.lb.layer2). It notices changes with inotify (a slow poll where there is
+announcements (pikube.lb.announcements). It notices changes with inotify (a slow poll where there is
 none) and compares the files' sizes and mtimes; an invalid file is reported by name and the
 last valid state stays in force.
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lb import ipam, layer2
+from pikube.lb import announcements, ipam
+from pikube.lb.announcements import DesiredState
 from pikube.lb.config import load_manifests, manifest_files
 from pikube.lb.ipam import Allocation, AllocationResult
 from pikube.lb.model import ClusterResources
-from pikube.lb.sources import DesiredState
 from pikube.lb.sources.watch import DirectoryWatch
 
 log = logging.getLogger("pikube.source")
@@ -37,7 +37,7 @@ def state_from(
     result = ipam.allocate(resources, previous=previous)
     allocations = {key: a.ips for key, a in result.allocations.items()}
     problems = [f"service {key}: {why}" for key, why in sorted(result.errors.items())]
-    return layer2.desired_state(resources, allocations, problems), result
+    return announcements.desired_state(resources, allocations, problems), result
 
 
 def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:

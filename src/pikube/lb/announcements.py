@@ -1,5 +1,8 @@
 """What must be announced by ARP/NDP, and which nodes may announce it. Pure.
 
+The announcement model (`Announcement`, `DesiredState`) is what every source yields and the
+speaker consumes; `desired_state` builds it from the cluster's resources.
+
 Given the cluster's resources and each LoadBalancer service's IPs, build the election targets,
 following MetalLB's rules (speaker/layer2_controller.go `ShouldAnnounce`), improved where
 pikube's issues say so:
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pikube.lb.election import Target
 from pikube.lb.model import (
@@ -27,9 +31,23 @@ from pikube.lb.model import (
     Service,
     ServiceType,
 )
-from pikube.lb.sources import Announcement, DesiredState
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A target to announce by ARP/NDP, with who may announce it and where."""
+
+    target: Target
+    services: tuple[str, ...]  # namespace/name of every service using these IPs
+    interfaces: tuple[str, ...] = ()  # from L2Advertisement.interfaces; empty: all
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    announcements: tuple[Announcement, ...] = ()
+    problems: tuple[str, ...] = ()  # what could not be announced, and why, in words
 
 
 def _serving_nodes(resources: ClusterResources, service: Service) -> tuple[bool, set[str]]:

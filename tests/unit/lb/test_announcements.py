@@ -6,8 +6,8 @@ import dataclasses
 import ipaddress
 from typing import Any
 
+from pikube.lb.announcements import desired_state
 from pikube.lb.config import Origin, parse_documents
-from pikube.lb.layer2 import desired_state
 from pikube.lb.model import ClusterResources
 
 POOL = {
