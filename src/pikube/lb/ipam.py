@@ -1,6 +1,6 @@
 """The allocator: which IPs each LoadBalancer service gets, and from which pool. Pure.
 
-Rules (MetalLB's, see shared/reference/load-balancer-anchors.md 1.1, minus its surprises):
+Rules (MetalLB's allocator's, minus its surprises; docs/decisions/0011):
 
 1. Only services of type LoadBalancer whose loadBalancerClass is the one handled (by default:
    none) are handled; others appear nowhere in the result.
