@@ -7,8 +7,9 @@ every ARP frame of the LAN; convert at the edges with `ip4`/`mac_text`.
 
 Gratuitous ARP uses the *request* form (op 1, sender = target = the IP, broadcast): Linux
 ignores the reply form with a broadcast target hardware address (measured on the lab's kernel:
-a client's entry changed for the request form, not for that reply). `gratuitous_frames` adds a reply whose target hardware address equals the sender's,
-which Linux also honours, for devices that only learn from replies.
+a client's entry changed for the request form, not for that reply). `gratuitous_frames` adds a
+reply whose target hardware address equals the sender's, which Linux also honours, for devices
+that only learn from replies.
 """
 
 from __future__ import annotations
