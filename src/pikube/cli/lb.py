@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +21,29 @@ from pikube.errors import InvalidInput
 if TYPE_CHECKING:
     from pikube.lb.ipam import AllocationResult
     from pikube.lb.sources import Source
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _metrics_options(command: F) -> F:
+    """--metrics-port and --metrics-host, as every pikube daemon takes them."""
+    command = click.option("--metrics-host", default="0.0.0.0", show_default=True)(command)
+    return click.option(
+        "--metrics-port",
+        type=int,
+        default=7472,
+        show_default=True,
+        help="Prometheus /metrics and /status port; 0 disables.",
+    )(command)
+
+
+_log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 
 
 @click.group()
@@ -227,14 +251,7 @@ def _secret_key(kubeconfig: Path | None, namespace: str) -> bytes:
     help="The cluster's shared heartbeat key (same file on every node). With --source kube "
     "the default is the Secret NAMESPACE/memberlist (key secretkey), as MetalLB's.",
 )
-@click.option(
-    "--metrics-port",
-    type=int,
-    default=7472,
-    show_default=True,
-    help="Prometheus /metrics and /status port; 0 disables.",
-)
-@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@_metrics_options
 @click.option(
     "--interval-ms",
     type=click.IntRange(5, 10000),
@@ -266,12 +283,7 @@ def _secret_key(kubeconfig: Path | None, namespace: str) -> bytes:
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_log_level_option
 @click.option(
     "--handover-bridge-s",
     type=click.FloatRange(0, 3600),
@@ -350,14 +362,7 @@ def speaker(
     default=None,
     help="BGP router ID for peers without spec.routerID. Default: each session's local IPv4.",
 )
-@click.option(
-    "--metrics-port",
-    type=int,
-    default=7472,
-    show_default=True,
-    help="Prometheus /metrics and /status port; 0 disables.",
-)
-@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@_metrics_options
 @click.option(
     "--connect-retry-s",
     type=click.FloatRange(0.05, 600),
@@ -365,12 +370,7 @@ def speaker(
     show_default=True,
     help="First wait before connecting again; it doubles up to 30 s.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_log_level_option
 def bgp_speaker(
     node: str,
     source_spec: str,
@@ -403,9 +403,7 @@ def bgp_speaker(
             raise InvalidInput(
                 f"--router-id {router_id!r}: a router ID is written as an IPv4 address"
             ) from None
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    _setup_logging("text", log_level)
     daemon.run_forever(
         daemon.BgpSpeakerSettings(
             node=node,
@@ -450,8 +448,7 @@ def _setup_logging(log_format: str, log_level: str) -> None:
     metavar="CLASS",
     help="Handle only Services of this spec.loadBalancerClass (default: those that set none).",
 )
-@click.option("--metrics-port", type=int, default=7472, show_default=True, help="0 disables.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@_metrics_options
 @click.option(
     "--leader-elect/--no-leader-elect",
     default=False,
@@ -474,12 +471,7 @@ def _setup_logging(log_format: str, log_level: str) -> None:
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_log_level_option
 def controller(
     kubeconfig: Path | None,
     namespace: str,
