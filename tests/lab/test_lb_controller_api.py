@@ -115,6 +115,36 @@ def test_a_service_gets_the_first_ip_with_its_pool_annotation_and_an_event(
     run(scenario)
 
 
+def test_services_created_in_a_burst_get_the_pools_ips_in_creation_order(
+    target: KubeTarget,
+) -> None:
+    """Created one after another while the controller runs, Services get a pool's IPs in the
+    order they were created (names chosen against alphabetical order), every time."""
+    names = ["svc-h", "svc-g", "svc-f", "svc-e", "svc-d", "svc-c", "svc-b", "svc-a"]
+
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns:
+            await api.request(
+                "POST",
+                IP_ADDRESS_POOLS.path(ns),
+                body=pool("p", ns, "198.51.100.230-198.51.100.239"),
+            )
+            async with running(api, ns) as controller:
+                await asyncio.wait_for(controller.synced.wait(), 15)
+                for name in names:
+                    await api.request("POST", SERVICES.path(ns), body=service(name, ns))
+                expected = [[f"198.51.100.{230 + i}"] for i in range(len(names))]
+
+                async def in_order() -> bool:
+                    return [await ingress(api, ns, n) for n in names] == expected
+
+                await until(in_order, what="IPs in creation order")
+        await api.close()
+
+    run(scenario)
+
+
 def test_a_restarted_controller_readopts_every_ip_before_allocating(target: KubeTarget) -> None:
     async def scenario() -> None:
         api = await admin(target)

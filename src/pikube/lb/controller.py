@@ -151,7 +151,9 @@ class Controller:
     converter: Converter = field(default_factory=Converter)
     reported: dict[str, Outcome | None] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)  # first decisions written
-    _dirty: set[str] = field(default_factory=set)
+    # Keys in the order their changes arrived: a dict, not a set, so that Services created
+    # one after another get a pool's IPs in that order (a set's order is hash-random).
+    _dirty: dict[str, None] = field(default_factory=dict)
     _config_dirty: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _problems_reported: set[tuple[str, str]] = field(default_factory=set)
@@ -173,7 +175,7 @@ class Controller:
 
     def _changed(self, kind: Kind, change: Change) -> None:
         if kind is SERVICES:
-            self._dirty.add(change.key)
+            self._dirty[change.key] = None
         else:
             self._config_dirty = True
         self._wake.set()
@@ -330,7 +332,7 @@ class Controller:
                     services[key] = service
             keys = self._rebuild(services)
         else:
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty, {}
             keys = set(dirty)
             for key in dirty:
                 found = objects.get(key)
@@ -412,7 +414,7 @@ class Controller:
 
     def _retry_later(self, key: str, delay_s: float = 1.0) -> None:
         def again() -> None:
-            self._dirty.add(key)
+            self._dirty[key] = None
             self._wake.set()
 
         asyncio.get_running_loop().call_later(delay_s, again)
