@@ -51,8 +51,15 @@ def dns_query(name: str) -> bytes:
 
 
 def test_four_ready_nodes_at_v1_31_5(cluster: Lab) -> None:
-    nodes = seedcluster.ready_nodes(kubectl(cluster, "get nodes -o json"))
+    listed = kubectl(cluster, "get nodes -o json")
+    nodes = seedcluster.ready_nodes(listed)
     assert nodes == dict.fromkeys(("master", "node01", "node02", "node03"), (True, "v1.31.5"))
+    # The seed's containerd, from the lab's Debian mirror: 1.7.25 built here, not Debian's 1.6.
+    runtimes = {
+        n["metadata"]["name"]: n["status"]["nodeInfo"]["containerRuntimeVersion"]
+        for n in json.loads(listed)["items"]
+    }
+    assert set(runtimes.values()) == {"containerd://1.7.25"}, runtimes
     system = json.loads(kubectl(cluster, "get pods -n kube-system -o json"))
     pods = {p["metadata"]["name"] for p in system["items"]}
     control_plane = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")

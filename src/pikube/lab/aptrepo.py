@@ -3,9 +3,11 @@
 Owns two signed repositories, built once and cached next to the lab root (rootfs.py):
 
 - `debian/`: a Debian mirror subset holding the packages the builder installs on a fresh
-  Raspberry Pi OS (curl, gpg, containerd, ...) and their dependencies, downloaded from the
+  Raspberry Pi OS (curl, gpg, runc, ...) and their dependencies, downloaded from the
   machine's Debian mirror with apt-get. The dependency closure is computed against the lab
-  root's own dpkg status, so every lab host finds all it needs and nothing else.
+  root's own dpkg status, so every lab host finds all it needs and nothing else. Its
+  `containerd` is the seed's 1.7.25 built from its module (kubernetes/debs.py), not Debian's
+  1.6.20: decision 0170.
 - `kubernetes/core:/stable:/v1.31/deb/`: laid out like pkgs.k8s.io (a flat repository with its
   `Release.key`), holding kubelet, kubeadm, kubectl, cri-tools and kubernetes-cni built from
   the pinned components (kubernetes/debs.py makes the packages, kubernetes/gobuild.py the
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from pikube.errors import PikubeError
 from pikube.lab import rootfs
-from pikube.lab.kubernetes import binaries, debs
+from pikube.lab.kubernetes import binaries, debs, gobuild
 from pikube.system import require_commands
 
 KUBERNETES_VERSION = debs.KUBERNETES_VERSION
@@ -45,28 +47,33 @@ DEBIAN_PACKAGES = (
     "ca-certificates",
     "curl",
     "gpg",
-    "containerd",
+    "runc",  # containerd's runtime; containerd itself is built (debs.containerd_package)
     "iptables",
     "conntrack",
     "socat",
     "ethtool",
 )
 LAB_KEY_FILE = "lab-archive-keyring.gpg"  # binary public key, as installed on hosts
-RECIPE_VERSION = 2  # 2: real Kubernetes packages in place of the stand-ins
+RECIPE_VERSION = 3  # 2: real Kubernetes packages in place of the stand-ins; 3: containerd 1.7.25
 
 
-def kubernetes_binaries() -> dict[str, Path]:
-    """The built binaries the Kubernetes packages hold (built first if the cache lacks them)."""
-    return binaries.built_binaries(debs.required_binaries(debs.lab_packages()))
+def packed_packages(containerd_unit: str = "") -> tuple[debs.DebPackage, ...]:
+    """Every package the lab builds itself: the five of pkgs.k8s.io, then containerd."""
+    return (*debs.lab_packages(), debs.containerd_package(containerd_unit))
+
+
+def packed_binaries() -> dict[str, Path]:
+    """The built binaries the lab's own packages hold (built first if the cache lacks them)."""
+    return binaries.built_binaries(debs.required_binaries(packed_packages()))
 
 
 def repo_path(kube_binaries: Mapping[str, Path] | None = None) -> Path:
     """Where the repository is cached: its key names the recipe and the builds it packs."""
-    kube_binaries = kube_binaries if kube_binaries is not None else kubernetes_binaries()
+    kube_binaries = kube_binaries if kube_binaries is not None else packed_binaries()
     recipe = {
         "rootfs": rootfs.recipe_key(),
         "packages": DEBIAN_PACKAGES,
-        "kubernetes": [repr(p) for p in debs.lab_packages()],
+        "kubernetes": [repr(p) for p in packed_packages()],
         # A build's directory name carries its cache key (gobuild.py): a new build, a new key.
         "binaries": sorted({str(path.parent) for path in kube_binaries.values()}),
         "version": RECIPE_VERSION,
@@ -77,7 +84,7 @@ def repo_path(kube_binaries: Mapping[str, Path] | None = None) -> Path:
 
 def ensure_repo() -> Path:
     """The cached repository tree (built first if missing). Safe to call concurrently."""
-    kube_binaries = kubernetes_binaries()
+    kube_binaries = packed_binaries()
     target = repo_path(kube_binaries)
     if (target / "complete").exists():
         return target
@@ -100,6 +107,13 @@ def ensure_repo() -> Path:
                     _export_key(gnupg, tmp)
                     debian = tmp / DEBIAN_REPO_PATH
                     _download_debian_packages(root, debian / "pool")
+                    unit = gobuild.module_file("containerd", "containerd.service").decode()
+                    debs.build_debs(
+                        (debs.containerd_package(debs.containerd_unit(unit)),),
+                        kube_binaries,
+                        debian / "pool",
+                        _dpkg_architecture(),
+                    )
                     _index_debian(debian, gnupg)
                     kube = tmp / KUBERNETES_REPO_PATH
                     debs.build_debs(debs.lab_packages(), kube_binaries, kube, _dpkg_architecture())

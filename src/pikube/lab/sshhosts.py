@@ -27,7 +27,7 @@ import asyncssh
 
 from pikube.errors import InvalidInput, PikubeError
 from pikube.lab import aptrepo, pihost, rootfs, state
-from pikube.lab.kubernetes import registry
+from pikube.lab.kubernetes import debs, registry
 from pikube.lab.lab import Lab, lab_command
 from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
@@ -430,6 +430,8 @@ nodes:
 {nodes}
 versions:
   kubernetes: {aptrepo.KUBERNETES_VERSION}
+  # The seed's containerd, built from its module and served by the lab's Debian subset.
+  containerd: {debs.CONTAINERD_PACKAGE_VERSION}
   flannel: v0.26.3
 packages:
   # The lab's copy of pkgs.k8s.io (kubelet, kubeadm, kubectl, cri-tools, kubernetes-cni built

@@ -166,3 +166,38 @@ def test_a_missing_binary_is_named(tmp_path: Path) -> None:
     del binaries["crictl"]
     with pytest.raises(PikubeError, match="no binary for crictl"):
         debs.build_debs(debs.lab_packages(), binaries, tmp_path / "out", "amd64")
+
+
+UPSTREAM_UNIT = """\
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/containerd
+
+Type=notify
+"""
+
+
+def test_containerd_is_the_seeds_version_under_debians_package_name() -> None:
+    package = debs.containerd_package(debs.containerd_unit(UPSTREAM_UNIT))
+    assert (package.name, package.version) == ("containerd", "1.7.25-1")
+    paths = {f.path for f in package.files}
+    assert paths == {
+        "/usr/bin/containerd",
+        "/usr/bin/containerd-shim-runc-v2",
+        "/usr/bin/ctr",
+        "/usr/lib/systemd/system/containerd.service",
+    }
+    assert any(d.startswith("runc ") for d in package.depends)
+    assert "Homepage: https://containerd.io" in debs.control_text(package, "amd64", 1)
+
+
+def test_containerd_unit_starts_the_daemon_from_usr_bin() -> None:
+    unit = debs.containerd_unit(UPSTREAM_UNIT)
+    assert "ExecStart=/usr/bin/containerd\n" in unit
+    assert "/usr/local/bin" not in unit
+    assert "ExecStartPre=-/sbin/modprobe overlay" in unit  # everything else as upstream's
+
+
+def test_a_changed_upstream_unit_is_refused_not_silently_kept() -> None:
+    with pytest.raises(PikubeError, match="no longer starts"):
+        debs.containerd_unit("[Service]\nExecStart=/opt/containerd/bin/containerd\n")

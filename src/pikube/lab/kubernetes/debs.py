@@ -36,6 +36,10 @@ KUBERNETES_VERSION = BY_NAME["kubernetes"].version.removeprefix("v")
 KUBERNETES_PACKAGE_VERSION = package_version("kubernetes")
 CRI_TOOLS_PACKAGE_VERSION = package_version("cri-tools")
 KUBERNETES_CNI_PACKAGE_VERSION = package_version("cni-plugins")
+# containerd as the seed runs it (1.7.25), packaged for the lab's Debian subset under Debian's
+# own package name, so the builder's `apt-get install containerd` takes it (decision 0170).
+CONTAINERD_PACKAGE_VERSION = BY_NAME["containerd"].version.removeprefix("v") + "-1"
+CONTAINERD_UPSTREAM_BINARY = "/usr/local/bin/containerd"
 # The plugins of containernetworking/plugins v1.5.1, all of which kubernetes-cni ships.
 CNI_PLUGINS = (
     "bandwidth",
@@ -124,6 +128,7 @@ class DebPackage:
     depends: tuple[str, ...]
     files: tuple[PackageFile, ...]
     conffiles: tuple[str, ...] = ()
+    homepage: str = HOMEPAGE
 
 
 def lab_packages(
@@ -206,6 +211,45 @@ def lab_packages(
     )
 
 
+def containerd_unit(upstream_unit: str) -> str:
+    """containerd's own systemd unit (containerd.service of its module) with the daemon where
+    a package puts it, /usr/bin, as Debian's and Docker's containerd packages both do."""
+    if f"ExecStart={CONTAINERD_UPSTREAM_BINARY}\n" not in upstream_unit:
+        raise PikubeError(
+            f"containerd's unit no longer starts {CONTAINERD_UPSTREAM_BINARY}: "
+            "the package recipe needs a look"
+        )
+    return upstream_unit.replace(
+        f"ExecStart={CONTAINERD_UPSTREAM_BINARY}\n", "ExecStart=/usr/bin/containerd\n"
+    )
+
+
+def containerd_package(unit: str = "") -> DebPackage:
+    """containerd 1.7.25 built from its module, as a `containerd` package for the lab's Debian
+    subset: the daemon, ctr and the runc v2 shim; runc itself is Debian's."""
+    return DebPackage(
+        name="containerd",
+        version=CONTAINERD_PACKAGE_VERSION,
+        summary="daemon to control runC",
+        description=(
+            "containerd manages the complete container lifecycle of its host system, from "
+            "image transfer and storage to container execution and supervision.",
+            "Built by pikube from github.com/containerd/containerd "
+            f"{BY_NAME['containerd'].version}, the version the seed cluster runs.",
+        ),
+        depends=("runc (>= 1.1.0)", "libc6 (>= 2.34)"),
+        files=(
+            PackageFile("/usr/bin/containerd", 0o755, binary="containerd"),
+            PackageFile(
+                "/usr/bin/containerd-shim-runc-v2", 0o755, binary="containerd-shim-runc-v2"
+            ),
+            PackageFile("/usr/bin/ctr", 0o755, binary="ctr"),
+            PackageFile(f"{UNIT_DIR}/containerd.service", 0o644, text=unit),
+        ),
+        homepage="https://containerd.io",
+    )
+
+
 def control_text(package: DebPackage, architecture: str, installed_size_kib: int) -> str:
     """The package's DEBIAN/control."""
     lines = [
@@ -220,7 +264,7 @@ def control_text(package: DebPackage, architecture: str, installed_size_kib: int
     lines += [
         "Section: admin",
         "Priority: optional",
-        f"Homepage: {HOMEPAGE}",
+        f"Homepage: {package.homepage}",
         f"Description: {package.summary}",
     ]
     lines += [f" {line}" for line in package.description]
