@@ -13,7 +13,7 @@ from tests.helpers import run_pikube
     ("args", "message"),
     [
         (["--node", "node01", "--source", "dir:/nonexistent/pikube"], "is not a directory"),
-        (["--node", "node01", "--source", "kube:"], "use dir:PATH"),
+        (["--node", "node01", "--source", "kube:"], "use kube (the Kubernetes API) or dir:PATH"),
         (["--source", "dir:/tmp"], "--node is required"),
     ],
 )
