@@ -53,6 +53,58 @@ class Result:
     ms: list[float] = field(default_factory=list)
     skipped: str | None = None
     from_manifest_ms: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _stamp(line: str) -> float | None:
+    """Seconds of the day from an FRR log line's `YYYY/MM/DD HH:MM:SS.ffffff` prefix."""
+    try:
+        clock = line.split(" ", 2)[1]
+        hours, minutes, seconds = clock.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (IndexError, ValueError):
+        return None
+
+
+def frr_timeline(bgpd_log: str, zebra_log: str, prefix: str) -> list[dict[str, Any]]:
+    """FRR's own account of each change of `prefix`, from its debug logs (RouterOptions.
+    frr_timeline): per route add or delete bgpd sends to zebra, `bgpd_ms` from the first
+    UPDATE about the prefix bgpd received since its previous change to bgpd handing it to
+    zebra, and `zebra_ms` from zebra queueing it to zebra's netlink message to the kernel."""
+    bgpd: list[tuple[str, float]] = []
+    first: float | None = None
+    for line in bgpd_log.splitlines():
+        at = _stamp(line)
+        if at is None or f" {prefix}" not in line:
+            continue
+        if f"rcvd {prefix} " in line or f"rcvd UPDATE about {prefix} " in line:
+            first = at if first is None else first
+        elif f"Tx route add VRF 0 {prefix} " in line or line.endswith(
+            f"Tx route delete VRF 0 {prefix}"
+        ):
+            if first is not None:
+                bgpd.append(("add" if " add " in line else "delete", (at - first) * 1000))
+            first = None
+    zebra: list[float] = []
+    queued: float | None = None
+    for line in zebra_log.splitlines():
+        at = _stamp(line)
+        if at is None:
+            continue
+        if f"Route {prefix}(0) queued for processing" in line:
+            queued = at if queued is None else queued
+        elif f"RTM_NEWROUTE {prefix} " in line or f"RTM_DELROUTE {prefix} " in line:
+            if queued is not None:
+                zebra.append((at - queued) * 1000)
+            queued = None
+    return [
+        {
+            "change": change,
+            "bgpd_ms": round(ms, 1),
+            "zebra_ms": round(z, 1) if z is not None else None,
+        }
+        for (change, ms), z in zip(bgpd, [*zebra, *[None] * len(bgpd)], strict=False)
+    ]
 
 
 class KernelTable:
@@ -200,6 +252,9 @@ def run_router(
     scenarios: Sequence[str],
     runs: int,
     progress: Callable[[str], None],
+    *,
+    frr_zebra_work_queue_ms: int | None = None,
+    frr_timeline: bool = False,
 ) -> list[Result]:
     results: dict[str, Result] = {s: Result(kind, s) for s in scenarios}
     uses_bfd = "crash-bfd" in scenarios
@@ -217,6 +272,8 @@ def run_router(
             kind=kind,
             hold_time_s=HOLD_TIME_S,
             bfd_interval_ms=BFD_INTERVAL_MS if with_bfd else None,
+            frr_zebra_work_queue_ms=frr_zebra_work_queue_ms,
+            frr_timeline=frr_timeline and kind == "frr",
         )
         _phase(lab, options, phase, runs, results, with_bfd, progress)
     return [results[s] for s in scenarios]
@@ -309,6 +366,15 @@ def _phase(
         for node in list(speakers.records):
             speakers.stop(node)
         router.stop()
+    if isinstance(router, bgp.Frr) and options.frr_timeline:
+        timeline = frr_timeline(*router.timeline_logs(), PREFIX)
+        for scenario, change in (("announce", "add"), ("withdraw", "delete")):
+            if scenario in results:
+                entries = [t for t in timeline if t["change"] == change]
+                results[scenario].extra["frr_bgpd_ms"] = [t["bgpd_ms"] for t in entries]
+                results[scenario].extra["frr_zebra_ms"] = [
+                    t["zebra_ms"] for t in entries if t["zebra_ms"] is not None
+                ]
 
 
 def _update_times(speakers: BgpSpeakers, since: float) -> list[float]:
@@ -351,5 +417,6 @@ def summarise(results: Sequence[Result], runs: int) -> dict[str, Any]:
             entry["from_manifest_ms"] = r.from_manifest_ms
         if r.skipped:
             entry["skipped"] = r.skipped
+        entry.update(r.extra)
         entries.append(entry)
     return {"runs": runs, "results": entries}

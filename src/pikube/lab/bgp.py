@@ -59,6 +59,10 @@ class RouterOptions:
     hold_time_s: int = 9
     multipath: bool = True
     nodes: tuple[str, ...] = WORKERS
+    # FRR only: zebra's route work-queue hold (`zebra work-queue MS`; FRR's default 10 ms), and
+    # whether bgpd and zebra log updates and route installs with microsecond timestamps.
+    frr_zebra_work_queue_ms: int | None = None
+    frr_timeline: bool = False
 
     @property
     def node_asn(self) -> int:
@@ -130,9 +134,34 @@ class Router:
 class Frr(Router):
     """FRR 8.4: zebra + bgpd (+ bfdd), each with explicit paths, no /etc/frr needed."""
 
+    def _log_lines(self, daemon: str, debugs: Sequence[str]) -> list[str]:
+        if not self.options.frr_timeline:
+            return []
+        return [
+            f"log file {self.directory / (daemon + '.log')} debugging",
+            "log timestamp precision 6",
+            *debugs,
+        ]
+
+    def zebra_config(self) -> str:
+        lines = ["hostname router"]
+        lines += self._log_lines("zebra", ["debug zebra rib detailed", "debug zebra kernel"])
+        if self.options.frr_zebra_work_queue_ms is not None:
+            lines.append(f"zebra work-queue {self.options.frr_zebra_work_queue_ms}")
+        return "\n".join(lines) + "\n"
+
+    def timeline_logs(self) -> tuple[str, str]:
+        """bgpd's and zebra's logs (with frr_timeline), or empty strings."""
+        out = []
+        for daemon in ("bgpd", "zebra"):
+            path = self.directory / f"{daemon}.log"
+            out.append(path.read_text(errors="replace") if path.exists() else "")
+        return out[0], out[1]
+
     def config(self) -> str:
         o = self.options
         lines = [
+            *self._log_lines("bgpd", ["debug bgp updates in", "debug bgp zebra"]),
             "frr defaults traditional",
             "hostname router",
             f"router bgp {ROUTER_ASN}",
@@ -182,7 +211,7 @@ class Frr(Router):
     def start(self) -> None:
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
-        (d / "zebra.conf").write_text("hostname router\n")
+        (d / "zebra.conf").write_text(self.zebra_config())
         (d / "bgpd.conf").write_text(self.config())
         (d / "bfdd.conf").write_text(self.bfd_config())
         shutil.chown(d, "frr", "frr")
