@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,59 @@ def test_md5_password(bgp_lab: Lab, kind: str) -> None:
 @pytest.mark.parametrize("kind", bgp.ROUTERS)
 def test_ebgp_multihop_session(bgp_lab: Lab, kind: str) -> None:
     with _cell(bgp_lab, kind, multihop=True, nodes=("node01",)) as s:
+        s.speakers.nodes = ("node01",)
+        s.speakers.write(bgp.manifests(bgp_lab, s.options))
+        s.speakers.start_all()
+        s.wait_hops(V4, NODES4[:1])
+
+
+def _never_established(speakers: BgpSpeakers, node: str, router: Router, wait_s: float) -> None:
+    """`node`'s session is not Established now, nor at any point in the next `wait_s`."""
+    address = str(router.lab.topology.host(node).ipv4)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        assert speakers.status(node)["peers"]["router"]["state"] != "Established"
+        assert not router.sessions().get(address)
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", bgp.ROUTERS)
+def test_ebgp_multihop_across_a_routed_hop(bgp_lab: Lab, kind: str) -> None:
+    # The router runs in `upstream`, behind `router`: the nodes' packets cross one routed hop.
+    with _cell(bgp_lab, kind, upstream=True, multihop=True, nodes=("node01", "node02")) as s:
+        s.speakers.nodes = ("node01", "node02")
+        multihop = BgpSpeakers(
+            bgp_lab,
+            Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(bgp_lab.name))),
+            ("node01",),
+        )
+        s.speakers.nodes = ("node02",)
+        multihop.write(bgp.manifests(bgp_lab, s.options))
+        # node02's BGPPeer has no ebgpMultiHop: it sends with TTL 1, which dies at the hop.
+        s.speakers.write(bgp.manifests(bgp_lab, replace(s.options, multihop=False)))
+        s.speakers.start("node02")
+        multihop.start("node01")
+        try:
+            route = s.wait_hops(V4, NODES4[:1])  # the node's own address: the hop is not it
+            assert route.next_hops == NODES4[:1]
+            _never_established(s.speakers, "node02", s.r, 3.0)
+            assert s.speakers.status("node02")["peers"]["router"]["last_error"]
+        finally:
+            multihop.stop("node01")
+
+
+@pytest.mark.parametrize("kind", bgp.ROUTERS)
+def test_gtsm_counts_the_routed_hop(bgp_lab: Lab, kind: str) -> None:
+    # GTSM (RFC 5082): the speaker sends with TTL 255 (ebgpMultiHop), the hop makes it 254.
+    # A router accepting one hop (a single-hop peer, TTL 255 only) refuses the session...
+    options: dict[str, object] = {"upstream": True, "multihop": True, "nodes": ("node01",)}
+    with _cell(bgp_lab, kind, ttl_security_hops=1, **options) as s:
+        s.speakers.nodes = ("node01",)
+        s.speakers.write(bgp.manifests(bgp_lab, s.options))
+        s.speakers.start_all()
+        _never_established(s.speakers, "node01", s.r, 4.0)
+    # ...and one accepting two hops takes it.
+    with _cell(bgp_lab, kind, ttl_security_hops=2, **options) as s:
         s.speakers.nodes = ("node01",)
         s.speakers.write(bgp.manifests(bgp_lab, s.options))
         s.speakers.start_all()
