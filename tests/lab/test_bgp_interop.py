@@ -182,7 +182,9 @@ def test_ebgp_multihop_across_a_routed_hop(bgp_lab: Lab, kind: str) -> None:
             multihop.stop("node01")
 
 
-@pytest.mark.parametrize("kind", bgp.ROUTERS)
+# GoBGP 3.10 sets its minimum TTL on a passive connection after accepting it, so the speaker's
+# first packets may get through: the lab saw the session come up (and fail at the hold time).
+@pytest.mark.parametrize("kind", ["frr", "bird"])
 def test_gtsm_counts_the_routed_hop(bgp_lab: Lab, kind: str) -> None:
     # GTSM (RFC 5082): the speaker sends with TTL 255 (ebgpMultiHop), the hop makes it 254.
     # A router accepting one hop (a single-hop peer, TTL 255 only) refuses the session...

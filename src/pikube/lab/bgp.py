@@ -204,8 +204,10 @@ class Frr(Router):
     def zebra_config(self) -> str:
         lines = ["hostname router"]
         lines += self._log_lines("zebra", ["debug zebra rib detailed", "debug zebra kernel"])
-        if self.options.upstream:  # the nodes' LAN is behind the hop
-            lines.append(f"ip route {LAN_IPV4} {UPSTREAM_HOP}")
+        if self.options.upstream:
+            # The nodes' LAN is behind the hop, reached by the default route; a multihop
+            # session's next hop must resolve through it (FRR ignores default routes for that).
+            lines.append("ip nht resolve-via-default")
         if self.options.frr_zebra_work_queue_ms is not None:
             lines.append(f"zebra work-queue {self.options.frr_zebra_work_queue_ms}")
         return "\n".join(lines) + "\n"
@@ -238,6 +240,9 @@ class Frr(Router):
             lines.append(f" neighbor NODES password {o.password}")
         if o.ttl_security_hops is not None:
             lines.append(f" neighbor NODES ttl-security hops {o.ttl_security_hops}")
+            if o.upstream:
+                # Without ebgp-multihop, FRR wants an eBGP next hop on a connected network.
+                lines.append(" neighbor NODES disable-connected-check")
         elif o.multihop:
             lines.append(" neighbor NODES ebgp-multihop 255")
         if o.graceful_restart:
@@ -413,7 +418,9 @@ class Bird(Router):
             if not parts:
                 continue
             if line[0] not in " \t" and "/" in parts[0]:
-                current = {"prefix": parts[0], "hops": [], "comm": [], "large": [], "pref": None}
+                current = {
+                    "prefix": parts[0], "hops": [], "via": [], "comm": [], "large": [], "pref": None
+                }  # fmt: skip
                 found[parts[0]] = current  # type: ignore[assignment]
                 continue
             if current is None:
@@ -421,7 +428,11 @@ class Bird(Router):
             stripped = line.strip()
             if stripped.startswith("unicast [") or (parts and parts[0].startswith("unicast")):
                 continue
-            if stripped.startswith("via ") or stripped.startswith("BGP.next_hop:"):
+            if stripped.startswith("via "):
+                current["via"].append(parts[1])
+            elif stripped.startswith("BGP.next_hop:"):
+                # What the node announced; `via` is where BIRD resolved it (the hop, for a
+                # multihop session behind a router).
                 current["hops"].append(parts[1])
             elif stripped.startswith("BGP.community:"):
                 current["comm"] += [c.strip("()").replace(",", ":") for c in parts[1:]]
@@ -435,7 +446,9 @@ class Bird(Router):
         out = {}
         for prefix, raw in found.items():
             entry: dict[str, Any] = raw  # type: ignore[assignment]
-            hops = tuple(sorted({h for h in entry["hops"] if not h.startswith("fe80")}))
+            hops = tuple(
+                sorted({h for h in entry["hops"] or entry["via"] if not h.startswith("fe80")})
+            )
             out[prefix] = RouterRoute(
                 prefix,
                 hops,
