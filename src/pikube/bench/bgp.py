@@ -19,6 +19,10 @@ announce and withdraw also report the time from the manifest change (`from_manif
 which adds the speakers' reading of the
 directory (inotify, parsing, allocation). GoBGP 3.10 has no BFD: its crash-bfd is
 skipped with a note. Reports figures; asserts nothing about time.
+
+`--frr-timeline` also splits FRR's figures with FRR's own timestamps (bgpd received -> handed
+to zebra; zebra queued -> netlink to the kernel; `frr_timeline`), and `--frr-zebra-work-queue
+MS` sets zebra's work-queue hold (decision 0162).
 """
 
 from __future__ import annotations

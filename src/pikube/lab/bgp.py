@@ -8,7 +8,9 @@ through it; GoBGP keeps its RIB only). `Router.routes()` reads the router's tabl
 shape for all three, and `Router.monitor_argv()` is a command that prints a line whenever the
 table changes (for measuring announce and withdraw times). `route_client` sends the BGP pool
 from the client to the router. `BgpSpeakers` runs `pikube lb bgp-speaker` on nodes with one
-manifest directory.
+manifest directory. With `RouterOptions(upstream=True)` the daemons run in an extra namespace
+behind `router` instead (`add_upstream`), one routed hop away from the nodes, for the multihop
+and GTSM cells.
 """
 
 from __future__ import annotations
