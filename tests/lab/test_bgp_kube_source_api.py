@@ -24,6 +24,7 @@ from pikube.lb.kube.api import (
     IP_ADDRESS_POOLS,
     SERVICE_BGP_STATUSES,
     SERVICES,
+    ApiStatusError,
     KubeClient,
     Obj,
 )
@@ -228,7 +229,9 @@ def test_service_bgp_status_follows_the_sessions_and_the_service(target: KubeTar
     run(scenario)
 
 
-def test_the_speaker_deletes_its_statuses_when_it_stops(target: KubeTarget) -> None:
+def test_statuses_are_owned_by_the_speaker_pod_and_deleted_when_it_stops(
+    target: KubeTarget,
+) -> None:
     async def scenario() -> None:
         api = await admin(target)
         router = Router()
@@ -237,8 +240,30 @@ def test_the_speaker_deletes_its_statuses_when_it_stops(target: KubeTarget) -> N
             for kind, body in objects(ns, router.port):
                 await api.request("POST", kind.path(ns), body=body)
             await set_ingress(api, ns, "nginx", "203.0.113.10")
+            pod_body = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "speaker-abcde", "namespace": ns},
+                "spec": {"containers": [{"name": "speaker", "image": "pikube:speaker"}]},
+            }
+            pods: list[Obj] = []
+
+            async def pod_created() -> bool:
+                # A real API server refuses Pods until the namespace's default ServiceAccount
+                # exists (a controller makes it shortly after the namespace).
+                try:
+                    pods.append(
+                        await api.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pod_body)
+                    )
+                except ApiStatusError:
+                    return False
+                return True
+
+            await until(pod_created, what="the speaker's Pod")
+            (pod,) = pods
             settings = BgpSpeakerSettings(node="node01", metrics_port=None, connect_retry_s=0.05)
-            speaker = BgpSpeaker(settings, KubeBgpSource(node="node01", namespace=ns, api=api))
+            source = KubeBgpSource(node="node01", namespace=ns, api=api, pod_name="speaker-abcde")
+            speaker = BgpSpeaker(settings, source)
             stop = asyncio.Event()
             task = asyncio.create_task(speaker.run(stop))
             try:
@@ -249,6 +274,15 @@ def test_the_speaker_deletes_its_statuses_when_it_stops(target: KubeTarget) -> N
                     )
 
                 await until(reported, what="a ServiceBGPStatus")
+                (obj,) = await statuses(api, ns)
+                assert obj["metadata"]["ownerReferences"] == [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": "speaker-abcde",
+                        "uid": pod["metadata"]["uid"],
+                    }
+                ]
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 15)

@@ -259,11 +259,17 @@ class KubeBgpSource:
     async def report(self, api: KubeClient, owner: Mapping[str, str] | None = None) -> None:
         """One round: make this node's ServiceBGPStatus objects say what it advertises."""
         advertised = self._advertised() if self._advertised is not None else {}
-        for action in bgp_status.plan(self.node, advertised, self._view()):
-            await self._do(api, action, owner)
+        view = self._view()
+        by_name = {str(o["metadata"]["name"]): o for o in view}
+        for action in bgp_status.plan(self.node, advertised, view):
+            await self._do(api, action, owner, by_name)
 
     async def _do(
-        self, api: KubeClient, action: bgp_status.Action, owner: Mapping[str, str] | None
+        self,
+        api: KubeClient,
+        action: bgp_status.Action,
+        owner: Mapping[str, str] | None,
+        by_name: Mapping[str, Obj],
     ) -> None:
         ns = self.namespace
         kind = SERVICE_BGP_STATUSES
@@ -281,7 +287,7 @@ class KubeBgpSource:
             obj = await api.request("POST", kind.path(ns), body=body)
             log.info("ServiceBGPStatus %s for %s", obj["metadata"]["name"], action.service)
         else:
-            obj = dict(next(o for o in self._view() if o["metadata"]["name"] == action.name))
+            obj = dict(by_name[action.name])
             wanted_labels = bgp_status.labels(self.node, action.service)
             if (obj["metadata"].get("labels") or {}) != wanted_labels:
                 obj["metadata"] = {**obj["metadata"], "labels": wanted_labels}
@@ -302,5 +308,7 @@ class KubeBgpSource:
         """The speaker stops: it advertises nothing any more."""
         if self.informer is None:
             return
-        for action in bgp_status.plan(self.node, {}, self._view()):
-            await self._do(api, action, None)
+        view = self._view()
+        by_name = {str(o["metadata"]["name"]): o for o in view}
+        for action in bgp_status.plan(self.node, {}, view):
+            await self._do(api, action, None, by_name)
