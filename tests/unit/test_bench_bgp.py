@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pikube.bench.bgp import Result, frr_timeline, summarise
+from pikube.bench.bgp import Result, _transit, frr_timeline, summarise
 
 BGPD = """\
 2026/12/02 00:58:42.009319 BGP: [YCKEM-GB33T] 198.51.100.21(Unknown) rcvd 203.0.113.10/32 IPv4 unicast
@@ -25,8 +25,8 @@ ZEBRA = """\
 
 def test_frr_timeline_splits_each_change_into_bgpd_and_zebra() -> None:
     assert frr_timeline(BGPD, ZEBRA, "203.0.113.10/32") == [
-        {"change": "add", "bgpd_ms": 50.1, "zebra_ms": 13.5},
-        {"change": "delete", "bgpd_ms": 50.1, "zebra_ms": 10.1},
+        {"change": "add", "bgpd_ms": 50.1, "zebra_ms": 13.5, "received_s": 3522.009319},
+        {"change": "delete", "bgpd_ms": 50.1, "zebra_ms": 10.1, "received_s": 3522.191693},
     ]
 
 
@@ -39,3 +39,9 @@ def test_summary_carries_the_timeline_beside_the_figures() -> None:
     (entry,) = summarise([result], 2)["results"]
     assert entry["p50_ms"] == 61.0
     assert entry["frr_bgpd_ms"] == [50.1, 50.2]
+
+
+def test_transit_pairs_each_decision_with_the_next_update_bgpd_logged() -> None:
+    # Decisions at 10.000 and 20.000 s of the day; bgpd logged UPDATEs at 10.004 and 20.0035.
+    assert _transit([10.0, 20.0], [10.004, 20.0035, 30.0]) == [4.0, 3.5]
+    assert _transit([40.0], [10.0]) == []

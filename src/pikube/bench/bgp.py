@@ -74,8 +74,9 @@ def frr_timeline(bgpd_log: str, zebra_log: str, prefix: str) -> list[dict[str, A
     """FRR's own account of each change of `prefix`, from its debug logs (RouterOptions.
     frr_timeline): per route add or delete bgpd sends to zebra, `bgpd_ms` from the first
     UPDATE about the prefix bgpd received since its previous change to bgpd handing it to
-    zebra, and `zebra_ms` from zebra queueing it to zebra's netlink message to the kernel."""
-    bgpd: list[tuple[str, float]] = []
+    zebra, and `zebra_ms` from zebra queueing it to zebra's netlink message to the kernel;
+    `received_s`: when bgpd logged that first UPDATE (seconds of the day, local time)."""
+    bgpd: list[tuple[str, float, float]] = []
     first: float | None = None
     for line in bgpd_log.splitlines():
         at = _stamp(line)
@@ -87,7 +88,8 @@ def frr_timeline(bgpd_log: str, zebra_log: str, prefix: str) -> list[dict[str, A
             f"Tx route delete VRF 0 {prefix}"
         ):
             if first is not None:
-                bgpd.append(("add" if " add " in line else "delete", (at - first) * 1000))
+                change = "add" if " add " in line else "delete"
+                bgpd.append((change, (at - first) * 1000, first))
             first = None
     zebra: list[float] = []
     queued: float | None = None
@@ -106,8 +108,9 @@ def frr_timeline(bgpd_log: str, zebra_log: str, prefix: str) -> list[dict[str, A
             "change": change,
             "bgpd_ms": round(ms, 1),
             "zebra_ms": round(z, 1) if z is not None else None,
+            "received_s": received,
         }
-        for (change, ms), z in zip(bgpd, [*zebra, *[None] * len(bgpd)], strict=False)
+        for (change, ms, received), z in zip(bgpd, [*zebra, *[None] * len(bgpd)], strict=False)
     ]
 
 
@@ -293,6 +296,7 @@ def _phase(
     progress: Callable[[str], None],
 ) -> None:
     kind = options.kind
+    first_decisions: dict[str, list[float]] = {"announce": [], "withdraw": []}
     router = bgp.start_router(lab, options)
     speakers = BgpSpeakers(lab, Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(lab.name))))
     watch = Watch(lab, router)
@@ -318,6 +322,8 @@ def _phase(
                 if "announce" in scenarios:
                     # From the first speaker's decision (its UPDATE) to the router's table.
                     decided = _first_update_since(speakers, since)
+                    if decided is not None:
+                        first_decisions["announce"].append(_time_of_day(decided))
                     from_decision = ms - (decided - since) * 1000 if decided else ms
                     results["announce"].ms.append(round(from_decision, 1))
                     results["announce"].from_manifest_ms.append(round(ms, 1))
@@ -332,6 +338,8 @@ def _phase(
                 if "withdraw" in scenarios:
                     # The route is gone once every speaker withdrew: from the last decision.
                     times = _update_times(speakers, since)
+                    if times:
+                        first_decisions["withdraw"].append(_time_of_day(min(times)))
                     decided = max(times) if len(times) == len(speakers.nodes) else None
                     from_decision = ms - (decided - since) * 1000 if decided else ms
                     results["withdraw"].ms.append(round(from_decision, 1))
@@ -379,6 +387,26 @@ def _phase(
                 results[scenario].extra["frr_zebra_ms"] = [
                     t["zebra_ms"] for t in entries if t["zebra_ms"] is not None
                 ]
+                results[scenario].extra["frr_transit_ms"] = _transit(
+                    first_decisions[scenario], [t["received_s"] for t in entries]
+                )
+
+
+def _time_of_day(monotonic: float) -> float:
+    """A CLOCK_MONOTONIC instant as seconds of the local day, as FRR's log stamps it."""
+    wall = time.time() - time.monotonic() + monotonic
+    local = time.localtime(wall)
+    return local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec + wall % 1
+
+
+def _transit(decisions: Sequence[float], received: Sequence[float]) -> list[float]:
+    """For each speaker decision, the time until bgpd logged the first UPDATE after it (ms)."""
+    out = []
+    for decided in decisions:
+        later = [r for r in received if r >= decided - 0.002]
+        if later:
+            out.append(round((min(later) - decided) * 1000, 1))
+    return out
 
 
 def _update_times(speakers: BgpSpeakers, since: float) -> list[float]:

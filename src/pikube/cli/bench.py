@@ -210,10 +210,12 @@ def bgp_command(
     for entry in summary["results"]:
         if entry.get("frr_bgpd_ms"):
             zebra = entry.get("frr_zebra_ms") or [0.0]
+            transit = entry.get("frr_transit_ms") or [0.0]
             console.print(
-                f"FRR's own timestamps, {entry['scenario']}: bgpd received -> handed to zebra "
-                f"p50 {statistics.median(entry['frr_bgpd_ms']):.1f} ms, zebra queued -> kernel "
-                f"p50 {statistics.median(zebra):.1f} ms"
+                f"FRR's own timestamps, {entry['scenario']}: speaker's first decision -> bgpd "
+                f"received p50 {statistics.median(transit):.1f} ms, bgpd received -> handed to "
+                f"zebra p50 {statistics.median(entry['frr_bgpd_ms']):.1f} ms, zebra queued -> "
+                f"kernel p50 {statistics.median(zebra):.1f} ms"
             )
     if json_path is not None:
         console.print(f"JSON written to {json_path}")
