@@ -380,6 +380,9 @@ def _phase(
         router.stop()
     if isinstance(router, bgp.Frr) and options.frr_timeline:
         timeline = frr_timeline(*router.timeline_logs(), PREFIX)
+        # A withdrawal's first UPDATE can open a change that ends as a route add (fewer paths):
+        # the speaker -> bgpd time pairs each decision with the first UPDATE after it, any kind.
+        received = [t["received_s"] for t in timeline]
         for scenario, change in (("announce", "add"), ("withdraw", "delete")):
             if scenario in results:
                 entries = [t for t in timeline if t["change"] == change]
@@ -388,7 +391,7 @@ def _phase(
                     t["zebra_ms"] for t in entries if t["zebra_ms"] is not None
                 ]
                 results[scenario].extra["frr_transit_ms"] = _transit(
-                    first_decisions[scenario], [t["received_s"] for t in entries]
+                    first_decisions[scenario], received
                 )
 
 
