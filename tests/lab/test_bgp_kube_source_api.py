@@ -190,6 +190,9 @@ def test_service_bgp_status_follows_the_sessions_and_the_service(target: KubeTar
 
                 await until(announced, what="the route at the router")
                 await until(lambda: peers_are(["router"]), what="a ServiceBGPStatus")
+                metrics = speaker.registry.render()
+                assert "metallb_k8s_client_config_loaded_bool 1" in metrics
+                assert "metallb_k8s_client_config_stale_bool 0" in metrics
                 (obj,) = await mine()
                 assert obj["metadata"]["name"].startswith("bgp-")
                 assert obj["metadata"]["labels"] == {

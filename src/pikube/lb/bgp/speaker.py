@@ -186,7 +186,7 @@ class BgpSpeaker:
         source = self.source or DirectorySource(self.settings.directory, self.settings.recheck_s)
         bind = getattr(source, "bind", None)
         if bind is not None:
-            bind(self.advertised_services)
+            bind(self.advertised_services, self.registry)
         async for item in source.updates():
             self.profiles = {p.name: p for p in item.resources.bfd_profiles}
             self.apply(
