@@ -163,6 +163,7 @@ class BgpSpeaker:
     bfd_problems: dict[str, str] = field(default_factory=dict)
     _bfd: BfdEndpoint | None = None
     _closing: set[asyncio.Task[None]] = field(default_factory=set)  # sessions being closed
+    _stopping: bool = False
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -203,7 +204,9 @@ class BgpSpeaker:
         return advertised_services(self.current.services, advertised)
 
     def apply(self, wanted: NodeRoutes) -> None:
-        """Make the sessions and their routes match `wanted`."""
+        """Make the sessions and their routes match `wanted` (nothing once stopping)."""
+        if self._stopping:
+            return
         if wanted.problems != self.problems:
             for problem in wanted.problems:
                 log.warning("%s", problem)
@@ -399,11 +402,13 @@ class BgpSpeaker:
             if source.done() and not source.cancelled():
                 failure = source.exception() or RuntimeError("it ended")
         finally:
+            # Withdraw first: a source's own clean-up (the API's, bounded) must not delay it.
+            self._stopping = True
+            await self.shutdown()
             stopping.cancel()
             source.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await source
-            await self.shutdown()
             if server is not None:
                 server.close()
                 await server.wait_closed()
