@@ -267,6 +267,16 @@ def test_statuses_are_owned_by_the_speaker_pod_and_deleted_when_it_stops(
             settings = BgpSpeakerSettings(node="node01", metrics_port=None, connect_retry_s=0.05)
             source = KubeBgpSource(node="node01", namespace=ns, api=api, pod_name="speaker-abcde")
             speaker = BgpSpeaker(settings, source)
+            # The speaker withdraws before the source cleans up: an API that is slow to answer
+            # must not delay the withdrawal.
+            sessions_at_cleanup: list[int] = []
+            cleanup = source._remove_all
+
+            async def remove_all(api: KubeClient) -> None:
+                sessions_at_cleanup.append(len(speaker.peers))
+                await cleanup(api)
+
+            source._remove_all = remove_all  # type: ignore[method-assign]
             stop = asyncio.Event()
             task = asyncio.create_task(speaker.run(stop))
             try:
@@ -291,6 +301,7 @@ def test_statuses_are_owned_by_the_speaker_pod_and_deleted_when_it_stops(
                 await asyncio.wait_for(task, 15)
                 await router.down()
             assert await statuses(api, ns) == []
+            assert sessions_at_cleanup == [0]
         await api.close()
 
     run(scenario)
