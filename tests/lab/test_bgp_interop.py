@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,65 @@ def test_md5_password(bgp_lab: Lab, kind: str) -> None:
 @pytest.mark.parametrize("kind", bgp.ROUTERS)
 def test_ebgp_multihop_session(bgp_lab: Lab, kind: str) -> None:
     with _cell(bgp_lab, kind, multihop=True, nodes=("node01",)) as s:
+        s.speakers.nodes = ("node01",)
+        s.speakers.write(bgp.manifests(bgp_lab, s.options))
+        s.speakers.start_all()
+        s.wait_hops(V4, NODES4[:1])
+
+
+def _never_established(router: Router, node: str, wait_s: float) -> None:
+    """The router has no Established session with `node` and no route from it, now nor at any
+    point in the next `wait_s`. (The router's view: when the router drops only what the node
+    sends, the node can still see the router's OPEN and KEEPALIVE and call the session
+    Established until the router gives up.)"""
+    address = str(router.lab.topology.host(node).ipv4)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        assert not router.sessions().get(address)
+        route = router.routes().get(V4)
+        assert route is None or address not in route.next_hops
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", bgp.ROUTERS)
+def test_ebgp_multihop_across_a_routed_hop(bgp_lab: Lab, kind: str) -> None:
+    # The router runs in `upstream`, behind `router`: the nodes' packets cross one routed hop.
+    with _cell(bgp_lab, kind, upstream=True, multihop=True, nodes=("node01", "node02")) as s:
+        s.speakers.nodes = ("node01", "node02")
+        multihop = BgpSpeakers(
+            bgp_lab,
+            Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(bgp_lab.name))),
+            ("node01",),
+        )
+        s.speakers.nodes = ("node02",)
+        multihop.write(bgp.manifests(bgp_lab, s.options))
+        # node02's BGPPeer has no ebgpMultiHop: it sends with TTL 1, which dies at the hop.
+        s.speakers.write(bgp.manifests(bgp_lab, replace(s.options, multihop=False)))
+        s.speakers.start("node02")
+        multihop.start("node01")
+        try:
+            route = s.wait_hops(V4, NODES4[:1])  # the node's own address: the hop is not it
+            assert route.next_hops == NODES4[:1]
+            _never_established(s.r, "node02", 3.0)
+            status = s.speakers.status("node02")["peers"]["router"]
+            assert status["state"] != "Established"
+            assert status["last_error"]
+        finally:
+            multihop.stop("node01")
+
+
+@pytest.mark.parametrize("kind", bgp.ROUTERS)
+def test_gtsm_counts_the_routed_hop(bgp_lab: Lab, kind: str) -> None:
+    # GTSM (RFC 5082): the speaker sends with TTL 255 (ebgpMultiHop), the hop makes it 254.
+    # A router accepting one hop (a single-hop peer, TTL 255 only) refuses the session...
+    options: dict[str, object] = {"upstream": True, "multihop": True, "nodes": ("node01",)}
+    with _cell(bgp_lab, kind, ttl_security_hops=1, **options) as s:
+        s.speakers.nodes = ("node01",)
+        s.speakers.write(bgp.manifests(bgp_lab, s.options))
+        s.speakers.start_all()
+        _never_established(s.r, "node01", 4.0)
+    # ...and one accepting two hops takes it.
+    with _cell(bgp_lab, kind, ttl_security_hops=2, **options) as s:
         s.speakers.nodes = ("node01",)
         s.speakers.write(bgp.manifests(bgp_lab, s.options))
         s.speakers.start_all()

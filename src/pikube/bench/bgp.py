@@ -19,6 +19,10 @@ announce and withdraw also report the time from the manifest change (`from_manif
 which adds the speakers' reading of the
 directory (inotify, parsing, allocation). GoBGP 3.10 has no BFD: its crash-bfd is
 skipped with a note. Reports figures; asserts nothing about time.
+
+`--frr-timeline` also splits FRR's figures with FRR's own timestamps (bgpd received -> handed
+to zebra; zebra queued -> netlink to the kernel; `frr_timeline`), and `--frr-zebra-work-queue
+MS` sets zebra's work-queue hold (decision 0162).
 """
 
 from __future__ import annotations
@@ -53,6 +57,61 @@ class Result:
     ms: list[float] = field(default_factory=list)
     skipped: str | None = None
     from_manifest_ms: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _stamp(line: str) -> float | None:
+    """Seconds of the day from an FRR log line's `YYYY/MM/DD HH:MM:SS.ffffff` prefix."""
+    try:
+        clock = line.split(" ", 2)[1]
+        hours, minutes, seconds = clock.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (IndexError, ValueError):
+        return None
+
+
+def frr_timeline(bgpd_log: str, zebra_log: str, prefix: str) -> list[dict[str, Any]]:
+    """FRR's own account of each change of `prefix`, from its debug logs (RouterOptions.
+    frr_timeline): per route add or delete bgpd sends to zebra, `bgpd_ms` from the first
+    UPDATE about the prefix bgpd received since its previous change to bgpd handing it to
+    zebra, and `zebra_ms` from zebra queueing it to zebra's netlink message to the kernel;
+    `received_s`: when bgpd logged that first UPDATE (seconds of the day, local time)."""
+    bgpd: list[tuple[str, float, float]] = []
+    first: float | None = None
+    for line in bgpd_log.splitlines():
+        at = _stamp(line)
+        if at is None or f" {prefix}" not in line:
+            continue
+        if f"rcvd {prefix} " in line or f"rcvd UPDATE about {prefix} " in line:
+            first = at if first is None else first
+        elif f"Tx route add VRF 0 {prefix} " in line or line.endswith(
+            f"Tx route delete VRF 0 {prefix}"
+        ):
+            if first is not None:
+                change = "add" if " add " in line else "delete"
+                bgpd.append((change, (at - first) * 1000, first))
+            first = None
+    zebra: list[float] = []
+    queued: float | None = None
+    for line in zebra_log.splitlines():
+        at = _stamp(line)
+        if at is None:
+            continue
+        if f"Route {prefix}(0) queued for processing" in line:
+            queued = at if queued is None else queued
+        elif f"RTM_NEWROUTE {prefix} " in line or f"RTM_DELROUTE {prefix} " in line:
+            if queued is not None:
+                zebra.append((at - queued) * 1000)
+            queued = None
+    return [
+        {
+            "change": change,
+            "bgpd_ms": round(ms, 1),
+            "zebra_ms": round(z, 1) if z is not None else None,
+            "received_s": received,
+        }
+        for (change, ms, received), z in zip(bgpd, [*zebra, *[None] * len(bgpd)], strict=False)
+    ]
 
 
 class KernelTable:
@@ -200,6 +259,9 @@ def run_router(
     scenarios: Sequence[str],
     runs: int,
     progress: Callable[[str], None],
+    *,
+    frr_zebra_work_queue_ms: int | None = None,
+    frr_timeline: bool = False,
 ) -> list[Result]:
     results: dict[str, Result] = {s: Result(kind, s) for s in scenarios}
     uses_bfd = "crash-bfd" in scenarios
@@ -217,6 +279,8 @@ def run_router(
             kind=kind,
             hold_time_s=HOLD_TIME_S,
             bfd_interval_ms=BFD_INTERVAL_MS if with_bfd else None,
+            frr_zebra_work_queue_ms=frr_zebra_work_queue_ms,
+            frr_timeline=frr_timeline and kind == "frr",
         )
         _phase(lab, options, phase, runs, results, with_bfd, progress)
     return [results[s] for s in scenarios]
@@ -232,6 +296,7 @@ def _phase(
     progress: Callable[[str], None],
 ) -> None:
     kind = options.kind
+    first_decisions: dict[str, list[float]] = {"announce": [], "withdraw": []}
     router = bgp.start_router(lab, options)
     speakers = BgpSpeakers(lab, Path(tempfile.mkdtemp(prefix="bgp-", dir=state.lab_dir(lab.name))))
     watch = Watch(lab, router)
@@ -257,6 +322,8 @@ def _phase(
                 if "announce" in scenarios:
                     # From the first speaker's decision (its UPDATE) to the router's table.
                     decided = _first_update_since(speakers, since)
+                    if decided is not None:
+                        first_decisions["announce"].append(_time_of_day(decided))
                     from_decision = ms - (decided - since) * 1000 if decided else ms
                     results["announce"].ms.append(round(from_decision, 1))
                     results["announce"].from_manifest_ms.append(round(ms, 1))
@@ -271,6 +338,8 @@ def _phase(
                 if "withdraw" in scenarios:
                     # The route is gone once every speaker withdrew: from the last decision.
                     times = _update_times(speakers, since)
+                    if times:
+                        first_decisions["withdraw"].append(_time_of_day(min(times)))
                     decided = max(times) if len(times) == len(speakers.nodes) else None
                     from_decision = ms - (decided - since) * 1000 if decided else ms
                     results["withdraw"].ms.append(round(from_decision, 1))
@@ -309,6 +378,38 @@ def _phase(
         for node in list(speakers.records):
             speakers.stop(node)
         router.stop()
+    if isinstance(router, bgp.Frr) and options.frr_timeline:
+        timeline = frr_timeline(*router.timeline_logs(), PREFIX)
+        # A withdrawal's first UPDATE can open a change that ends as a route add (fewer paths):
+        # the speaker -> bgpd time pairs each decision with the first UPDATE after it, any kind.
+        received = [t["received_s"] for t in timeline]
+        for scenario, change in (("announce", "add"), ("withdraw", "delete")):
+            if scenario in results:
+                entries = [t for t in timeline if t["change"] == change]
+                results[scenario].extra["frr_bgpd_ms"] = [t["bgpd_ms"] for t in entries]
+                results[scenario].extra["frr_zebra_ms"] = [
+                    t["zebra_ms"] for t in entries if t["zebra_ms"] is not None
+                ]
+                results[scenario].extra["frr_transit_ms"] = _transit(
+                    first_decisions[scenario], received
+                )
+
+
+def _time_of_day(monotonic: float) -> float:
+    """A CLOCK_MONOTONIC instant as seconds of the local day, as FRR's log stamps it."""
+    wall = time.time() - time.monotonic() + monotonic
+    local = time.localtime(wall)
+    return local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec + wall % 1
+
+
+def _transit(decisions: Sequence[float], received: Sequence[float]) -> list[float]:
+    """For each speaker decision, the time until bgpd logged the first UPDATE after it (ms)."""
+    out = []
+    for decided in decisions:
+        later = [r for r in received if r >= decided - 0.002]
+        if later:
+            out.append(round((min(later) - decided) * 1000, 1))
+    return out
 
 
 def _update_times(speakers: BgpSpeakers, since: float) -> list[float]:
@@ -351,5 +452,6 @@ def summarise(results: Sequence[Result], runs: int) -> dict[str, Any]:
             entry["from_manifest_ms"] = r.from_manifest_ms
         if r.skipped:
             entry["skipped"] = r.skipped
+        entry.update(r.extra)
         entries.append(entry)
     return {"runs": runs, "results": entries}

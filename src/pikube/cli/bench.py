@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -118,8 +119,29 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
 )
 @click.option("--name", "-n", default="benchbgp", show_default=True, help="Lab name for the run.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@click.option(
+    "--frr-zebra-work-queue",
+    "zebra_work_queue_ms",
+    type=click.IntRange(0, 10000),
+    default=None,
+    metavar="MS",
+    help="FRR: zebra's route work-queue hold (`zebra work-queue MS`; FRR's default is 10).",
+)
+@click.option(
+    "--frr-timeline",
+    is_flag=True,
+    help="FRR: log updates and route installs, and report bgpd's and zebra's share of "
+    "announce and withdraw from FRR's own timestamps.",
+)
 def bgp_command(
-    routers: str, scenarios: str, runs: int, json_path: Path | None, name: str, keep: bool
+    routers: str,
+    scenarios: str,
+    runs: int,
+    json_path: Path | None,
+    name: str,
+    keep: bool,
+    zebra_work_queue_ms: int | None,
+    frr_timeline: bool,
 ) -> None:
     """How fast routers learn and forget service IPs from pikube's BGP speakers.
 
@@ -148,7 +170,15 @@ def bgp_command(
     try:
         lab.up()
         for router in chosen:
-            results += bench_bgp.run_router(lab, router, wanted, runs, progress.print)
+            results += bench_bgp.run_router(
+                lab,
+                router,
+                wanted,
+                runs,
+                progress.print,
+                frr_zebra_work_queue_ms=zebra_work_queue_ms,
+                frr_timeline=frr_timeline,
+            )
     finally:
         summary = bench_bgp.summarise(results, runs)
         if results and json_path is not None:
@@ -177,6 +207,16 @@ def bgp_command(
         f"{time.monotonic() - started:.0f} s)"
     )
     console.print(table)
+    for entry in summary["results"]:
+        if entry.get("frr_bgpd_ms"):
+            zebra = entry.get("frr_zebra_ms") or [0.0]
+            transit = entry.get("frr_transit_ms") or [0.0]
+            console.print(
+                f"FRR's own timestamps, {entry['scenario']}: speaker's first decision -> bgpd "
+                f"received p50 {statistics.median(transit):.1f} ms, bgpd received -> handed to "
+                f"zebra p50 {statistics.median(entry['frr_bgpd_ms']):.1f} ms, zebra queued -> "
+                f"kernel p50 {statistics.median(zebra):.1f} ms"
+            )
     if json_path is not None:
         console.print(f"JSON written to {json_path}")
 

@@ -356,7 +356,32 @@ def speaker(
     show_default="$NODE_NAME",
     help="This node's name, as in its Node object.",
 )
-@click.option("--source", "source_spec", required=True, help="Desired state: dir:PATH.")
+@click.option(
+    "--source",
+    "source_spec",
+    required=True,
+    help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="With --source kube: the API server and credentials (default: the Pod's account).",
+)
+@click.option(
+    "--namespace",
+    default="metallb-system",
+    show_default=True,
+    envvar="METALLB_NAMESPACE",
+    help="With --source kube: where the pools, BGP objects and ServiceBGPStatuses live.",
+)
+@click.option(
+    "--lb-class",
+    default=None,
+    metavar="CLASS",
+    help="With --source kube: announce only Services of this loadBalancerClass.",
+)
 @click.option(
     "--router-id",
     default=None,
@@ -374,6 +399,9 @@ def speaker(
 def bgp_speaker(
     node: str,
     source_spec: str,
+    kubeconfig: Path | None,
+    namespace: str,
+    lb_class: str | None,
     router_id: str | None,
     metrics_port: int,
     metrics_host: str,
@@ -387,14 +415,29 @@ def bgp_speaker(
 
     if not node:
         raise InvalidInput("--node is required (or set NODE_NAME)")
-    kind, _, value = source_spec.partition(":")
-    directory = Path(value)
-    if kind != "dir" or not value:
-        raise InvalidInput(
-            f"--source {source_spec!r}: use dir:PATH (a directory of Kubernetes YAML)"
+    source = None
+    directory = Path()
+    if source_spec == "kube":
+        from pikube.lb.sources.kube_bgp import KubeBgpSource  # noqa: PLC0415
+
+        if kubeconfig is not None and not kubeconfig.is_file():
+            raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+        source = KubeBgpSource(
+            node=node,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            load_balancer_class=lb_class or None,
         )
-    if not directory.is_dir():
-        raise InvalidInput(f"--source {source_spec}: {directory} is not a directory")
+    else:
+        kind, _, value = source_spec.partition(":")
+        directory = Path(value)
+        if kind != "dir" or not value:
+            raise InvalidInput(
+                f"--source {source_spec!r}: use kube (the Kubernetes API) or dir:PATH "
+                "(a directory of Kubernetes YAML)"
+            )
+        if not directory.is_dir():
+            raise InvalidInput(f"--source {source_spec}: {directory} is not a directory")
     rid = None
     if router_id is not None:
         try:
@@ -412,7 +455,8 @@ def bgp_speaker(
             metrics_host=metrics_host,
             metrics_port=metrics_port or None,
             connect_retry_s=connect_retry_s,
-        )
+        ),
+        source,
     )
 
 

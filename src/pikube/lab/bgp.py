@@ -8,13 +8,16 @@ through it; GoBGP keeps its RIB only). `Router.routes()` reads the router's tabl
 shape for all three, and `Router.monitor_argv()` is a command that prints a line whenever the
 table changes (for measuring announce and withdraw times). `route_client` sends the BGP pool
 from the client to the router. `BgpSpeakers` runs `pikube lb bgp-speaker` on nodes with one
-manifest directory.
+manifest directory. With `RouterOptions(upstream=True)` the daemons run in an extra namespace
+behind `router` instead (`add_upstream`), one routed hop away from the nodes, for the multihop
+and GTSM cells.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +31,7 @@ from pikube.errors import PikubeError
 from pikube.lab import netns, seed_service, state
 from pikube.lab.lab import Lab
 from pikube.lab.processes import FileExists, ProcessRecord, TcpListening
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.topology import HOST_INTERFACE, LAN_IPV4, NAMESPACE_PREFIX
 from pikube.system import require_commands
 
 ROUTER_ASN = 64496
@@ -42,6 +45,14 @@ NODE_ADDRESSES = {"node01": "198.51.100.21", "node02": "198.51.100.22", "node03"
 ROUTERS = ("frr", "bird", "gobgp")
 SPEAKER_METRICS_PORT = 7473
 GOBGP_API = "127.0.0.1:50051"
+# The upstream router: a namespace behind `router`, which routes between it and the LAN, so
+# BGP from the nodes crosses one routed hop. The link between the two is a /30 carved from
+# the end of the BGP range (no service uses it).
+UPSTREAM = "upstream"
+UPSTREAM_LINK = ipaddress.ip_network("203.0.113.252/30")
+UPSTREAM_HOP = ipaddress.ip_address("203.0.113.253")  # router's end
+UPSTREAM_ADDRESS = ipaddress.ip_address("203.0.113.254")  # the upstream router's
+UPSTREAM_PORT = "v-upstream"  # router's interface towards it
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,25 @@ class RouterOptions:
     hold_time_s: int = 9
     multipath: bool = True
     nodes: tuple[str, ...] = WORKERS
+    # FRR only: zebra's route work-queue hold (`zebra work-queue MS`; FRR's default 10 ms), and
+    # whether bgpd and zebra log updates and route installs with microsecond timestamps.
+    frr_zebra_work_queue_ms: int | None = None
+    frr_timeline: bool = False
+    # The BGP daemons run in the upstream namespace, one routed hop (`router`) away from the
+    # nodes (see add_upstream); ttl_security_hops: GTSM (RFC 5082), accepting packets that
+    # crossed at most that many hops (FRR ttl-security hops, BIRD ttl security, GoBGP ttl-min).
+    upstream: bool = False
+    ttl_security_hops: int | None = None
 
     @property
     def node_asn(self) -> int:
         return ROUTER_ASN if self.ibgp else NODE_ASN
+
+    def address(self, lab: Lab) -> ipaddress.IPv4Address:
+        """Where the nodes reach the BGP daemons."""
+        if self.upstream:
+            return ipaddress.IPv4Address(UPSTREAM_ADDRESS)
+        return lab.topology.host("router").ipv4
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,29 @@ class Router:
         topo = self.lab.topology
         return [str(topo.host(n).ipv4) for n in self.options.nodes]
 
+    @property
+    def address(self) -> ipaddress.IPv4Address:
+        return self.options.address(self.lab)
+
+    @property
+    def host(self) -> str:
+        """The lab host the daemons run in (`router`, or the upstream namespace)."""
+        return UPSTREAM if self.options.upstream else "router"
+
+    @property
+    def namespace(self) -> str:
+        return (
+            upstream_namespace(self.lab) if self.options.upstream else self.lab.namespace("router")
+        )
+
+    def _start(
+        self, name: str, argv: Sequence[str], ready: FileExists | TcpListening
+    ) -> ProcessRecord:
+        if not self.options.upstream:
+            return self.lab.start("router", name, argv, ready=ready)
+        self.lab.require_up()
+        return self.lab.supervisor.start(UPSTREAM, self.namespace, name, argv, ready=ready)
+
     def stop(self) -> None:
         for record in reversed(self.records):
             self.lab.stop(record)
@@ -124,19 +173,63 @@ class Router:
             time.sleep(0.05)
 
     def _run(self, argv: Sequence[str]) -> str:
-        return self.lab.run("router", argv, timeout_s=10, check=True).stdout
+        if not self.options.upstream:
+            return self.lab.run("router", argv, timeout_s=10, check=True).stdout
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.namespace, *argv],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=self.lab.environment(),
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PikubeError(
+                f"`{' '.join(argv)}` on {UPSTREAM} failed with status {result.returncode}: "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        return result.stdout
 
 
 class Frr(Router):
     """FRR 8.4: zebra + bgpd (+ bfdd), each with explicit paths, no /etc/frr needed."""
 
+    def _log_lines(self, daemon: str, debugs: Sequence[str]) -> list[str]:
+        if not self.options.frr_timeline:
+            return []
+        return [
+            f"log file {self.directory / (daemon + '.log')} debugging",
+            "log timestamp precision 6",
+            *debugs,
+        ]
+
+    def zebra_config(self) -> str:
+        lines = ["hostname router"]
+        lines += self._log_lines("zebra", ["debug zebra rib detailed", "debug zebra kernel"])
+        if self.options.upstream:
+            # The nodes' LAN is behind the hop, reached by the default route; a multihop
+            # session's next hop must resolve through it (FRR ignores default routes for that).
+            lines.append("ip nht resolve-via-default")
+        if self.options.frr_zebra_work_queue_ms is not None:
+            lines.append(f"zebra work-queue {self.options.frr_zebra_work_queue_ms}")
+        return "\n".join(lines) + "\n"
+
+    def timeline_logs(self) -> tuple[str, str]:
+        """bgpd's and zebra's logs (with frr_timeline), or empty strings."""
+        out = []
+        for daemon in ("bgpd", "zebra"):
+            path = self.directory / f"{daemon}.log"
+            out.append(path.read_text(errors="replace") if path.exists() else "")
+        return out[0], out[1]
+
     def config(self) -> str:
         o = self.options
         lines = [
+            *self._log_lines("bgpd", ["debug bgp updates in", "debug bgp zebra"]),
             "frr defaults traditional",
             "hostname router",
             f"router bgp {ROUTER_ASN}",
-            f" bgp router-id {self.lab.topology.host('router').ipv4}",
+            f" bgp router-id {self.address}",
             " no bgp ebgp-requires-policy",
             " no bgp default ipv4-unicast",
             " bgp bestpath as-path multipath-relax",
@@ -147,7 +240,12 @@ class Frr(Router):
         ]
         if o.password:
             lines.append(f" neighbor NODES password {o.password}")
-        if o.multihop:
+        if o.ttl_security_hops is not None:
+            lines.append(f" neighbor NODES ttl-security hops {o.ttl_security_hops}")
+            if o.upstream:
+                # Without ebgp-multihop, FRR wants an eBGP next hop on a connected network.
+                lines.append(" neighbor NODES disable-connected-check")
+        elif o.multihop:
             lines.append(" neighbor NODES ebgp-multihop 255")
         if o.graceful_restart:
             lines += [
@@ -182,7 +280,7 @@ class Frr(Router):
     def start(self) -> None:
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
-        (d / "zebra.conf").write_text("hostname router\n")
+        (d / "zebra.conf").write_text(self.zebra_config())
         (d / "bgpd.conf").write_text(self.config())
         (d / "bfdd.conf").write_text(self.bfd_config())
         shutil.chown(d, "frr", "frr")
@@ -202,7 +300,7 @@ class Frr(Router):
                 if daemon == "zebra"
                 else FileExists(str(d / f"{daemon}.vty"))
             )
-            self.records.append(self.lab.start("router", daemon, argv, ready=ready))
+            self.records.append(self._start(daemon, argv, ready))
 
     def vtysh(self, *commands: str) -> str:
         argv = ["vtysh", "--vty_socket", str(self.directory)]
@@ -255,17 +353,22 @@ class Bird(Router):
 
     def config(self) -> str:
         o = self.options
-        router = self.lab.topology.host("router").ipv4
+        router = self.address
         options = [f"local {router} as {ROUTER_ASN};", f"hold time {o.hold_time_s};", "passive on;"]
         # BIRD waits 60 s after a session error before it accepts the peer again; the lab's
         # failure scenarios bring nodes back at once.
         options += ["connect retry time 1;", "error wait time 1, 5;"]
         if o.password:
             options.append(f'password "{o.password}";')
-        if o.multihop:
-            options.append("multihop;")
+        # BIRD counts the hops of a multihop session in its TTL and in GTSM's expected TTL:
+        # the nodes are 2 hops away behind the upstream hop (1 with GTSM's hops 1 asked for).
+        hops = o.ttl_security_hops or (2 if o.upstream else None)
+        if o.multihop or o.ttl_security_hops is not None:
+            options.append(f"multihop {hops};" if hops else "multihop;")
         else:
             options.append("direct;")
+        if o.ttl_security_hops is not None:
+            options.append("ttl security on;")
         if o.graceful_restart:
             options += ["graceful restart on;", f"graceful restart time {o.restart_time_s};"]
         if o.bfd_interval_ms:
@@ -282,6 +385,9 @@ class Bird(Router):
             "protocol kernel k6 { ipv6 { import none; export all; }; merge paths on; }",
             "template bgp nodes {\n  " + "\n  ".join(options) + "\n  " + channels + "\n}",
         ]
+        if o.upstream:
+            # A multihop session's next hop resolves through BIRD's own table.
+            text.append(f"protocol static {{ ipv4; route {LAN_IPV4} via {UPSTREAM_HOP}; }}")
         if o.bfd_interval_ms:
             text.append(
                 'protocol bfd { interface "eth0" { '
@@ -300,9 +406,7 @@ class Bird(Router):
             "bird", "-f", "-c", str(d / "bird.conf"), "-s", str(self.socket_path),
             "-P", str(d / "bird.pid"),
         ]  # fmt: skip
-        self.records.append(
-            self.lab.start("router", "bird", argv, ready=FileExists(str(self.socket_path)))
-        )
+        self.records.append(self._start("bird", argv, FileExists(str(self.socket_path))))
 
     def birdc(self, command: str) -> str:
         return self._run(["birdc", "-s", str(self.socket_path), command])
@@ -316,7 +420,9 @@ class Bird(Router):
             if not parts:
                 continue
             if line[0] not in " \t" and "/" in parts[0]:
-                current = {"prefix": parts[0], "hops": [], "comm": [], "large": [], "pref": None}
+                current = {
+                    "prefix": parts[0], "hops": [], "via": [], "comm": [], "large": [], "pref": None
+                }  # fmt: skip
                 found[parts[0]] = current  # type: ignore[assignment]
                 continue
             if current is None:
@@ -324,7 +430,11 @@ class Bird(Router):
             stripped = line.strip()
             if stripped.startswith("unicast [") or (parts and parts[0].startswith("unicast")):
                 continue
-            if stripped.startswith("via ") or stripped.startswith("BGP.next_hop:"):
+            if stripped.startswith("via "):
+                current["via"].append(parts[1])
+            elif stripped.startswith("BGP.next_hop:"):
+                # What the node announced; `via` is where BIRD resolved it (the hop, for a
+                # multihop session behind a router).
                 current["hops"].append(parts[1])
             elif stripped.startswith("BGP.community:"):
                 current["comm"] += [c.strip("()").replace(",", ":") for c in parts[1:]]
@@ -338,7 +448,9 @@ class Bird(Router):
         out = {}
         for prefix, raw in found.items():
             entry: dict[str, Any] = raw  # type: ignore[assignment]
-            hops = tuple(sorted({h for h in entry["hops"] if not h.startswith("fe80")}))
+            hops = tuple(
+                sorted({h for h in entry["hops"] or entry["via"] if not h.startswith("fe80")})
+            )
             out[prefix] = RouterRoute(
                 prefix,
                 hops,
@@ -365,7 +477,7 @@ class GoBgp(Router):
 
     def config(self) -> str:
         o = self.options
-        router = self.lab.topology.host("router").ipv4
+        router = self.address
         text = ["[global.config]", f"  as = {ROUTER_ASN}", f'  router-id = "{router}"']
         for address in self.node_addresses():
             text += [
@@ -384,7 +496,13 @@ class GoBgp(Router):
                 "  [neighbors.transport.config]",
                 "    passive-mode = true",
             ]
-            if o.multihop:
+            if o.ttl_security_hops is not None:
+                text += [
+                    "  [neighbors.ttl-security.config]",
+                    "    enabled = true",
+                    f"    ttl-min = {256 - o.ttl_security_hops}",
+                ]
+            elif o.multihop:
                 text += [
                     "  [neighbors.ebgp-multihop.config]",
                     "    enabled = true",
@@ -414,12 +532,12 @@ class GoBgp(Router):
         d.mkdir(parents=True, exist_ok=True)
         (d / "gobgpd.toml").write_text(self.config())
         # The loopback of a fresh namespace is down; the API listens on it.
-        self.lab.run("router", ["ip", "link", "set", "lo", "up"], check=True)
+        self._run(["ip", "link", "set", "lo", "up"])
         argv = [
             "gobgpd", "-f", str(d / "gobgpd.toml"), "--api-hosts", GOBGP_API,
             "--pprof-disable", "--log-plain",
         ]  # fmt: skip
-        self.records.append(self.lab.start("router", "gobgpd", argv, ready=TcpListening(50051)))
+        self.records.append(self._start("gobgpd", argv, TcpListening(50051)))
 
     def gobgp(self, *args: str) -> str:
         host, port = GOBGP_API.split(":")
@@ -482,8 +600,58 @@ class GoBgp(Router):
 _KINDS: dict[str, type[Router]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 
 
+def upstream_namespace(lab: Lab) -> str:
+    return f"{NAMESPACE_PREFIX}{lab.name}-{UPSTREAM}"
+
+
+def add_upstream(lab: Lab) -> str:
+    """The upstream namespace behind `router`, which routes between it and the LAN; returns its
+    name. Idempotent. Recorded in the lab's state, so `pikube lab down` removes it (and the link
+    with it). IPv4 only: upstream's eth0 has UPSTREAM_ADDRESS and a default route via router's
+    end of the link; the nodes reach it through their default gateway, `router`."""
+    ns = upstream_namespace(lab)
+    with state.locked(lab.name):
+        current = lab.require_up()
+        if ns not in current.namespaces:
+            current.namespaces.append(ns)
+            state.save(current)
+    if not netns.exists(ns):
+        netns.create(ns)
+    router_ns = lab.namespace("router")
+    with netns.route_socket(ns) as ipr:
+        linked = bool(ipr.link_lookup(ifname=HOST_INTERFACE))
+    if not linked:
+        with netns.route_socket(router_ns) as ipr:
+            stale = ipr.link_lookup(ifname=UPSTREAM_PORT)
+            if stale:  # its peer's namespace is gone
+                ipr.link("del", index=stale[0])
+            fd = os.open(netns.path_of(ns), os.O_RDONLY)
+            try:
+                ipr.link(
+                    "add",
+                    ifname=UPSTREAM_PORT,
+                    kind="veth",
+                    peer={"ifname": HOST_INTERFACE, "net_ns_fd": fd},
+                )
+            finally:
+                os.close(fd)
+    length = UPSTREAM_LINK.prefixlen
+    netns.configure_interface(
+        router_ns, UPSTREAM_PORT, mac="02:00:00:00:02:53", addresses=[(str(UPSTREAM_HOP), length)]
+    )
+    netns.configure_interface(
+        ns,
+        HOST_INTERFACE,
+        mac="02:00:00:00:02:54",
+        addresses=[(str(UPSTREAM_ADDRESS), length)],
+        gateway4=str(UPSTREAM_HOP),
+    )
+    return ns
+
+
 def start_router(lab: Lab, options: RouterOptions) -> Router:
-    """Start the router's BGP daemons in `router` (forwarding on), per `options.kind`."""
+    """Start the router's BGP daemons in `router` (forwarding on), or with `options.upstream`
+    in the upstream namespace behind it, per `options.kind`."""
     if options.kind not in _KINDS:
         raise PikubeError(f"unknown router {options.kind!r}: choose one of {', '.join(ROUTERS)}")
     require_commands(*{"frr": ("vtysh",), "bird": ("bird",), "gobgp": ("gobgpd",)}[options.kind])
@@ -492,6 +660,8 @@ def start_router(lab: Lab, options: RouterOptions) -> Router:
         ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
         check=True,
     )
+    if options.upstream:
+        add_upstream(lab)
     directory = state.lab_dir(lab.name) / f"router-{options.kind}"
     if directory.exists():
         shutil.rmtree(directory)
@@ -550,11 +720,10 @@ def manifests(
             elif vip6 is not None:
                 spec["ipFamilies"] = ["IPv6"]
         out.append(doc)
-    router = lab.topology.host("router")
     peer_spec: dict[str, Any] = {
         "myASN": options.node_asn,
         "peerASN": ROUTER_ASN,
-        "peerAddress": str(router.ipv4),
+        "peerAddress": str(options.address(lab)),
         "holdTime": f"{options.hold_time_s}s",
     }
     if options.password:
@@ -660,7 +829,7 @@ def link(lab: Lab, host: str, up: bool) -> None:
 def monitor(lab: Lab, router: Router) -> subprocess.Popen[str]:
     """Start the router's table monitor (lines on stdout at every change)."""
     return subprocess.Popen(
-        lab.command("router", router.monitor_argv()),
+        ["ip", "netns", "exec", router.namespace, *router.monitor_argv()],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -13,7 +13,7 @@ from tests.helpers import run_pikube
     ("args", "message"),
     [
         (["--node", "node01", "--source", "dir:/nonexistent/pikube"], "is not a directory"),
-        (["--node", "node01", "--source", "kube:"], "use dir:PATH"),
+        (["--node", "node01", "--source", "kube:"], "use kube (the Kubernetes API) or dir:PATH"),
         (["--source", "dir:/tmp"], "--node is required"),
     ],
 )
@@ -33,3 +33,16 @@ def test_a_router_id_must_be_an_ipv4_address(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "pikube: error: --router-id 'x': a router ID is written as an IPv4 address"
     )
+
+
+def test_a_broken_kubeconfig_ends_in_one_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("clusters: [\n")
+    result = run_pikube(
+        "lb", "bgp-speaker", "--node", "n", "--source", "kube",
+        "--kubeconfig", str(kubeconfig), "--metrics-port", "0",
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("pikube: error:")]
+    assert "the configuration source failed: kubeconfig" in line
+    assert "Traceback" not in result.stderr

@@ -19,8 +19,9 @@ Also turns a BGPPeer into the session's settings (`peer_settings`). No sockets, 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pikube.lb.bgp.codec import IPV4_UNICAST, IPV6_UNICAST, IPNetwork
 from pikube.lb.bgp.fsm import PeerSettings, RouteAttributes
@@ -38,6 +39,22 @@ from pikube.lb.model import (
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 DEFAULT_HOLD_TIME_S = 90  # MetalLB's native speaker
+
+
+@dataclass(frozen=True)
+class BgpInput:
+    """What a source gives the BGP speaker: the cluster's objects, each service's IPs (from the
+    allocator, or the Service's status on a cluster) and the problems found reading them."""
+
+    resources: ClusterResources
+    allocations: Mapping[str, Sequence[IPAddress]]
+    problems: tuple[str, ...] = ()
+
+
+class BgpSource(Protocol):
+    def updates(self) -> AsyncIterator[BgpInput]:
+        """Yield the input now and after every change; never end on bad input."""
+        ...
 
 
 @dataclass(frozen=True)

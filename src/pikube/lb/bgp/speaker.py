@@ -1,8 +1,10 @@
 """The BGP speaker daemon: one BGP session per selected BGPPeer, announcing this node's routes.
 
-Wiring only. The desired state comes from a directory of manifests (the same objects the
-layer-2 speaker reads, plus BGPPeer, BGPAdvertisement, Community and BFDProfile); pikube.lb.ipam
-gives services their IPs and routes.node_routes says what this node announces to whom. Each
+Wiring only. The desired state comes from a source: a directory of manifests (the same objects
+the layer-2 speaker reads, plus BGPPeer, BGPAdvertisement, Community and BFDProfile; pikube.lb.ipam
+gives services their IPs) or the Kubernetes API (pikube.lb.sources.kube_bgp: the IPs the
+controller wrote, and ServiceBGPStatus objects back from `advertised_services`);
+routes.node_routes says what this node announces to whom. Each
 peer gets a session.Connection (fsm.Session + TCP); a changed BGPPeer gets a new session, a
 removed one is stopped (withdraw + Cease). A peer with a bfdProfile also gets a BFD session
 (pikube.lb.bfd), and BFD going down ends the BGP session at once.
@@ -24,7 +26,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,8 +37,16 @@ from pikube.lb.bfd.codec import SessionState
 from pikube.lb.bfd.session import BfdEndpoint, BfdPeer
 from pikube.lb.bgp import codec, fsm
 from pikube.lb.bgp.codec import IPAddress
-from pikube.lb.bgp.routes import NodeRoutes, is_external, node_routes, peer_settings
+from pikube.lb.bgp.routes import (
+    BgpInput,
+    BgpSource,
+    NodeRoutes,
+    is_external,
+    node_routes,
+    peer_settings,
+)
 from pikube.lb.bgp.session import Connection, Transport
+from pikube.lb.bgp.status import advertised_services
 from pikube.lb.config import load_manifests
 from pikube.lb.ipam import Allocation
 from pikube.lb.metrics import Registry, serve
@@ -52,7 +62,7 @@ SIOCGIFADDR = 0x8915
 @dataclass(frozen=True)
 class BgpSpeakerSettings:
     node: str
-    directory: Path
+    directory: Path = Path()  # with the directory source
     router_id: ipaddress.IPv4Address | None = None  # default: each session's local IPv4
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = DEFAULT_METRICS_PORT
@@ -99,6 +109,40 @@ def global_ipv6_of(interface: str) -> ipaddress.IPv6Address | None:
 
 
 @dataclass
+class DirectorySource:
+    """`--source dir:PATH`: the manifests of a directory (inotify), IPs from pikube's allocator."""
+
+    directory: Path
+    recheck_s: float = 30.0
+
+    async def updates(self) -> AsyncIterator[BgpInput]:
+        watch = DirectoryWatch(self.directory)
+        wait_s = self.recheck_s if watch.uses_inotify else 1.0
+        previous: Mapping[str, Allocation] | None = None
+        last_error = ""
+        try:
+            while True:
+                try:
+                    resources = load_manifests([self.directory])
+                    result = ipam.allocate(resources, previous=previous)
+                except PikubeError as exc:
+                    if exc.message != last_error:
+                        log.error("%s; keeping the last valid configuration", exc.message)
+                    last_error = exc.message
+                else:
+                    last_error = ""
+                    previous = result.allocations
+                    yield BgpInput(
+                        resources,
+                        {k: a.ips for k, a in result.allocations.items()},
+                        tuple(f"service {k}: {why}" for k, why in sorted(result.errors.items())),
+                    )
+                await watch.changed(wait_s)
+        finally:
+            watch.close()
+
+
+@dataclass
 class _Peer:
     peer: BGPPeer
     connection: Connection
@@ -110,6 +154,7 @@ class _Peer:
 @dataclass
 class BgpSpeaker:
     settings: BgpSpeakerSettings
+    source: BgpSource | None = None  # default: the manifests of settings.directory
     registry: Registry = field(default_factory=Registry)
     peers: dict[str, _Peer] = field(default_factory=dict)
     current: NodeRoutes = field(default_factory=NodeRoutes)
@@ -118,6 +163,7 @@ class BgpSpeaker:
     bfd_problems: dict[str, str] = field(default_factory=dict)
     _bfd: BfdEndpoint | None = None
     _closing: set[asyncio.Task[None]] = field(default_factory=set)  # sessions being closed
+    _stopping: bool = False
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -138,33 +184,29 @@ class BgpSpeaker:
     # -- the desired state -----------------------------------------------------------------
 
     async def _source_loop(self) -> None:
-        directory = self.settings.directory
-        watch = DirectoryWatch(directory)
-        wait_s = self.settings.recheck_s if watch.uses_inotify else 1.0
-        previous: Mapping[str, Allocation] | None = None
-        last_error = ""
-        try:
-            while True:
-                try:
-                    resources = load_manifests([directory])
-                    result = ipam.allocate(resources, previous=previous)
-                except PikubeError as exc:
-                    if exc.message != last_error:
-                        log.error("%s; keeping the last valid configuration", exc.message)
-                    last_error = exc.message
-                else:
-                    last_error = ""
-                    previous = result.allocations
-                    allocations = {k: a.ips for k, a in result.allocations.items()}
-                    errors = [f"service {k}: {why}" for k, why in sorted(result.errors.items())]
-                    self.profiles = {p.name: p for p in resources.bfd_profiles}
-                    self.apply(node_routes(resources, allocations, self.settings.node, errors))
-                await watch.changed(wait_s)
-        finally:
-            watch.close()
+        source = self.source or DirectorySource(self.settings.directory, self.settings.recheck_s)
+        bind = getattr(source, "bind", None)
+        if bind is not None:
+            bind(self.advertised_services, self.registry)
+        async for item in source.updates():
+            self.profiles = {p.name: p for p in item.resources.bfd_profiles}
+            self.apply(
+                node_routes(item.resources, item.allocations, self.settings.node, item.problems)
+            )
+
+    def advertised_services(self) -> dict[str, frozenset[str]]:
+        """service key -> the peers whose Established session carries one of its prefixes."""
+        advertised = {
+            name: list(entry.connection.session.advertised)
+            for name, entry in self.peers.items()
+            if entry.connection.session.state is fsm.State.ESTABLISHED
+        }
+        return advertised_services(self.current.services, advertised)
 
     def apply(self, wanted: NodeRoutes) -> None:
-        """Make the sessions and their routes match `wanted`."""
+        """Make the sessions and their routes match `wanted` (nothing once stopping)."""
+        if self._stopping:
+            return
         if wanted.problems != self.problems:
             for problem in wanted.problems:
                 log.warning("%s", problem)
@@ -352,17 +394,32 @@ class BgpSpeaker:
         if s.metrics_port is not None:
             server = await serve(self.registry, s.metrics_host, s.metrics_port, status=self.status)
         source = asyncio.create_task(self._source_loop(), name="bgp source")
+        stopping = asyncio.create_task(stop.wait(), name="bgp stop")
         log.info("BGP speaker %s started", s.node)
+        failure: BaseException | None = None
         try:
-            await stop.wait()
+            await asyncio.wait({source, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if source.done() and not source.cancelled():
+                failure = source.exception() or RuntimeError("it ended")
         finally:
+            # Withdraw first: a source's own clean-up (the API's, bounded) must not delay it.
+            self._stopping = True
+            await self.shutdown()
+            stopping.cancel()
             source.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await source
-            await self.shutdown()
             if server is not None:
                 server.close()
                 await server.wait_closed()
+        if failure is not None:
+            log.debug("the configuration source failed", exc_info=failure)
+            message = failure.message if isinstance(failure, PikubeError) else str(failure)
+            raise PikubeError(
+                f"BGP speaker {s.node} stopped: the configuration source failed: "
+                f"{message or type(failure).__name__}",
+                exit_code=failure.exit_code if isinstance(failure, PikubeError) else None,
+            )
         log.info("BGP speaker %s stopped", s.node)
 
     async def shutdown(self) -> None:
@@ -383,7 +440,7 @@ class BgpSpeaker:
             await asyncio.wait(set(self._closing), timeout=2)
 
 
-def run_forever(settings: BgpSpeakerSettings) -> None:
+def run_forever(settings: BgpSpeakerSettings, source: BgpSource | None = None) -> None:
     """Run until SIGTERM or SIGINT, then withdraw (or close gracefully) and exit."""
 
     async def main() -> None:
@@ -391,6 +448,6 @@ def run_forever(settings: BgpSpeakerSettings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await BgpSpeaker(settings).run(stop)
+        await BgpSpeaker(settings, source).run(stop)
 
     asyncio.run(main())

@@ -65,6 +65,11 @@ LEASES = Kind("Lease", "coordination.k8s.io", "v1", "leases")
 IP_ADDRESS_POOLS = Kind("IPAddressPool", "metallb.io", "v1beta1", "ipaddresspools")
 L2_ADVERTISEMENTS = Kind("L2Advertisement", "metallb.io", "v1beta1", "l2advertisements")
 SERVICE_L2_STATUSES = Kind("ServiceL2Status", "metallb.io", "v1beta1", "servicel2statuses")
+BGP_PEERS = Kind("BGPPeer", "metallb.io", "v1beta2", "bgppeers")
+BGP_ADVERTISEMENTS = Kind("BGPAdvertisement", "metallb.io", "v1beta1", "bgpadvertisements")
+BFD_PROFILES = Kind("BFDProfile", "metallb.io", "v1beta1", "bfdprofiles")
+COMMUNITIES = Kind("Community", "metallb.io", "v1beta1", "communities")
+SERVICE_BGP_STATUSES = Kind("ServiceBGPStatus", "metallb.io", "v1beta1", "servicebgpstatuses")
 
 
 class ApiStatusError(Exception):
