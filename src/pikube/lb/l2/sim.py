@@ -37,6 +37,7 @@ from pikube.lb.election import Target
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2.core import CoreSettings, SpeakerCore
 from pikube.lb.l2.lifecycle import IPState, packed, text_ip
+from pikube.lb.membership.protocol import Heartbeat
 
 KEY = b"pikube-simulation-key-0123456789"
 INTERFACE = "eth0"
@@ -50,6 +51,9 @@ class Shape(enum.Enum):
     ONE_WAY = "one-way"  # group A does not hear group B; B hears A
     DEAF = "deaf"  # one node hears nobody; everybody hears it
     MUTE = "mute"  # nobody hears one node; it hears everybody
+
+
+_SETTLED = frozenset({IPState.STANDBY, IPState.ANNOUNCING})
 
 
 class Fault(enum.Enum):
@@ -117,6 +121,8 @@ SETTINGS = CoreSettings(
     bridge_s=0.0,  # connection bridges are nftables rules: nothing to model
 )
 HEAL_DELAY_MAX_S = 0.002
+QUIET_CHECK_S = 0.03  # how often the heal looks for quiescence (the run may end there)
+INF = float("inf")
 NO_ARP = (b"", b"")
 
 
@@ -193,7 +199,11 @@ class _Client:
         self.entries.setdefault(ip, []).append((arrival, node))
 
     def names(self, ip: bytes, now: float) -> str | None:
-        heard = [e for e in self.entries.get(ip, ()) if e[0] <= now]
+        entries = self.entries.get(ip)
+        if entries is not None and len(entries) == 1:  # the usual case: nothing new
+            arrival, node = entries[0]
+            return node if arrival <= now else None
+        heard = [e for e in entries or () if e[0] <= now]
         if not heard:
             return None
         latest = max(heard)
@@ -207,6 +217,7 @@ _TICK, _TIMER, _SEGMENT, _FAULT, _ARP = 0, 1, 2, 3, 4
 @dataclass
 class Simulation:
     schedule: Schedule
+    quiesce: bool = True  # end the run once the heal is quiescent (see `_quiescent`)
     rng: random.Random = field(init=False)
     now: float = 0.0
     nodes: dict[str, _Node] = field(default_factory=dict)
@@ -223,6 +234,9 @@ class Simulation:
         default_factory=list
     )
     _order: int = 0
+    _arps_pending: int = 0
+    _quiet_check_at: float = 0.0
+    stopped_at: float = 0.0  # when the run ended: the schedule's end, or once quiescent
     desired: DesiredState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,6 +250,8 @@ class Simulation:
             )
         )
         self.window_s = SETTINGS.detect_s
+        self._packed_ips = tuple(packed(ip) for ip in s.ips)
+        self._ip_keys = {packed(ip): ip for ip in s.ips}
         self.macs = {name: bytes([2, 0, 0, 0, 0, 0x21 + i]) for i, name in enumerate(s.nodes)}
         for name in s.nodes:
             self.nodes[name] = _Node(name)
@@ -282,6 +298,7 @@ class Simulation:
                 node.timer_at = float("inf")
                 self._deliver(node, node.core.handle(ev.TimerFired(at, self._drain(node))))
             elif kind == _ARP:
+                self._arps_pending -= 1
                 node = self.nodes[name]
                 if node.core is None or not node.link_up:
                     continue
@@ -306,12 +323,25 @@ class Simulation:
             violation = self._check()
             if violation is not None:
                 return violation
+            if (
+                self.quiesce
+                and at >= self._quiet_check_at
+                and not self._segments
+                and not self._faults
+            ):
+                self._quiet_check_at = at + QUIET_CHECK_S
+                if self._quiescent():  # the rest of the heal can change nothing
+                    self.stopped_at = at
+                    return None
+        self.stopped_at = self.now
         return None
 
     def _push(
         self, at: float, kind: int, name: str, epoch: int = 0, arp: tuple[bytes, bytes] = NO_ARP
     ) -> None:
         self._order += 1
+        if kind == _ARP:
+            self._arps_pending += 1
         heapq.heappush(self._queue, (at, self._order, kind, name, epoch, arp))
 
     def _start(self, node: _Node, at: float) -> None:
@@ -404,17 +434,26 @@ class Simulation:
     def _deliver(self, node: _Node, actions: list[ev.Action], at: float | None = None) -> None:
         now = self.now if at is None else at
         for action in actions:
-            if isinstance(action, ev.SendHeartbeat):
+            kind = type(action)
+            if kind is ev.SendHeartbeat:  # the hot path: _blocked, _lost, _delay inlined
+                assert isinstance(action, ev.SendHeartbeat)
                 if not node.link_up or not action.interfaces:
                     continue
                 node.seq += 1
-                heartbeat = replace(action.heartbeat, seq=node.seq)
+                heartbeat, seq = action.heartbeat, node.seq  # numbered in Received: no copy
+                segment, rng, name = self.segment, self.rng, node.name
+                whole, loss, top = segment.shape is Shape.WHOLE, segment.loss, segment.delay_max_s
                 for other in self.nodes.values():
                     if other is node or other.core is None or not other.link_up:
                         continue
-                    if self._blocked(node.name, other.name) or self._lost():
+                    if not whole and self._blocked(name, other.name):
                         continue
-                    other.inbox.append(ev.Received(heartbeat, node.name, now + self._delay()))
+                    if loss > 0.0 and rng.random() < loss:
+                        continue
+                    delay = rng.uniform(0.0, top) if top else 0.0
+                    other.inbox.append(ev.Received(heartbeat, name, now + delay, seq))
+            elif kind is ev.Note or kind is ev.Took or kind is ev.Gave:
+                continue
             elif isinstance(action, ev.Claim):
                 node.answering.add(action.ip)
                 self.took_at[node.name, action.ip] = now
@@ -455,6 +494,72 @@ class Simulation:
                 if ip not in client.entries:
                     client.hears(ip, self.now + self._delay(), node.name)
 
+    def _quiescent(self) -> bool:
+        """Nothing can change any more: the rest of the schedule would keep every invariant.
+
+        The network is whole, lossless and settled, and stays so (no segment or fault is left);
+        no ARP frame is in flight; every live node has finished joining, its grace and any
+        leave, and holds no target in a transient state (probing, conflict, handing over: no
+        target deadline is armed); every live node's view holds exactly the other live nodes,
+        each as it speaks now, and every heartbeat in flight says the same again; each IP has
+        at most one owner, and every client names it, with nothing else on its way to them.
+        From there each core only receives heartbeats it already has, so no election runs
+        again; what is left are the owners' burst and refresh announcements, which tell
+        clients what they already know.
+        """
+        now = self.now
+        if self._arps_pending or self.whole_since is None:
+            return False
+        if now < self.whole_since + self.window_s:
+            return False
+        live = {n.name: n for n in self.nodes.values() if n.core is not None and n.link_up}
+        speaking: dict[str, Heartbeat] = {}
+        for name, node in live.items():
+            core = node.core
+            assert core is not None
+            if core.leaving or core.rejoined or core.contested or now < core.joining_until:
+                return False
+            if (
+                core._was_joining
+                or core._last_evaluated < core.started_at + SETTINGS.startup_grace_s
+            ):
+                return False
+            for life in core.lives.values():
+                if life.deadline != INF or life.state not in _SETTLED:
+                    return False
+            speaking[name] = core.heartbeat(now)
+        for node in live.values():
+            core = node.core
+            assert core is not None
+            peers = core.view.peers
+            if len(peers) != len(live) - 1:
+                return False
+            for other, peer in peers.items():
+                said = speaking.get(other)
+                if said is None or peer.heartbeat != said:
+                    return False
+            for item in node.inbox:
+                heartbeat = item.heartbeat
+                assert isinstance(heartbeat, Heartbeat)
+                if speaking.get(heartbeat.node) != heartbeat:
+                    return False
+        for ip in self._packed_ips:
+            owners = self._announcing(ip)
+            if len(owners) > 1:
+                return False
+            others = [n.name for n in live.values() if ip in n.answering and n.name not in owners]
+            if others:
+                return False
+            if not owners:
+                continue
+            for client in self.clients:
+                entries = client.entries.get(ip, ())
+                if client.names(ip, now) != owners[0]:
+                    return False
+                if any(node != owners[0] for arrival, node in entries if arrival > now):
+                    return False
+        return True
+
     # -- invariants -------------------------------------------------------------------------
 
     def _answering(self, ip: bytes) -> list[str]:
@@ -466,7 +571,7 @@ class Simulation:
         for node in self.nodes.values():
             if node.core is None or ip not in node.answering:
                 continue
-            life = node.core.lives.get(text_ip(ip))
+            life = node.core.lives.get(self._ip_keys[ip])
             if life is not None and life.state is IPState.ANNOUNCING:
                 found.append(node.name)
         return found
@@ -479,7 +584,7 @@ class Simulation:
                     return self._violation(f"{text_ip(ip)} unowned during a planned handover")
         if self.whole_since is None or now < self.whole_since + self.window_s:
             return None
-        for ip in map(packed, self.schedule.ips):
+        for ip in self._packed_ips:
             owners = self._announcing(ip)
             if len(owners) > 1:
                 return self._violation(f"{text_ip(ip)} has {len(owners)} owners: {owners}")

@@ -285,10 +285,12 @@ class View:
             self._template_of[heartbeat.node] = template
         return change, heartbeat.node
 
-    def receive(self, heartbeat: Heartbeat, now_s: float) -> Change:
+    def receive(self, heartbeat: Heartbeat, now_s: float, seq: int = 0) -> Change:
+        """`seq`, when not 0, numbers a heartbeat whose own `seq` is 0 (the simulation shares
+        one value among its sends instead of copying it for each)."""
         if heartbeat.node == self.self_node:
             return Change.NONE  # our own broadcast, looped back
-        stamp = (heartbeat.epoch, heartbeat.seq)
+        stamp = (heartbeat.epoch, seq or heartbeat.seq)
         last = self.newest.get(heartbeat.node)
         if last is not None and stamp <= last:
             self.counters.replayed += 1
