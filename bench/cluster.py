@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from pikube.cluster.apply import Session
+from pikube.cluster.session import Session
 from pikube.cluster.spec import load_spec
 from pikube.lab import netns, sshhosts
 from pikube.lab.lab import Lab

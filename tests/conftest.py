@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from pikube.lab import netns
 from pikube.lab.kubeapi.launch import KubeApi, start_in_lab
@@ -21,6 +22,11 @@ from pikube.lab.processes import kill_all, marked_pids
 from pikube.lab.topology import lab_of_namespace
 
 _SESSION_LABS: set[str] = set()
+
+# Tests never assert wall-clock times, and Hypothesis's per-example deadline is one: on this
+# shared machine an example that takes 0.3 ms can take 340 ms once, and fail the run.
+settings.register_profile("pikube", deadline=None)
+settings.load_profile("pikube")
 
 
 def new_lab_name() -> str:

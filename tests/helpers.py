@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
+
+from pikube import helpers
 
 T = TypeVar("T")
 
@@ -30,11 +31,4 @@ def wait_until(
     predicate: Callable[[], T | bool | None], timeout_s: float, what: str, poll_s: float = 0.02
 ) -> T:
     """Poll until `predicate()` is truthy and return it; fail naming `what` after the bound."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
+    return helpers.wait_until(predicate, timeout_s, what, poll_s, error=AssertionError)  # type: ignore[return-value]

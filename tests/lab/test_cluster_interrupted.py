@@ -23,6 +23,7 @@ import yaml
 from pikube.lab import netns, sshhosts
 from pikube.lab.lab import Lab
 from tests.conftest import new_lab_name
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -72,11 +73,7 @@ def _start_apply(lab: Lab, spec: Path, log: Path) -> subprocess.Popen[str]:
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
-        time.sleep(0.02)
+    wait_until(condition, timeout_s, what)
 
 
 def _runs(lab: Lab, host: str, program: str, *args: str) -> bool:

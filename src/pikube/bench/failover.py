@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pikube import helpers
 from pikube.errors import InvalidInput, PikubeError
 from pikube.lab import keepalived, netns, state
 from pikube.lab.kubeapi.launch import start_in_lab
@@ -69,7 +70,7 @@ from pikube.lab.topology import HOST_INTERFACE
 IMPLEMENTATIONS = ("pikube", "pikube-kube", "keepalived-100ms", "keepalived-1s")
 ANNOUNCERS = ("node01", "node02", "node03")
 BACKEND_HOST = "master"  # never an announcer: the backend must survive every failure
-SPEAKER_METRICS_PORT = 7472  # MetalLB's speaker metrics port
+SPEAKER_METRICS_PORT = helpers.METRICS_PORT
 _POLL_S = 0.02
 
 
@@ -374,11 +375,7 @@ class RunResult:
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     """Poll `condition` until it holds; PikubeError naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise PikubeError(f"{what} did not happen within {timeout_s:g} s")
-        time.sleep(_POLL_S)
+    helpers.wait_until(condition, timeout_s, what, poll_s=_POLL_S)
 
 
 def fail(lab: Lab, impl: Implementation, node: str, scenario: Scenario) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.helpers import wait_until
 from pikube.lab import netns, seed_service, state
 from pikube.lab.kubeapi.launch import admin_request, start_in_lab
 from pikube.lab.lab import Lab
@@ -146,11 +147,7 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise PikubeError(f"bench lb-api: timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(condition, timeout_s, what, error=lambda text: PikubeError(f"bench lb-api: {text}"))
 
 
 def prepare(lab: Lab) -> KubeLoadBalancer:

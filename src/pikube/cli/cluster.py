@@ -141,7 +141,7 @@ def plan(spec_path: str, output: str) -> None:
 
 
 async def _plan(spec: ClusterSpec) -> Plan:
-    from pikube.cluster.apply import Session  # noqa: PLC0415
+    from pikube.cluster.session import Session  # noqa: PLC0415
 
     async with Session(spec, _report_new_key) as session:
         the_plan, _facts = await session.plan()
@@ -259,7 +259,7 @@ def apply(spec_path: str, output: str, yes: bool, log_path: str | None) -> None:
 
     With `-o json`, stdout is only the report (per node: state, changes applied, commands
     run); the plan, the question and the progress go to stderr."""
-    from pikube.cluster.apply import default_log_path  # noqa: PLC0415
+    from pikube.cluster.session import default_log_path  # noqa: PLC0415
     from pikube.cluster.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
@@ -301,7 +301,8 @@ def _stop_on_ctrl_c(stop: asyncio.Event, view: _ProgressView) -> None:
 
 
 async def _apply(spec: ClusterSpec, yes: bool, log_path: Path, as_json: bool) -> ApplyReport:
-    from pikube.cluster.apply import CommandLog, Session, apply_plan  # noqa: PLC0415
+    from pikube.cluster.apply import apply_plan  # noqa: PLC0415
+    from pikube.cluster.session import CommandLog, Session  # noqa: PLC0415
 
     stop = asyncio.Event()
     async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
@@ -353,7 +354,7 @@ def doctor(spec_path: str, output: str) -> None:
 
 async def _doctor(spec: ClusterSpec) -> DoctorReport:
     from pikube.cluster import doctor as doctor_module  # noqa: PLC0415
-    from pikube.cluster.apply import Session  # noqa: PLC0415
+    from pikube.cluster.session import Session  # noqa: PLC0415
 
     async with Session(spec, _report_new_key) as session:
         facts, errors = await session.gather()

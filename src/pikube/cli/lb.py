@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from pikube.errors import InvalidInput
+from pikube.helpers import METRICS_PORT
 
 if TYPE_CHECKING:
     from pikube.lb.ipam import AllocationResult
@@ -32,7 +33,7 @@ def _metrics_options(command: F) -> F:
     return click.option(
         "--metrics-port",
         type=int,
-        default=7472,
+        default=METRICS_PORT,
         show_default=True,
         help="Prometheus /metrics and /status port; 0 disables.",
     )(command)

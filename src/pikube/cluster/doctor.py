@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pikube.cluster.facts import HostFacts
-from pikube.cluster.operations import (
-    CGROUP_FLAGS,
+from pikube.cluster.managed import (
+    BOOT_CMDLINES,
     KUBE_PACKAGES,
     KUBE_PROXY_MODULES,
     KUBELET_DEFAULTS,
+)
+from pikube.cluster.operations import (
+    CGROUP_FLAGS,
     KUBELET_SWAP_FLAG,
     boot_modules,
     kubelet_tolerates_swap,
@@ -149,7 +152,8 @@ def check_memory_cgroup(facts: HostFacts) -> Check:
 
 def check_cmdline_file(facts: HostFacts) -> Check:
     used = facts.boot_cmdline_path
-    other = "/boot/cmdline.txt" if used == "/boot/firmware/cmdline.txt" else None
+    bookworm, older = BOOT_CMDLINES
+    other = older if used == bookworm else None
     other_text = facts.files.get(other) if other else None
     if other and other_text:
         other_words = (other_text.splitlines() or [""])[0].split()

@@ -14,49 +14,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pikube.cluster import managed
+
 MARK = "@@pikube "
-# Files the operations manage or the doctor reads; their whole content is part of the facts.
-FILES = (
-    "/etc/fstab",
-    "/boot/firmware/cmdline.txt",
-    "/boot/cmdline.txt",
-    "/etc/modules-load.d/k8s.conf",
-    "/etc/sysctl.d/k8s.conf",
-    "/etc/containerd/config.toml",
-    "/etc/apt/sources.list.d/kubernetes.list",
-    "/etc/systemd/zram-generator.conf",
-    "/usr/lib/systemd/zram-generator.conf",
-    "/etc/default/kubelet",
-)
-KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
-UNITS = ("dphys-swapfile", "rpi-swap", "containerd", "kubelet")
-# containerd (overlay), kubeadm and flannel (br_netfilter, vxlan), kube-proxy's ipvs mode.
-MODULES = (
-    "overlay",
-    "br_netfilter",
-    "vxlan",
-    "ip_vs",
-    "ip_vs_rr",
-    "ip_vs_wrr",
-    "ip_vs_sh",
-    "nf_conntrack",
-)
-SYSCTLS = (
-    "net.ipv4.ip_forward",
-    "net.bridge.bridge-nf-call-iptables",
-    "net.bridge.bridge-nf-call-ip6tables",
-)
-PACKAGES = (
-    "apt-transport-https",
-    "ca-certificates",
-    "curl",
-    "gpg",
-    "containerd",
-    "kubelet",
-    "kubeadm",
-    "kubectl",
-    "dphys-swapfile",
-)
+# Every file the operations write or read (declared in `managed`): their whole content is
+# part of the facts.
+FILES = (*managed.WRITTEN, *managed.BOOT_CMDLINES, managed.ZRAM_DEFAULT)
+KEYRING = managed.KEYRING
+UNITS = managed.UNITS
+# The boot modules the operations load, and flannel's vxlan, which only the doctor checks.
+MODULES = (*managed.BOOT_MODULES, "vxlan")
+SYSCTLS = tuple(managed.DESIRED_SYSCTLS)
+PACKAGES = managed.PACKAGES
 
 # Programs that hold dpkg's lock while they run (process names, at most 15 characters).
 PACKAGE_MANAGERS = ("apt", "apt-get", "aptitude", "dpkg", "unattended-upgr")
@@ -222,9 +191,8 @@ class HostFacts:
     @property
     def boot_cmdline_path(self) -> str:
         """The cmdline.txt the firmware reads: /boot/firmware on Bookworm, else /boot."""
-        if self.files.get("/boot/firmware/cmdline.txt") is not None:
-            return "/boot/firmware/cmdline.txt"
-        return "/boot/cmdline.txt"
+        bookworm, older = managed.BOOT_CMDLINES
+        return bookworm if self.files.get(bookworm) is not None else older
 
     @property
     def boot_cmdline(self) -> str:
@@ -265,7 +233,7 @@ class HostFacts:
     def zram_generator_active(self) -> bool:
         """zram swap set up at boot (systemd-zram-generator, as rpi-swap uses)."""
         etc = self.files.get("/etc/systemd/zram-generator.conf")
-        usr = self.files.get("/usr/lib/systemd/zram-generator.conf")
+        usr = self.files.get(managed.ZRAM_DEFAULT)
         if etc is not None:
             return "[zram" in etc
         return usr is not None and "[zram" in usr

@@ -21,26 +21,27 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pikube.cluster.facts import KEYRING, HostFacts
-from pikube.cluster.spec import ClusterSpec, KubeProxyMode, SwapPolicy
+from pikube.cluster.facts import HostFacts
+from pikube.cluster.managed import (
+    BASE_MODULES,
+    BASE_PACKAGES,
+    CONTAINERD_CONF,
+    DESIRED_SYSCTLS,
+    FSTAB,
+    KEYRING,
+    KUBE_LIST,
+    KUBE_PACKAGES,
+    KUBE_PROXY_MODULES,
+    KUBELET_DEFAULTS,
+    MODULES_LOAD,
+    SWAP_UNITS,
+    SYSCTL_CONF,
+    ZRAM_CONF,
+)
+from pikube.cluster.spec import ClusterSpec, SwapPolicy
 
-KUBE_PACKAGES = ("kubelet", "kubeadm", "kubectl")
-BASE_PACKAGES = ("apt-transport-https", "ca-certificates", "curl", "gpg")
 CGROUP_FLAGS = ("cgroup_enable=memory", "cgroup_memory=1")
-MODULES_LOAD = "/etc/modules-load.d/k8s.conf"
-SYSCTL_CONF = "/etc/sysctl.d/k8s.conf"
-CONTAINERD_CONF = "/etc/containerd/config.toml"
-KUBE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
-ZRAM_CONF = "/etc/systemd/zram-generator.conf"
-# Read by kubelet's systemd drop-in from the kubeadm package (EnvironmentFile=, Debian family).
-KUBELET_DEFAULTS = "/etc/default/kubelet"
 KUBELET_SWAP_FLAG = "--fail-swap-on=false"  # kubelet's failSwapOn: false
-# Kernel modules loaded at every boot: containerd's overlay, kubeadm's br_netfilter, and what
-# kube-proxy's mode needs (ipvs: the schedulers kube-proxy uses and conntrack).
-BASE_MODULES = ("overlay", "br_netfilter")
-KUBE_PROXY_MODULES = {
-    KubeProxyMode.IPVS: ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"),
-}
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Wait (up to 5 minutes) for dpkg's lock instead of failing: apt-daily on a fresh Pi, or the
 # apt run of an apply that was interrupted and is finishing on its own.
@@ -135,11 +136,6 @@ SYSCTL_CONTENT = (
     "net.bridge.bridge-nf-call-ip6tables = 1\n"
     "net.ipv4.ip_forward = 1\n"
 )
-DESIRED_SYSCTLS = {
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
-    "net.ipv4.ip_forward": "1",
-}
 
 
 CONTAINERD_CERTS_D = "/etc/containerd/certs.d"
@@ -291,7 +287,7 @@ def swap_off(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
         names = ", ".join(s.name for s in facts.swaps)
         yield Change("swap-off", Kind.KERNEL, f"turn swap off now ({names})", ("swapoff -a",))
     fstab_lines = facts.fstab_swap_lines
-    current = facts.files.get("/etc/fstab")
+    current = facts.files.get(FSTAB)
     if fstab_lines and current is not None:
         new = "".join(
             f"#{line}  # disabled by pikube (kubelet needs swap off)\n"
@@ -299,10 +295,10 @@ def swap_off(spec: ClusterSpec, facts: HostFacts) -> Iterator[Change]:
             else f"{line}\n"
             for line in current.splitlines()
         )
-        change = _file_change("swap-fstab", facts, "/etc/fstab", new, "swap entries disabled")
+        change = _file_change("swap-fstab", facts, FSTAB, new, "swap entries disabled")
         if change is not None:
             yield change
-    for unit in ("dphys-swapfile", "rpi-swap"):
+    for unit in SWAP_UNITS:
         state = facts.unit(unit)
         if state.exists and state.enabled != "masked":
             commands = [f"systemctl mask {unit}.service"]

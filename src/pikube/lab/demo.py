@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pikube.errors import PikubeError
+from pikube.helpers import wait_until
 from pikube.lab import netns, seed_service, state
 from pikube.lab.kubeapi.launch import start_in_lab
 from pikube.lab.lab import Lab
@@ -57,11 +58,7 @@ class Failover:
 
 
 def _wait(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise PikubeError(f"demo: timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.02)
+    wait_until(condition, timeout_s, what, error=lambda text: PikubeError(f"demo: {text}"))
 
 
 def owner_of(balancer: KubeLoadBalancer) -> str | None:

@@ -31,7 +31,6 @@ import ipaddress
 import itertools
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pikube.helpers import write_atomic
 from pikube.lab.processes import LogMatches, ProcessRecord
 from pikube.lab.topology import Host
 
@@ -334,9 +334,7 @@ class TransitionTracker:
 
 
 def write_run(run: ProbeRun, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(run.to_json()))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(run.to_json()))
 
 
 def read_run(path: Path) -> ProbeRun:

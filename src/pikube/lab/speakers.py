@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.helpers import METRICS_PORT
 from pikube.lab import seed_service, state
 from pikube.lab.lab import Lab
 from pikube.lab.processes import ProcessRecord, TcpListening, is_running, log_tail
 from pikube.lab.seed_service import http_body
 
-METRICS_PORT = 7472
 SEED_VIP = "198.51.100.230"
 SEED_VIP6 = "2001:db8:68::230"
 WORKERS = ("node01", "node02", "node03")

@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncssh
 
 from pikube.errors import InvalidInput, PikubeError
+from pikube.helpers import write_atomic
 from pikube.lab import aptrepo, pihost, rootfs, state
 from pikube.lab.kubernetes import debs, registry
 from pikube.lab.lab import Lab, lab_command
@@ -268,13 +269,8 @@ def _client_key(lab_name: str) -> asyncssh.SSHKey:
     path = client_key_path(lab_name)
     if path.exists():
         return asyncssh.read_private_key(str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = asyncssh.generate_private_key("ssh-ed25519", comment=f"pikube-lab-{lab_name}")
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.export_private_key())
-    os.replace(tmp, path)
+    write_atomic(path, key.export_private_key(), 0o600)
     return key
 
 

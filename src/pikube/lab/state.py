@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.helpers import write_atomic
 from pikube.lab.processes import ProcessRecord
 
 STATE_VERSION = 1
@@ -77,11 +78,7 @@ def load(lab: str) -> LabState | None:
 
 
 def save(state: LabState) -> None:
-    path = state_path(state.lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state.to_json(), indent=2))
-    os.replace(tmp, path)
+    write_atomic(state_path(state.lab), json.dumps(state.to_json(), indent=2))
 
 
 @contextlib.contextmanager

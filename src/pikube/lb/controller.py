@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pikube.helpers import METRICS_PORT
 from pikube.lb import assignment
 from pikube.lb.assignment import (
     CONTROLLER_COMPONENT,
@@ -73,7 +74,7 @@ class ControllerSettings:
     namespace: str = DEFAULT_NAMESPACE
     load_balancer_class: str | None = None
     metrics_host: str = "0.0.0.0"
-    metrics_port: int | None = 7472
+    metrics_port: int | None = METRICS_PORT
     leader_elect: bool = False
     identity: str = ""
     lease_duration_s: float = 15.0

@@ -21,10 +21,11 @@ same way before `elect`, so they agree on the owner.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 LOAD_BOUND = 1.25
 
@@ -39,6 +40,7 @@ class Target:
     eligible: frozenset[str] | None = None  # None: any live speaker
 
 
+@functools.lru_cache(maxsize=65536)
 def rank(node: str, key: str) -> bytes:
     return hashlib.sha256(f"{node}#{key}".encode()).digest()
 
@@ -125,4 +127,4 @@ def candidates(
         and (wanted & speaker.interfaces if wanted else speaker.interfaces)
     )
     eligible = able if target.eligible is None else able & target.eligible
-    return replace(target, eligible=eligible)
+    return Target(target.key, target.ips, eligible)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.helpers import METRICS_PORT, write_atomic
 from pikube.lb.l2 import bridge, links
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2.announcer import InterfaceAnnouncer
@@ -41,7 +42,7 @@ log = logging.getLogger("pikube.speaker")
 
 DEFAULT_INTERVAL_MS = 60
 DEFAULT_MULTIPLIER = 3
-DEFAULT_METRICS_PORT = 7472  # MetalLB's speaker metrics port
+DEFAULT_METRICS_PORT = METRICS_PORT
 PROTOCOL_LAYER2 = "layer2"
 
 
@@ -191,10 +192,7 @@ def next_epoch(state_dir: Path | None) -> int:
     with contextlib.suppress(OSError, ValueError):
         epoch = max(epoch, int(path.read_text().strip()) + 1)
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(str(epoch))
-        os.replace(tmp, path)
+        write_atomic(path, str(epoch))
     except OSError as exc:
         log.warning("cannot record the epoch in %s (%s); restarts rely on the clock", path, exc)
     return epoch

@@ -224,3 +224,19 @@ def test_containerd_may_be_told_not_to_lower_oom_scores(spec: ClusterSpec) -> No
     config = containerd_config(restricted)
     cri = config.split('[plugins."io.containerd.grpc.v1.cri"]\n', 1)[1].split("\n\n", 1)[0]
     assert "  restrict_oom_score_adj = true" in cri.splitlines()
+
+
+def test_every_file_an_operation_writes_is_gathered_as_a_fact(
+    spec: ClusterSpec, fresh: HostFacts
+) -> None:
+    from pikube.cluster import facts, managed  # noqa: PLC0415
+    from pikube.cluster.operations import Kind  # noqa: PLC0415
+
+    changes = changes_for(spec, fresh)
+    # A file change's last command is write_file_command's: `... && mv TMP PATH`.
+    written = {c.commands[-1].split()[-1] for c in changes if c.kind is Kind.FILE}
+    assert written
+    assert written <= {*facts.FILES, facts.KEYRING}  # the keyring (binary): present or not
+    assert set(managed.WRITTEN) <= set(facts.FILES)
+    assert set(managed.BOOT_MODULES) <= set(facts.MODULES)
+    assert set(managed.DESIRED_SYSCTLS) == set(facts.SYSCTLS)

@@ -260,6 +260,40 @@ def test_a_foreign_host_claiming_an_announced_ip_is_reported_and_answered() -> N
     assert not of(ev.Announce, again)  # defended once a second at most
 
 
+def test_a_foreign_claim_gets_a_last_answer_one_detection_time_after_its_latest() -> None:
+    # The "host" may be a speaker not heard yet (restarted during a partition) that vanishes
+    # next: clients must not be left with its word (simulation seeds 14593, 29709).
+    core = make_core()
+    configured(core, announcement())
+    joined(core)
+    core.handle(ev.TimerFired(0.3))
+    core.handle(ev.TimerFired(4.0))  # the takeover's burst is over
+    stranger = b"\x02\x99\x00\x00\x00\x01"
+    core.handle(ev.ForeignClaim(5.0, packed(VIP), stranger))
+    core.handle(ev.ForeignClaim(5.5, packed(VIP), stranger))  # within the second: not at once
+    assert core.wake_at(5.5) == pytest.approx(5.5 + DETECT_S)
+    assert of(ev.Announce, core.handle(ev.TimerFired(5.5 + DETECT_S)))
+
+
+def test_a_rival_withdrawing_one_of_our_ips_but_keeping_another_wins_clients_back() -> None:
+    # node02 announced VIP (its claiming heartbeats were lost) and 198.51.100.232 (rightly its
+    # own); its next heartbeat claims only the latter: clients that followed it for VIP must
+    # hear us now (simulation seeds 84950, 88171, 90037).
+    core = make_core()
+    peer = Peer("node02")
+    other = "198.51.100.232"
+    configured(core, announcement())
+    core.handle(ev.Tick(0.05, (peer.says(0.05),)))
+    joined(core)
+    core.handle(ev.Tick(0.2, (peer.says(0.2),)))
+    core.handle(ev.TimerFired(0.3))  # the probe's time is up: announcing
+    assert core.lives[VIP].state is IPState.ANNOUNCING
+    core.handle(ev.ForeignClaim(0.32, packed(VIP), mac("node02")))
+    core.handle(ev.ForeignClaim(0.32, packed(other), mac("node02")))
+    actions = core.handle(ev.Tick(0.35, (peer.says(0.35, [other]),)))
+    assert [a.ip for a in of(ev.Announce, actions)] == [packed(VIP)]  # type: ignore[attr-defined]
+
+
 def test_another_speakers_gratuitous_arp_is_not_a_conflict() -> None:
     core = make_core()
     peer = Peer("node02")

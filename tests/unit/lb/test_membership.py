@@ -130,3 +130,12 @@ def test_the_encoder_reuses_its_work_and_matches_encode() -> None:
     changed = _hb(seq=4, claims=frozenset({V4}), leaving=True)
     assert encoder.encode(changed) == p.encode(changed, KEY)
     assert p.decode(encoder.encode(changed), KEY) == changed
+
+
+def test_the_cached_keyed_hmac_is_hmac_sha256() -> None:
+    import hmac  # noqa: PLC0415
+
+    key, body = b"k" * 32, b"pikube heartbeat body"
+    expected = hmac.digest(key, body, "sha256")[: p.MAC_LEN]
+    assert p._tag(key, body) == expected
+    assert p._tag(key, body) == expected  # the cached state is copied, not consumed

@@ -30,6 +30,11 @@ def test_random_schedules_keep_every_invariant(seed: int) -> None:
         (6857, "the owner's answer crossed the rival's last frame on the wire"),
         (7178, "the rival's claiming heartbeats were all lost: known only by its ARP"),
         (29569, "a probe conflict blocked a handover although speakers held the IP"),
+        (14593, "an unheard speaker's claim was answered at once, not last; then it crashed"),
+        (29709, "an unheard speaker's claim was answered at once, not last; its link went down"),
+        (84950, "a rival withdrew one of our IPs but kept another: no burst"),
+        (88171, "a rival withdrew one of our IPs but kept another: no burst"),
+        (90037, "a rival withdrew one of our IPs but kept another: no burst"),
     ],
 )
 def test_schedules_that_found_a_bug_now_pass(seed: int, found: str) -> None:
@@ -50,3 +55,29 @@ def test_the_simulation_catches_a_stale_client() -> None:
     violation = simulation._check()
     assert violation is not None
     assert "names" in violation.what
+
+
+def test_a_run_ends_early_only_when_the_rest_could_not_change_the_verdict() -> None:
+    """Ending at quiescence is what makes 100,000 schedules affordable: it must not hide a
+    violation the full run would find, and it must actually end runs early."""
+    early = 0
+    for seed in range(40):
+        schedule = sim.random_schedule(seed)
+        quick = sim.Simulation(schedule)
+        full = sim.Simulation(schedule, quiesce=False)
+        assert (quick.run() is None) == (full.run() is None), seed
+        early += quick.stopped_at < full.stopped_at
+    assert early >= 30
+
+
+def test_a_stale_client_is_not_quiescent() -> None:
+    simulation = sim.Simulation(sim.random_schedule(22))
+    simulation.end_s = 0.7
+    simulation.run()
+    simulation.whole_since, simulation.window_s = 0.0, 0.0
+    assert simulation._quiescent()
+    ip = packed(simulation.schedule.ips[0])
+    owner = next(n for n in simulation.nodes.values() if ip in n.answering)
+    other = next(name for name in simulation.nodes if name != owner.name)
+    simulation.clients[0].hears(ip, simulation.now + 0.001, other)  # on its way
+    assert not simulation._quiescent()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.helpers import write_atomic
 from pikube.lab import state
 from pikube.lab.kubeapi import pki
 from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
@@ -63,12 +64,7 @@ def admin_socket_path(lab_name: str) -> Path:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode)
 
 
 def write_pki(lab: Lab) -> Path:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pikube.errors import PikubeError
+from pikube.helpers import METRICS_PORT
 from pikube.lb import ipam
 from pikube.lb.bfd import fsm as bfd_fsm
 from pikube.lb.bfd.codec import SessionState
@@ -55,7 +56,7 @@ from pikube.lb.sources.watch import DirectoryWatch
 
 log = logging.getLogger("pikube.bgp")
 
-DEFAULT_METRICS_PORT = 7472
+DEFAULT_METRICS_PORT = METRICS_PORT
 SIOCGIFADDR = 0x8915
 
 

@@ -230,7 +230,7 @@ class SpeakerCore:
                 if isinstance(data, bytes):
                     change, node = view.receive_datagram(data, self.settings.key, item.arrived_s)
                 else:
-                    change, node = view.receive(data, item.arrived_s), data.node
+                    change, node = view.receive(data, item.arrived_s, item.seq), data.node
             except protocol.HeartbeatError as exc:
                 view.reject(exc)
                 continue
@@ -239,10 +239,14 @@ class SpeakerCore:
             if self.arp_rivals and node in self.arp_rivals:
                 # A speaker announced one of our IPs; a heartbeat of its that no longer
                 # claims it means it withdrew: clients may still follow it.
+                # Each IP on its own: the rival may rightly keep another of them.
                 rival_ips = self.arp_rivals[node]
-                if not rival_ips & view.peers[node].heartbeat.claims:
-                    del self.arp_rivals[node]
-                    self.contested |= rival_ips
+                withdrawn = rival_ips - view.peers[node].heartbeat.claims
+                if withdrawn:
+                    rival_ips -= withdrawn
+                    if not rival_ips:
+                        del self.arp_rivals[node]
+                    self.contested |= withdrawn
                     changed = True
             if change is protocol.Change.NONE:
                 continue

@@ -220,6 +220,8 @@ def _update(
 ) -> bool:
     """A held target whose IPs or interfaces changed in the configuration."""
     held = life.announcement
+    if held is announcement:
+        return False
     life.announcement = announcement
     if not life.holding or (
         held.target.ips == announcement.target.ips and held.interfaces == announcement.interfaces
@@ -288,9 +290,14 @@ def foreign_claim(
         )
     text = text_ip(ip)
     for life in core.held():
-        if text in life.announcement.target.ips and now - life.defended_at > 1.0:
+        if text not in life.announcement.target.ips:
+            continue
+        if now - life.defended_at > 1.0:
             life.defended_at = now  # defend once a second at most (RFC 5227 section 2.4)
             core._announce(life, out)
+        # The last word must be ours, as with a rival speaker: the "host" may be a speaker
+        # we have not heard yet (it restarted during a partition), and may vanish next.
+        life.defend_at = now + core.settings.detect_s
 
 
 def _answer_rival(core: SpeakerCore, now: float, ip: str, out: list[ev.Action]) -> None:

@@ -3,6 +3,11 @@
 Every event carries `now` (monotonic seconds): the core never reads a clock. Actions are
 instructions for the wiring (`pikube.lb.speaker`) or the simulation (`pikube.lb.l2.sim`):
 sockets to use, packets to send, things to log and count.
+
+Values, never changed once built. The ones built on every tick (`Received`, `Tick`,
+`TimerFired`, `SendHeartbeat`, `Announce`) are not `frozen`: a frozen dataclass takes about four
+times as long to build (each field through `object.__setattr__`), and the simulation builds
+hundreds per schedule.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pikube.lb.membership.protocol import Heartbeat
 # -- events ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's note
 class Received:
     """A heartbeat from the network: raw bytes (authenticated by the core) or, in the
     simulation, an already decoded one."""
@@ -24,9 +29,10 @@ class Received:
     heartbeat: bytes | Heartbeat
     source: str  # the sender's address (where a planned handover's bridge sends to)
     arrived_s: float
+    seq: int = 0  # a decoded heartbeat's number, when the sender shares one unnumbered value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's note
 class Tick:
     """Once per heartbeat interval: what arrived since the last drain; send our heartbeat."""
 
@@ -34,7 +40,7 @@ class Tick:
     received: tuple[Received, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's note
 class TimerFired:
     """The time the core asked for (`SpeakerCore.wake_at`) has come."""
 
@@ -98,7 +104,7 @@ class Release:
     ip: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's note
 class Announce:
     """Send a gratuitous ARP (IPv4) or unsolicited NA (IPv6) for `ip` now."""
 
@@ -119,7 +125,7 @@ class EndProbe:
     ips: tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's note
 class SendHeartbeat:
     """Broadcast this heartbeat on every interface that is up (the wiring numbers it)."""
 

@@ -40,6 +40,8 @@ class IPState(enum.Enum):
     ANNOUNCING = "announcing"
     HANDING_OVER = "handing-over"
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow
+
 
 class Verdict(enum.Enum):
     """What the election and the clock say about one target, from this node's point of view."""
@@ -58,6 +60,8 @@ class Verdict(enum.Enum):
     RETRY = "retry"  # a conflict's retry time has come
     HANDOVER_TIMEOUT = "handover-timeout"  # the elected node never claimed it
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow
+
 
 class Step(enum.Enum):
     """What a transition does; the node turns these into actions."""
@@ -69,6 +73,8 @@ class Step(enum.Enum):
     REPORT_CONFLICT = "report-conflict"  # say who answered; arm the retry
     ARM_HANDOVER = "arm-handover"  # the elected node has one detection time to claim it
     RELEASE = "release"  # stop answering, tell the peers
+
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow
 
 
 S, V, P = IPState, Verdict, Step
@@ -164,6 +170,7 @@ def packed(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
+@functools.lru_cache(maxsize=65536)
 def text_ip(ip: bytes) -> str:
     return str(ipaddress.ip_address(ip))
 

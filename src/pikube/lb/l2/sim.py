@@ -6,27 +6,16 @@ partitions of every shape, loss and delay; clients follow the last gratuitous AR
 they received, as a LAN host does between its neighbour-cache refreshes (about 30 s, longer than
 any schedule here, so no refresh rescues a stale client).
 
-A `Schedule` is: a cold start on a whole network, a few chaotic segments (each a partition
-shape, flapping or not, with loss and delay, and node events: crash, return, restart, link
-down/up), then a heal: a whole network, no loss, for long enough to settle, perhaps with a
-planned leave (SIGTERM). Loss applies to heartbeats; ARP frames (gratuitous ARP, replies,
-probes) are delayed but delivered: a lost one can leave a client on a node that then vanishes,
-with nothing left to tell the owner (see docs/decisions/0061). After every step the invariants
-are checked; `run` returns the first violation, or None.
-
-Invariants, with W = one detection time + twice the largest delay (of the segment, or of the
-one before it, whose frames may still be in flight):
-- one owner: from W after the network became whole (and after its last fault), at most one
-  node announces each IP;
-- clients follow: every client names the owner by W after the heal, or (for an owner that took
-  over later, perhaps racing another node that took over at the same instant) by W after;
-- no flapping: while the network stays whole (after W), no IP goes back to a node it left;
-- planned handover: after a node starts leaving, an IP that had an owner always has one.
+The schedules (`pikube.lb.l2.schedule`): a cold start, chaotic segments, a heal. Loss applies
+to heartbeats; ARP frames (gratuitous ARP, replies, probes) are delayed but delivered: a lost
+one can leave a client on a node that then vanishes, with nothing left to tell the owner (see
+docs/decisions/0061). After every step the invariants (`pikube.lb.l2.invariants`) are checked;
+`run` returns the first violation, or None. A run ends early once the heal is quiescent:
+nothing left could change the verdict (docs/decisions/0100).
 """
 
 from __future__ import annotations
 
-import enum
 import heapq
 import random
 from collections.abc import Callable
@@ -35,141 +24,27 @@ from dataclasses import dataclass, field, replace
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.election import Target
 from pikube.lb.l2 import events as ev
-from pikube.lb.l2.core import CoreSettings, SpeakerCore
-from pikube.lb.l2.lifecycle import IPState, packed, text_ip
-
-KEY = b"pikube-simulation-key-0123456789"
-INTERFACE = "eth0"
-
-
-class Shape(enum.Enum):
-    """Which heartbeats a segment's network drops (clients always hear live links)."""
-
-    WHOLE = "whole"
-    SYMMETRIC = "symmetric"  # two groups that cannot hear each other
-    ONE_WAY = "one-way"  # group A does not hear group B; B hears A
-    DEAF = "deaf"  # one node hears nobody; everybody hears it
-    MUTE = "mute"  # nobody hears one node; it hears everybody
-
-
-class Fault(enum.Enum):
-    CRASH = "crash"
-    RETURN = "return"
-    RESTART = "restart"
-    LINK_DOWN = "link-down"
-    LINK_UP = "link-up"
-    LEAVE = "leave"  # SIGTERM: hand over, then exit
-
-
-@dataclass(frozen=True)
-class Segment:
-    duration_s: float
-    shape: Shape
-    group: frozenset[str] = frozenset()  # the shape's group A, or its one node
-    flap_s: float = 0.0  # > 0: alternate between the shape and whole every flap_s
-    loss: float = 0.0
-    delay_max_s: float = 0.0
-    faults: tuple[tuple[float, Fault, str], ...] = ()  # (offset, what, node)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    seed: int
-    nodes: tuple[str, ...]
-    ips: tuple[str, ...]
-    clients: int
-    start_s: float  # the cold start, whole
-    segments: tuple[Segment, ...]
-    heal: Segment  # whole, no loss
-
-    def describe(self) -> str:
-        parts = [f"seed {self.seed}: {len(self.nodes)} nodes, {len(self.ips)} IPs"]
-        for s in self.segments:
-            flap = f" flapping every {s.flap_s * 1000:.0f} ms" if s.flap_s else ""
-            group = ",".join(sorted(s.group))
-            faults = "".join(f"; {f.value} {n} at +{t * 1000:.0f} ms" for t, f, n in s.faults)
-            parts.append(
-                f"{s.duration_s * 1000:.0f} ms {s.shape.value}({group}){flap} loss {s.loss:.2f} "
-                f"delay<={s.delay_max_s * 1000:.0f} ms{faults}"
-            )
-        leave = "".join(f"; {f.value} {n} at +{t * 1000:.0f} ms" for t, f, n in self.heal.faults)
-        parts.append(f"heal {self.heal.duration_s * 1000:.0f} ms{leave}")
-        return " | ".join(parts)
-
-
-@dataclass(frozen=True)
-class Violation:
-    schedule: Schedule
-    at_s: float
-    what: str
-
-    def __str__(self) -> str:
-        return f"at {self.at_s * 1000:.0f} ms: {self.what} [{self.schedule.describe()}]"
-
-
-SETTINGS = CoreSettings(
-    node="",
-    key=KEY,
-    interval_ms=60,
-    multiplier=3,
-    probe_wait_s=0.06,
-    startup_grace_s=0.3,  # the daemon's is 2 s; shorter here to keep schedules short
-    bridge_s=0.0,  # connection bridges are nftables rules: nothing to model
+from pikube.lb.l2 import invariants
+from pikube.lb.l2.core import SpeakerCore
+from pikube.lb.l2.lifecycle import packed
+from pikube.lb.l2.schedule import (
+    INTERFACE,
+    KEY,
+    SETTINGS,
+    Fault,
+    Schedule,
+    Segment,
+    Shape,
+    Violation,
+    random_schedule,
 )
-HEAL_DELAY_MAX_S = 0.002
+
+QUIET_CHECK_S = 0.03  # how often the heal looks for quiescence (the run may end there)
 NO_ARP = (b"", b"")
-
-
-def random_schedule(seed: int) -> Schedule:
-    rng = random.Random(seed)
-    nodes = tuple(f"node{i:02d}" for i in range(1, rng.randint(2, 4) + 1))
-    ips = tuple(f"198.51.100.{230 + i}" for i in range(rng.randint(1, 3)))
-    segments = tuple(_random_segment(rng, nodes) for _ in range(rng.randint(1, 3)))
-    crashed: set[str] = set()
-    link_down: set[str] = set()
-    for segment in segments:
-        for _, fault, node in segment.faults:
-            if fault is Fault.CRASH:
-                crashed.add(node)
-            elif fault in (Fault.RETURN, Fault.RESTART):
-                crashed.discard(node)
-            elif fault is Fault.LINK_DOWN:
-                link_down.add(node)
-            elif fault is Fault.LINK_UP:
-                link_down.discard(node)
-    faults: tuple[tuple[float, Fault, str], ...] = ()
-    live = [n for n in nodes if n not in crashed | link_down]
-    detect = SETTINGS.detect_s
-    if len(live) >= 2 and rng.random() < 0.25:
-        faults = ((detect * 2 + rng.uniform(0, 0.3), Fault.LEAVE, rng.choice(live)),)
-    heal = Segment(detect * 2 + 1.0, Shape.WHOLE, delay_max_s=HEAL_DELAY_MAX_S, faults=faults)
-    start = SETTINGS.startup_grace_s + detect + 0.3
-    return Schedule(seed, nodes, ips, rng.randint(1, 2), start, segments, heal)
-
-
-def _random_segment(rng: random.Random, nodes: tuple[str, ...]) -> Segment:
-    shape = rng.choice(list(Shape))
-    if shape in (Shape.DEAF, Shape.MUTE):
-        group = frozenset({rng.choice(nodes)})
-    else:
-        cut = rng.randint(1, len(nodes) - 1)
-        group = frozenset(rng.sample(nodes, cut))
-    duration = rng.uniform(0.1, 1.2)
-    faults = []
-    for _ in range(rng.choice((0, 0, 1, 2))):
-        fault = rng.choice(
-            (Fault.CRASH, Fault.RESTART, Fault.LINK_DOWN, Fault.RETURN, Fault.LINK_UP)
-        )
-        faults.append((rng.uniform(0, duration), fault, rng.choice(nodes)))
-    return Segment(
-        duration_s=duration,
-        shape=shape,
-        group=group,
-        flap_s=rng.choice((0.0, 0.0, rng.uniform(0.03, 0.3))),
-        loss=rng.choice((0.0, 0.0, 0.05, 0.3)),
-        delay_max_s=rng.choice((0.0, 0.002, 0.01)),
-        faults=tuple(sorted(faults)),
-    )
+__all__ = [
+    "INTERFACE", "KEY", "SETTINGS", "Fault", "Schedule", "Segment", "Shape", "Simulation",
+    "Violation", "random_schedule", "run", "run_many",
+]  # fmt: skip
 
 
 @dataclass
@@ -193,7 +68,11 @@ class _Client:
         self.entries.setdefault(ip, []).append((arrival, node))
 
     def names(self, ip: bytes, now: float) -> str | None:
-        heard = [e for e in self.entries.get(ip, ()) if e[0] <= now]
+        entries = self.entries.get(ip)
+        if entries is not None and len(entries) == 1:  # the usual case: nothing new
+            arrival, node = entries[0]
+            return node if arrival <= now else None
+        heard = [e for e in entries or () if e[0] <= now]
         if not heard:
             return None
         latest = max(heard)
@@ -207,6 +86,7 @@ _TICK, _TIMER, _SEGMENT, _FAULT, _ARP = 0, 1, 2, 3, 4
 @dataclass
 class Simulation:
     schedule: Schedule
+    quiesce: bool = True  # end the run once the heal is quiescent (see `_quiescent`)
     rng: random.Random = field(init=False)
     now: float = 0.0
     nodes: dict[str, _Node] = field(default_factory=dict)
@@ -223,6 +103,9 @@ class Simulation:
         default_factory=list
     )
     _order: int = 0
+    _arps_pending: int = 0
+    _quiet_check_at: float = 0.0
+    stopped_at: float = 0.0  # when the run ended: the schedule's end, or once quiescent
     desired: DesiredState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,6 +119,8 @@ class Simulation:
             )
         )
         self.window_s = SETTINGS.detect_s
+        self._packed_ips = tuple(packed(ip) for ip in s.ips)
+        self._ip_keys = {packed(ip): ip for ip in s.ips}
         self.macs = {name: bytes([2, 0, 0, 0, 0, 0x21 + i]) for i, name in enumerate(s.nodes)}
         for name in s.nodes:
             self.nodes[name] = _Node(name)
@@ -282,6 +167,7 @@ class Simulation:
                 node.timer_at = float("inf")
                 self._deliver(node, node.core.handle(ev.TimerFired(at, self._drain(node))))
             elif kind == _ARP:
+                self._arps_pending -= 1
                 node = self.nodes[name]
                 if node.core is None or not node.link_up:
                     continue
@@ -303,15 +189,28 @@ class Simulation:
                 self.left.clear()
                 if self.whole_since is not None:
                     self.whole_since = at  # settled means whole and without faults for W
-            violation = self._check()
+            violation = invariants.check(self)
             if violation is not None:
                 return violation
+            if (
+                self.quiesce
+                and at >= self._quiet_check_at
+                and not self._segments
+                and not self._faults
+            ):
+                self._quiet_check_at = at + QUIET_CHECK_S
+                if invariants.quiescent(self):  # the rest of the heal can change nothing
+                    self.stopped_at = at
+                    return None
+        self.stopped_at = self.now
         return None
 
     def _push(
         self, at: float, kind: int, name: str, epoch: int = 0, arp: tuple[bytes, bytes] = NO_ARP
     ) -> None:
         self._order += 1
+        if kind == _ARP:
+            self._arps_pending += 1
         heapq.heappush(self._queue, (at, self._order, kind, name, epoch, arp))
 
     def _start(self, node: _Node, at: float) -> None:
@@ -355,7 +254,7 @@ class Simulation:
         if fault is Fault.LEAVE and node.core is not None:
             self.leave_at = self.now
             self.owned_at_leave = {
-                ip for ip in map(packed, self.schedule.ips) if self._answering(ip)
+                ip for ip in map(packed, self.schedule.ips) if invariants.answering(self, ip)
             }
             node.leaving_until = self.now + SETTINGS.detect_s * 2 + 0.5
             self._deliver(node, node.core.handle(ev.Leave(self.now)))
@@ -404,17 +303,26 @@ class Simulation:
     def _deliver(self, node: _Node, actions: list[ev.Action], at: float | None = None) -> None:
         now = self.now if at is None else at
         for action in actions:
-            if isinstance(action, ev.SendHeartbeat):
+            kind = type(action)
+            if kind is ev.SendHeartbeat:  # the hot path: _blocked, _lost, _delay inlined
+                assert isinstance(action, ev.SendHeartbeat)
                 if not node.link_up or not action.interfaces:
                     continue
                 node.seq += 1
-                heartbeat = replace(action.heartbeat, seq=node.seq)
+                heartbeat, seq = action.heartbeat, node.seq  # numbered in Received: no copy
+                segment, rng, name = self.segment, self.rng, node.name
+                whole, loss, top = segment.shape is Shape.WHOLE, segment.loss, segment.delay_max_s
                 for other in self.nodes.values():
                     if other is node or other.core is None or not other.link_up:
                         continue
-                    if self._blocked(node.name, other.name) or self._lost():
+                    if not whole and self._blocked(name, other.name):
                         continue
-                    other.inbox.append(ev.Received(heartbeat, node.name, now + self._delay()))
+                    if loss > 0.0 and rng.random() < loss:
+                        continue
+                    delay = rng.uniform(0.0, top) if top else 0.0
+                    other.inbox.append(ev.Received(heartbeat, name, now + delay, seq))
+            elif kind is ev.Note or kind is ev.Took or kind is ev.Gave:
+                continue
             elif isinstance(action, ev.Claim):
                 node.answering.add(action.ip)
                 self.took_at[node.name, action.ip] = now
@@ -455,60 +363,11 @@ class Simulation:
                 if ip not in client.entries:
                     client.hears(ip, self.now + self._delay(), node.name)
 
-    # -- invariants -------------------------------------------------------------------------
-
-    def _answering(self, ip: bytes) -> list[str]:
-        return [n.name for n in self.nodes.values() if n.core is not None and ip in n.answering]
-
-    def _announcing(self, ip: bytes) -> list[str]:
-        """Nodes announcing `ip` as its owner (not those handing it over)."""
-        found = []
-        for node in self.nodes.values():
-            if node.core is None or ip not in node.answering:
-                continue
-            life = node.core.lives.get(text_ip(ip))
-            if life is not None and life.state is IPState.ANNOUNCING:
-                found.append(node.name)
-        return found
-
     def _check(self) -> Violation | None:
-        now = self.now
-        if self.leave_at is not None:
-            for ip in self.owned_at_leave:
-                if not self._answering(ip):
-                    return self._violation(f"{text_ip(ip)} unowned during a planned handover")
-        if self.whole_since is None or now < self.whole_since + self.window_s:
-            return None
-        for ip in map(packed, self.schedule.ips):
-            owners = self._announcing(ip)
-            if len(owners) > 1:
-                return self._violation(f"{text_ip(ip)} has {len(owners)} owners: {owners}")
-            if not owners:
-                continue
-            owner = owners[0]
-            previous = self.owners.get(ip)
-            if previous != owner:
-                if owner in self.left.setdefault(ip, set()):
-                    return self._violation(f"{text_ip(ip)} flapped back to {owner}")
-                if previous is not None:
-                    self.left[ip].add(previous)
-                self.owners[ip] = owner
-            due = max(
-                self.whole_since + self.window_s,
-                self.took_at.get((owner, ip), 0.0) + self.window_s,
-            )
-            if now < due:
-                continue
-            for i, client in enumerate(self.clients):
-                named = client.names(ip, now)
-                if named != owner:
-                    return self._violation(
-                        f"client {i} names {named} for {text_ip(ip)}, owned by {owner}"
-                    )
-        return None
+        return invariants.check(self)
 
-    def _violation(self, what: str) -> Violation:
-        return Violation(self.schedule, self.now, what)
+    def _quiescent(self) -> bool:
+        return invariants.quiescent(self)
 
 
 def run(schedule: Schedule) -> Violation | None:
