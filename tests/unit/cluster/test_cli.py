@@ -114,3 +114,13 @@ def test_shell_completion_as_documented() -> None:
     words = {"COMP_WORDS": "pikube cluster ap", "COMP_CWORD": "2"}
     done = run_pikube(env={"_PIKUBE_COMPLETE": "bash_complete", **words})
     assert done.stdout.split() == ["plain,apply"]
+
+
+def test_reset_asks_first_and_names_an_unknown_node(tmp_path: Path) -> None:
+    spec = _unreachable_spec(tmp_path)
+    result = run_pikube("cluster", "reset", "-f", str(spec))
+    assert result.returncode == 2
+    assert "reset asks before destroying anything: pass --yes" in result.stderr
+    result = run_pikube("cluster", "reset", "-f", str(spec), "--node", "node09", "--yes")
+    assert result.returncode == 1
+    assert "the spec has no node 'node09'" in result.stderr
