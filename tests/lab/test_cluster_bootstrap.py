@@ -137,7 +137,7 @@ def test_the_kubeconfig_is_merged_on_the_pc_and_works(built: Built, tmp_path: Pa
     status, out, err = _pikube(built.lab, "cluster", "kubeconfig", "-f", str(built.spec), *user)
     assert status == 0, out + err
     base = [str(kubectl), "--kubeconfig", str(alice)]
-    assert built.lab.run("client", [*base, "get", "nodes"]).returncode == 0
+    assert built.lab.run("client", [*base, "get", "deployment", "nginx"]).returncode == 0
     denied = built.lab.run("client", [*base, "delete", "deployment", "nginx", "--dry-run=server"])
     assert denied.returncode != 0
     assert "alice" in denied.stderr

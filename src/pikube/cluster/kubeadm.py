@@ -99,6 +99,8 @@ def init_config(spec: ClusterSpec) -> str:
     }
     if spec.swap is SwapPolicy.KEEP:
         kubelet["failSwapOn"] = False
+    if spec.kubelet.eviction_hard is not None:
+        kubelet["evictionHard"] = dict(spec.kubelet.eviction_hard)
     proxy: dict[str, object] = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",

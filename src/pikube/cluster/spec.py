@@ -263,6 +263,16 @@ class Flannel(_Model):
         return self.manifest or FLANNEL_RELEASE_URL.format(version=version)
 
 
+class Kubelet(_Model):
+    eviction_hard: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "kubelet's evictionHard thresholds (e.g. imagefs.available: 10%), given whole: "
+            "kubelet does not merge its defaults into a partial map; null: kubelet's defaults"
+        ),
+    )
+
+
 class DemoApp(_Model):
     enabled: bool = True
     image: str = "nginx:1.27"
@@ -290,6 +300,7 @@ class ClusterSpec(_Model):
     networking: Networking = Networking()
     swap: SwapPolicy = SwapPolicy.DISABLE
     containerd: Containerd = Containerd()
+    kubelet: Kubelet = Kubelet()
     flannel: Flannel = Flannel()
     load_balancer: LoadBalancer | None = None
     demo_app: DemoApp = DemoApp()

@@ -423,6 +423,11 @@ def cluster_spec_yaml(lab: Lab, flannel: tuple[Path, str] | None = None) -> str:
             "  # flannel's manifest from the module the lab builds (v0.26.1: decision 0051)\n"
             f"  manifest: {flannel[0]}\n"
             f"  sha256: {flannel[1]}\n"
+            "kubelet:\n"
+            "  # The lab's nodes share this machine's disk with everything else on it: evict\n"
+            "  # only when it is nearly full (kubelet's default imagefs.available is 15%).\n"
+            "  eviction_hard: {memory.available: 100Mi, nodefs.available: 5%, "
+            "nodefs.inodesFree: 5%, imagefs.available: 5%}\n"
             "demo_app:\n"
             "  image: nginx  # the seed's `--image=nginx`: the tag the lab's registry serves\n"
         )

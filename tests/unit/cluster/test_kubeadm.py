@@ -151,3 +151,12 @@ def test_nodes_from_the_api() -> None:
     )
     assert nodes["master"] == kubeadm.NodeStatus(True, True, "v1.31.5")
     assert nodes["node01"] == kubeadm.NodeStatus(False, False, "")
+
+
+def test_kubelets_eviction_thresholds_come_whole_from_the_spec(spec: ClusterSpec) -> None:
+    assert "evictionHard" not in _docs(kubeadm.init_config(spec))["KubeletConfiguration"]
+    thresholds = {"imagefs.available": "5%", "memory.available": "100Mi"}
+    changed = spec.model_copy(
+        update={"kubelet": spec.kubelet.model_copy(update={"eviction_hard": thresholds})}
+    )
+    assert _docs(kubeadm.init_config(changed))["KubeletConfiguration"]["evictionHard"] == thresholds
