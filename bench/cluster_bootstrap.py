@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="second applies to time")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    lab = Lab(f"benchboot{os.getpid() % 10000}")
+    lab = Lab(f"i14boot{os.getpid() % 10000}")
     load_before = os.getloadavg()
     try:
         lab.up()
