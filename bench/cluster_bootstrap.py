@@ -6,8 +6,11 @@ Boots a lab's Pis as fresh Kubernetes nodes (builder.up_for_builder: not timed),
 as a user runs it from the lab's client host:
   - the first apply: host preparation (packages, kernel, containerd, reboot), kubeadm init,
     flannel, three joins, nginx, the HTTP check; once, with each stage's share from the log,
-  - the second apply (zero changes): N runs, median and spread.
-The peer is k0sctl's published figure for its own two-node cluster (2 min 2 s, from its
+  - the second apply (zero changes): N runs, median and spread,
+  - as a peer in the same run, the same second apply with `cluster.bootstrap: false` (host
+    preparation only: what apply did before the cluster stages), N runs: the ratio is what the
+    cluster stages' read-only checks add on this machine at this load.
+The other peer is k0sctl's published figure for its own two-node cluster (2 min 2 s, from its
 README's example run), quoted, not measured here; the ratio is ours over it. The machine is
 shared: the load average before and after is printed with the figures. Never fails on time.
 """
@@ -80,6 +83,11 @@ def main() -> None:
             elapsed, again = _apply(lab, spec, logs / f"again-{i}.jsonl")
             seconds.append(elapsed)
             changes.append(again["changes_applied"])
+        host_only = spec.with_name("hosts-only.yaml")
+        host_only.write_text(
+            spec.read_text().replace("  bootstrap: true\n", "  bootstrap: false\n")
+        )
+        peer = [_apply(lab, host_only, logs / f"hosts-{i}.jsonl")[0] for i in range(args.runs)]
         figures = {
             "first_apply_s": round(first_s, 1),
             "first_apply_goal_s": 300,
@@ -91,6 +99,10 @@ def main() -> None:
             "second_apply_runs_s": [round(s, 2) for s in seconds],
             "second_apply_changes": changes,
             "second_apply_goal_s": 5,
+            "peer_hosts_only_second_apply_median_s": round(statistics.median(peer), 2),
+            "ratio_second_apply_to_hosts_only": round(
+                statistics.median(seconds) / statistics.median(peer), 2
+            ),
             "peer_k0sctl_two_nodes_published_s": K0SCTL_TWO_NODES_S,
             "ratio_first_apply_to_k0sctl": round(first_s / K0SCTL_TWO_NODES_S, 2),
             "load_before": [round(x, 1) for x in load_before],
