@@ -2,8 +2,10 @@
 Pis, the lab's client is the workstation. From `pikube cluster init` to an empty second plan.
 
 Two things differ from a user at a terminal, and only these: the `$EDITOR` step is done here
-(the Pis' addresses, the SSH user and key, and the lab's copy of pkgs.k8s.io, since the lab has
-no Internet), and `apply` gets `--yes` because there is no terminal to answer its question.
+(the Pis' addresses, the SSH user and key, the lab's copy of pkgs.k8s.io, since the lab has
+no Internet, and `cluster.bootstrap: false`, since these lab Pis are not booted as Kubernetes
+nodes: the whole cluster by apply is test_cluster_bootstrap.py), and `apply` gets `--yes`
+because there is no terminal to answer its question.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def _edit(lab: Lab, spec: Path) -> None:
     text = text.replace("key: ~/.ssh/id_ed25519", f"key: {sshhosts.client_key_path(lab.name)}")
     repository = f"{sshhosts.repository_url(lab)}/{aptrepo.KUBERNETES_REPO_PATH}/"
     text = text.replace("kubernetes_repository: null", f"kubernetes_repository: {repository}")
+    assert "  bootstrap: true\n" in text
+    text = text.replace("  bootstrap: true\n", "  bootstrap: false\n")
     spec.write_text(text)
 
 

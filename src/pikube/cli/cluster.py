@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from pikube.cluster.apply import ApplyReport, Progress
+    from pikube.cluster.bootstrap import ClusterReport
     from pikube.cluster.doctor import DoctorReport
     from pikube.cluster.plan import Plan
     from pikube.cluster.spec import ClusterSpec
     from pikube.cluster.ssh import NewHostKey
+    from pikube.cluster.stages import ClusterPlan
     from pikube.lab.lab import Lab
 
 T = TypeVar("T")
@@ -122,14 +124,18 @@ def plan(spec_path: str, output: str) -> None:
     from pikube.cluster.spec import NOT_YET_USED, load_spec, not_yet_used  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    the_plan = _run(_plan(spec), "interrupted (plan changes nothing)")
+    the_plan, cluster_plan = _run(_plan(spec), "interrupted (plan changes nothing)")
     unused = not_yet_used(spec)
     if output == "json":
         data = the_plan.to_json()
+        if cluster_plan is not None:
+            data["cluster"] = cluster_plan.to_json()
         data["not_yet_used"] = {field: NOT_YET_USED[field] for field in unused}
         click.echo(json.dumps(data, indent=2))
     else:
         _print_plan(the_plan)
+        if cluster_plan is not None:
+            _print_cluster_plan(cluster_plan)
         if unused:
             _say(
                 click.style("note:", fg="yellow")
@@ -140,12 +146,51 @@ def plan(spec_path: str, output: str) -> None:
         sys.exit(1)
 
 
-async def _plan(spec: ClusterSpec) -> Plan:
+async def _plan(spec: ClusterSpec) -> tuple[Plan, ClusterPlan | None]:
     from pikube.cluster.session import Session  # noqa: PLC0415
 
     async with Session(spec, _report_new_key) as session:
         the_plan, _facts = await session.plan()
-    return the_plan
+        cluster_plan = None
+        if spec.cluster.bootstrap:
+            from pikube.cluster.bootstrap import plan_cluster  # noqa: PLC0415
+
+            cluster_plan, _kube = await plan_cluster(session, _host_errors(the_plan))
+    return the_plan, cluster_plan
+
+
+def _host_errors(the_plan: Plan) -> dict[str, str]:
+    return {h.node: h.error for h in the_plan.hosts if h.error is not None}
+
+
+def _print_cluster_plan(cluster_plan: ClusterPlan, err: bool = False) -> None:
+    """The cluster stages after host preparation: each step with its node and commands."""
+
+    def _say(text: str) -> None:
+        click.echo(text, err=err)
+
+    steps = cluster_plan.steps
+    _say(
+        click.style("cluster", bold=True)
+        + (f": {len(steps)} step{'s' * (len(steps) != 1)}" if steps else ": no changes")
+    )
+    for step in steps:
+        tilde = click.style("~", fg="yellow")
+        where = click.style(f"({step.node}: {step.id})", dim=True)
+        _say(f"  {tilde} {step.summary}  {where}")
+        if step.diff:
+            for line in step.diff.splitlines():
+                colour = "green" if line[:1] == "+" else "red" if line[:1] == "-" else None
+                _say("      " + (click.style(line, fg=colour) if colour else line))
+        for command in step.commands:
+            if "<<'PIKUBE_EOF" in command:
+                continue  # a file write: its diff is above
+            stdin = f"  < {step.stdin.value}" if step.stdin.value != "none" else ""
+            _say("      " + click.style("$", dim=True) + f" {command}{stdin}")
+    for node, why in cluster_plan.blocked.items():
+        _say(click.style(f"  ! {node}: {why}", fg="red"))
+    for note in cluster_plan.notes:
+        _say(click.style("note: ", fg="yellow") + note)
 
 
 def _print_plan(the_plan: Plan, err: bool = False) -> None:
@@ -257,6 +302,9 @@ class _ProgressView:
 def apply(spec_path: str, output: str, yes: bool, log_path: str | None) -> None:
     """Carry out the plan on every node concurrently; a second apply changes nothing.
 
+    Prepares the hosts, then (cluster.bootstrap: true) kubeadm init, flannel, the joins, the
+    load balancer and nginx, and checks that nginx answers HTTP 200.
+
     With `-o json`, stdout is only the report (per node: state, changes applied, commands
     run); the plan, the question and the progress go to stderr."""
     from pikube.cluster.session import default_log_path  # noqa: PLC0415
@@ -265,18 +313,22 @@ def apply(spec_path: str, output: str, yes: bool, log_path: str | None) -> None:
     spec = load_spec(spec_path)
     path = Path(log_path) if log_path else default_log_path(spec)
     as_json = output == "json"
-    report = _run(
+    report, cluster_report = _run(
         _apply(spec, yes, path, as_json),
         "stopped waiting: the commands already started finish on their nodes; "
         "apply again to continue from where each node is",
     )
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        data = report.to_json()
+        if cluster_report is not None:
+            data["cluster"] = cluster_report.to_json()
+            data["changes_applied"] = report.changes_applied + len(cluster_report.done)
+        click.echo(json.dumps(data, indent=2))
     else:
-        _print_report(report)
-    if report.interrupted:
+        _print_report(report, cluster_report, spec_path)
+    if report.interrupted or (cluster_report is not None and cluster_report.interrupted):
         sys.exit(130)
-    if not report.ok:
+    if not report.ok or (cluster_report is not None and not cluster_report.ok):
         sys.exit(1)
 
 
@@ -300,15 +352,25 @@ def _stop_on_ctrl_c(stop: asyncio.Event, view: _ProgressView) -> None:
     loop.add_signal_handler(signal.SIGINT, interrupted)
 
 
-async def _apply(spec: ClusterSpec, yes: bool, log_path: Path, as_json: bool) -> ApplyReport:
+async def _apply(
+    spec: ClusterSpec, yes: bool, log_path: Path, as_json: bool
+) -> tuple[ApplyReport, ClusterReport | None]:
     from pikube.cluster.apply import apply_plan  # noqa: PLC0415
     from pikube.cluster.session import CommandLog, Session  # noqa: PLC0415
 
     stop = asyncio.Event()
     async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
         the_plan, _facts = await session.plan()
-        if the_plan.change_count:
+        cluster_plan = None
+        if spec.cluster.bootstrap:
+            from pikube.cluster.bootstrap import plan_cluster  # noqa: PLC0415
+
+            cluster_plan, _kube = await plan_cluster(session, _host_errors(the_plan))
+        cluster_steps = len(cluster_plan.steps) if cluster_plan is not None else 0
+        if the_plan.change_count or cluster_steps:
             _print_plan(the_plan, err=as_json)
+            if cluster_plan is not None:
+                _print_cluster_plan(cluster_plan, err=as_json)
             if not yes:
                 if not sys.stdin.isatty():
                     raise InvalidInput("apply asks before changing anything: pass --yes")
@@ -317,22 +379,72 @@ async def _apply(spec: ClusterSpec, yes: bool, log_path: Path, as_json: bool) ->
         live = sys.stdout.isatty() and not as_json
         view = _ProgressView((h.node for h in the_plan.hosts), live=live, to_stderr=as_json)
         _stop_on_ctrl_c(stop, view)
+
+        async def both() -> tuple[ApplyReport, ClusterReport | None]:
+            report = await apply_plan(session, the_plan, view, stop)
+            if cluster_plan is None or stop.is_set():
+                return report, None
+            from pikube.cluster.bootstrap import run_cluster  # noqa: PLC0415
+
+            not_ready = {
+                h.node: f"host preparation: {h.state.value}"
+                for h in report.hosts
+                if h.state.value not in ("done", "unchanged")
+            }
+            return report, await run_cluster(session, _without(cluster_plan, not_ready), view, stop)
+
         if view.live:
             from rich.live import Live  # noqa: PLC0415 (only on a terminal)
 
             with Live(get_renderable=view.table, refresh_per_second=8, transient=False):
-                return await apply_plan(session, the_plan, view, stop)
-        return await apply_plan(session, the_plan, view, stop)
+                return await both()
+        return await both()
 
 
-def _print_report(report: ApplyReport) -> None:
+def _without(cluster_plan: ClusterPlan, nodes: dict[str, str]) -> ClusterPlan:
+    """The cluster plan less the steps of nodes whose host preparation did not finish."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    if not nodes:
+        return cluster_plan
+    return replace(
+        cluster_plan,
+        steps=tuple(s for s in cluster_plan.steps if s.node not in nodes),
+        blocked={**cluster_plan.blocked, **nodes},
+    )
+
+
+def _print_report(
+    report: ApplyReport, cluster_report: ClusterReport | None = None, spec_path: str = ""
+) -> None:
     for host in report.hosts:
         colour = _STATE_STYLE.get(host.state.value, "yellow")
         detail = f": {host.message}" if host.message else ""
         state = click.style(host.state.value, fg=colour)
         _say(f"{host.node}: {state}, {len(host.applied)} changes{detail}")
+    changes = report.changes_applied
+    elapsed = report.elapsed_s
+    if cluster_report is not None:
+        changes += len(cluster_report.done)
+        elapsed += cluster_report.elapsed_s
+        for node, why in cluster_report.failed.items():
+            _say(click.style(f"cluster: {node} failed: {why}", fg="red"))
+        for node, why in cluster_report.skipped.items():
+            _say(click.style(f"cluster: {node} skipped: {why}", fg="yellow"))
+        if cluster_report.interrupted:
+            _say(
+                click.style("cluster: interrupted", fg="yellow")
+                + " (each command started ran to its end); apply again to continue"
+            )
+        if cluster_report.url:
+            _say(
+                f"nginx answers HTTP {cluster_report.http_status} at {cluster_report.url}; "
+                f"credentials: pikube cluster kubeconfig -f {spec_path} --merge"
+            )
+        if cluster_report.failed or cluster_report.skipped:
+            _say("apply again once the nodes named above are fixed or back: it continues there")
     where = f"; commands logged in {report.log_path}" if report.log_path else ""
-    _say(f"{report.changes_applied} changes applied in {report.elapsed_s:.1f} s{where}")
+    _say(f"{changes} changes applied in {elapsed:.1f} s{where}")
 
 
 @cluster.command()
@@ -379,6 +491,162 @@ def _print_doctor(report: DoctorReport) -> None:
                 escape(fix) if check.status.value != "ok" else "",
             )
     _console().print(table)
+
+
+@cluster.command()
+@_spec_option
+@click.option("--merge", is_flag=True, help="Merge into FILE (default: kubectl's config).")
+@click.option(
+    "-o",
+    "--output-file",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Write here (mode 0600, atomically, the old file kept as FILE.TIME.bak); "
+    "default: print, or with --merge $KUBECONFIG's first file or ~/.kube/config.",
+)
+@click.option(
+    "--user",
+    "client",
+    help="A named credential for this person instead of the cluster's admin.conf "
+    "(kubeadm kubeconfig user --client-name NAME, bound to --role).",
+)
+@click.option(
+    "--role",
+    default="cluster-admin",
+    show_default=True,
+    help="The ClusterRole a --user credential is bound to (e.g. view, edit).",
+)
+def kubeconfig(spec_path: str, merge: bool, out: str | None, client: str | None, role: str) -> None:
+    """Fetch the cluster's credentials from the control plane, named after the cluster.
+
+    Without --user this is kubeadm's admin.conf: whoever holds it owns the cluster, and it
+    cannot be revoked short of renewing the cluster's certificates. With --user NAME the
+    control plane issues a certificate for NAME alone, bound to --role by a
+    ClusterRoleBinding you can delete to revoke it."""
+    from pikube.cluster import kubeconfig as kc  # noqa: PLC0415
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_path)
+    text = _run(_fetch_kubeconfig(spec, client, role), "interrupted (nothing written)")
+    name = spec.cluster.name
+    user = f"{client}@{name}" if client else name
+    fresh = kc.rename(kc.load(text, "the control plane's kubeconfig"), name, user)
+    if not merge and out is None:
+        click.echo(kc.dump(fresh), nl=False)
+        return
+    target = Path(out).expanduser() if out else kc.default_path()
+    if merge and target.exists():
+        existing = kc.load(target.read_text(), str(target))
+        result = kc.merge(existing, fresh)
+    else:
+        result = fresh
+    backup = kc.write_private(target, kc.dump(result))
+    kept = f" (the old file is {backup})" if backup else ""
+    _say(f"wrote {target}: context {name!r} (user {user!r}){kept}", err=True)
+
+
+async def _fetch_kubeconfig(spec: ClusterSpec, client: str | None, role: str) -> str:
+    import shlex  # noqa: PLC0415
+
+    from pikube.cluster import kubeadm, ssh  # noqa: PLC0415
+    from pikube.cluster.session import targets  # noqa: PLC0415
+    from pikube.cluster.stages import KUBECTL  # noqa: PLC0415
+
+    plane = kubeadm.control_plane(spec).name
+    target = next(t for t in targets(spec) if t.node == plane)
+    conn = await ssh.connect(target, ssh.KnownHosts(spec.known_hosts), _report_new_key)
+    try:
+        if client is None:
+            result = await conn.run(f"cat {kubeadm.ADMIN_CONF}", timeout_s=30.0)
+            what = kubeadm.ADMIN_CONF
+        else:
+            who = shlex.quote(client)
+            binding = shlex.quote(f"pikube:user:{client}")
+            command = (
+                f"kubeadm kubeconfig user --config {kubeadm.INIT_CONFIG} --client-name {who} "
+                f"--validity-period 8760h && {KUBECTL} create clusterrolebinding {binding} "
+                f"--clusterrole={shlex.quote(role)} --user={who} --dry-run=client -o yaml | "
+                f"{KUBECTL} apply -f - >/dev/null"
+            )
+            result = await conn.run(command, timeout_s=60.0)
+            what = f"kubeadm kubeconfig user --client-name {client}"
+    finally:
+        await conn.close()
+    if not result.ok:
+        tail = result.stderr.strip().splitlines()
+        raise PikubeError(
+            f"{plane}: {what} failed: {tail[-1] if tail else 'no output'} "
+            "(is the cluster built? `pikube cluster apply`)"
+        )
+    return result.stdout
+
+
+@cluster.command()
+@_spec_option
+@click.option("--node", "nodes", multiple=True, help="Reset only this node (repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="The command log.")
+def reset(spec_path: str, nodes: tuple[str, ...], yes: bool, log_path: str | None) -> None:
+    """Take Kubernetes off the nodes: kubeadm reset and what it leaves behind (CNI
+    configuration, flannel's links, kube-proxy's and flannel's iptables rules). A worker
+    reset alone is first drained and deleted from the cluster. The host preparation stays;
+    `apply` builds the cluster again."""
+    from pikube.cluster.session import default_log_path  # noqa: PLC0415
+    from pikube.cluster.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(spec_path)
+    chosen = [spec.node(n).name for n in nodes] if nodes else [n.name for n in spec.nodes]
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("reset asks before destroying anything: pass --yes")
+        question = f"reset Kubernetes on {', '.join(chosen)} (their pods and data are lost)?"
+        if not click.confirm(question, default=False):
+            raise PikubeError("nothing changed (not confirmed)")
+    path = Path(log_path) if log_path else default_log_path(spec)
+    failed = _run(_reset(spec, chosen, path), "interrupted: run reset again to finish")
+    for node, why in failed.items():
+        _say(click.style(f"{node}: {why}", fg="red"))
+    _say(f"reset {len(chosen) - len(failed)} of {len(chosen)} nodes; commands logged in {path}")
+    if failed:
+        sys.exit(1)
+
+
+async def _reset(spec: ClusterSpec, chosen: list[str], log_path: Path) -> dict[str, str]:
+    from pikube.cluster import kubeadm  # noqa: PLC0415
+    from pikube.cluster.session import CommandLog, Session  # noqa: PLC0415
+    from pikube.cluster.stages import drain_commands, reset_commands  # noqa: PLC0415
+
+    failed: dict[str, str] = {}
+    plane = kubeadm.control_plane(spec).name
+    async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
+        failed.update({n: e for n, e in session.errors.items() if n in chosen})
+
+        async def run(node: str, change: str, commands: tuple[str, ...]) -> bool:
+            for command in commands:
+                started = time.monotonic()
+                result = await session.connections[node].run(
+                    command, timeout_s=600.0, survive_disconnect=True
+                )
+                session.log.record(node, change, result, time.monotonic() - started)
+                if not result.ok:
+                    tail = result.stderr.strip().splitlines()
+                    failed[node] = f"`{command[:60]}` failed: {tail[-1] if tail else ''}"
+                    return False
+            return True
+
+        if plane not in chosen and plane in session.connections:
+            for node in chosen:  # workers alone: leave the cluster cleanly first
+                if node in session.connections:
+                    drain = tuple(
+                        c + " --ignore-not-found" if " delete node " in c else c
+                        for c in drain_commands(node)
+                    )
+                    await run(plane, "drain", (drain[0] + " || true", drain[1]))
+        workers = [n for n in chosen if n != plane and n in session.connections]
+        await asyncio.gather(*(run(n, "reset", reset_commands()) for n in workers))
+        if plane in chosen and plane in session.connections:
+            await run(plane, "reset", reset_commands())
+    return failed
 
 
 def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:

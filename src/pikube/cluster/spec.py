@@ -130,9 +130,25 @@ class Networking(_Model):
         return value
 
 
+class LoadBalancerImplementation(enum.Enum):
+    PIKUBE = "pikube"
+    METALLB = "metallb"
+
+
 class LoadBalancer(_Model):
+    implementation: LoadBalancerImplementation = Field(
+        default=LoadBalancerImplementation.PIKUBE,
+        description="pikube (its install manifest, shipped with pikube); metallb: not yet",
+    )
     mode: LoadBalancerMode = LoadBalancerMode.LAYER2
     pool: str = Field(description="first-last address range, or a CIDR")
+
+    @field_validator("implementation")
+    @classmethod
+    def _supported(cls, value: LoadBalancerImplementation) -> LoadBalancerImplementation:
+        if value is LoadBalancerImplementation.METALLB:
+            raise ValueError("metallb is not supported yet: use pikube (MetalLB-compatible)")
+        return value
 
     @field_validator("pool")
     @classmethod
@@ -219,6 +235,44 @@ class Containerd(_Model):
     )
 
 
+class Flannel(_Model):
+    """Where flannel's release manifest comes from, pinned by its sha256."""
+
+    manifest: str | None = Field(
+        default=None,
+        description=(
+            "a local file (offline sites) or an https URL; null: the release's kube-flannel.yml "
+            "on GitHub for versions.flannel"
+        ),
+    )
+    sha256: str | None = Field(
+        default=None,
+        description="the manifest's sha256; apply refuses another (and says the one it got)",
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be 64 hexadecimal digits")
+        return value
+
+    def source(self, version: str) -> str:
+        from pikube.cluster.addons import FLANNEL_RELEASE_URL  # noqa: PLC0415
+
+        return self.manifest or FLANNEL_RELEASE_URL.format(version=version)
+
+
+class Kubelet(_Model):
+    eviction_hard: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "kubelet's evictionHard thresholds (e.g. imagefs.available: 10%), given whole: "
+            "kubelet does not merge its defaults into a partial map; null: kubelet's defaults"
+        ),
+    )
+
+
 class DemoApp(_Model):
     enabled: bool = True
     image: str = "nginx:1.27"
@@ -227,6 +281,13 @@ class DemoApp(_Model):
 
 class Cluster(_Model):
     name: str = Field(description="the cluster's name (its kubeconfig context is named after it)")
+    bootstrap: bool = Field(
+        default=True,
+        description=(
+            "true: apply runs kubeadm init and join, flannel, the load balancer and the demo "
+            "app after preparing the hosts; false: it prepares the hosts only"
+        ),
+    )
 
 
 class ClusterSpec(_Model):
@@ -239,6 +300,8 @@ class ClusterSpec(_Model):
     networking: Networking = Networking()
     swap: SwapPolicy = SwapPolicy.DISABLE
     containerd: Containerd = Containerd()
+    kubelet: Kubelet = Kubelet()
+    flannel: Flannel = Flannel()
     load_balancer: LoadBalancer | None = None
     demo_app: DemoApp = DemoApp()
 
@@ -289,17 +352,12 @@ class ClusterSpec(_Model):
         return Path(self.ssh.known_hosts).expanduser()
 
 
-# Fields `cluster init` writes that the builder does not read yet: it prepares the hosts for
-# kubeadm but does not run kubeadm, install flannel, the load balancer or the demo app. Each is
-# marked "not yet used" in the JSON Schema, in the commented spec (a `# not yet used` comment on
-# its line) and by `plan`. When the builder reads one, delete its entry here and its comment in
-# SEED_SPEC (a test keeps the two equal).
-NOT_YET_USED: dict[str, str] = {
-    "versions.flannel": "the builder does not install flannel yet",
-    "networking.pod_cidr": "checked against the other networks; kubeadm init is not run yet",
-    "load_balancer": "the builder does not install the load balancer yet",
-    "demo_app": "the builder does not deploy the demo app yet",
-}
+# Fields `cluster init` writes that the builder does not read yet. Each is marked "not yet
+# used" in the JSON Schema, in the commented spec (a `# not yet used` comment on its line) and
+# by `plan`. When the builder reads one, delete its entry here and its comment in SEED_SPEC (a
+# test keeps the two equal). Since kubeadm init/join, flannel, the load balancer and the demo
+# app are built (decision 0130), every field is used.
+NOT_YET_USED: dict[str, str] = {}
 NOT_YET_USED_COMMENT = "# not yet used"
 
 
@@ -386,15 +444,18 @@ SEED_SPEC = """\
 # pikube cluster spec: the cluster of the seed article ("Raspberry Pi で構築する
 # Bare-Metal Kubernetes"): one control plane and three workers on a home LAN.
 # Check it with `pikube cluster plan -f cluster.yaml`; nothing changes until `apply`.
-# The builder prepares the Pis for kubeadm; the fields marked "not yet used" are for the steps
-# after that (kubeadm init, flannel, the load balancer, the demo app), which it does not do yet.
+# apply prepares the Pis for kubeadm, runs kubeadm init and join, installs flannel, the load
+# balancer and the demo app, and checks that nginx answers on its LoadBalancer IP.
 # Editors: the line above points YAML language servers at the spec's JSON Schema, which
 # `pikube cluster init` writes next to this file (or print it: `pikube cluster schema`).
 apiVersion: pikube.dev/v1alpha1
 
 cluster:
-  # The seed renames kubeadm's context kubernetes-admin@kubernetes to this name.
+  # The seed renames kubeadm's context kubernetes-admin@kubernetes to this name; pikube names
+  # the cluster, the context and the user of `pikube cluster kubeconfig` after it.
   name: kubeadm-orenge-cloud-playground
+  # false: prepare the hosts only (then kubeadm init/join by hand, as the seed does).
+  bootstrap: true
 
 # How to reach every node; a node may override user, key and port under its own `ssh:`.
 # A user other than root must be able to run `sudo -n`.
@@ -416,14 +477,14 @@ versions:
   # The seed used containerd 1.7.25; pikube installs the OS repository's containerd
   # package (Raspberry Pi OS 12: 1.6.20). Set a Debian version here to pin one.
   containerd: null
-  flannel: v0.26.3        # not yet used
+  flannel: v0.26.3
 
 packages:
   # null: https://pkgs.k8s.io/core:/stable:/v1.31/deb/ (one repository per minor version)
   kubernetes_repository: null
 
 networking:
-  pod_cidr: 10.244.0.0/16       # not yet used (flannel's default network)
+  pod_cidr: 10.244.0.0/16       # flannel's net-conf.json Network is set to this
   service_cidr: 10.96.0.0/12
   kube_proxy_mode: iptables     # iptables | ipvs | nftables
 
@@ -436,11 +497,19 @@ swap: disable
 containerd:
   restrict_oom_score_adj: false
 
-load_balancer:                          # not yet used
+# flannel's release manifest (null: GitHub's for versions.flannel; a local file for offline
+# sites), pinned by its sha256: apply refuses another and, while this is null, says the one it
+# got so you can check it and pin it.
+flannel:
+  manifest: null
+  sha256: null
+
+load_balancer:
+  implementation: pikube                # pikube (MetalLB-compatible); metallb: not yet
   mode: layer2                          # layer2 (ARP/NDP) | bgp
   pool: 192.168.68.230-192.168.68.250   # the seed's IPAddressPool
 
-demo_app:                               # not yet used
+demo_app:                               # the seed's nginx, as a type: LoadBalancer Service
   enabled: true
   image: nginx:1.27
   replicas: 1

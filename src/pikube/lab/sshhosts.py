@@ -402,9 +402,31 @@ def _prepare_disk(
     ).save()
 
 
-def cluster_spec_yaml(lab: Lab) -> str:
+def cluster_spec_yaml(lab: Lab, flannel: tuple[Path, str] | None = None) -> str:
     """A cluster.yaml for the lab's SSH hosts (run the builder from the lab's client:
-    `pikube lab exec client -- pikube cluster plan -f cluster.yaml`)."""
+    `pikube lab exec client -- pikube cluster plan -f cluster.yaml`).
+
+    Host preparation only (`cluster.bootstrap: false`), unless `flannel` gives the path and
+    sha256 of flannel's manifest: then the builder builds the whole cluster (the Pis must be
+    booted as Kubernetes nodes)."""
+    if flannel is None:
+        bootstrap = "  bootstrap: false  # host preparation only\n"
+        flannel_lines = ""
+    else:
+        bootstrap = "  bootstrap: true\n"
+        flannel_lines = (
+            "flannel:\n"
+            "  # flannel's manifest from the module the lab builds (v0.26.1: decision 0051)\n"
+            f"  manifest: {flannel[0]}\n"
+            f"  sha256: {flannel[1]}\n"
+            "kubelet:\n"
+            "  # The lab's nodes share this machine's disk with everything else on it: evict\n"
+            "  # only when it is nearly full (kubelet's default imagefs.available is 15%).\n"
+            "  eviction_hard: {memory.available: 100Mi, nodefs.available: 5%, "
+            "nodefs.inodesFree: 5%, imagefs.available: 5%}\n"
+            "demo_app:\n"
+            "  image: nginx  # the seed's `--image=nginx`: the tag the lab's registry serves\n"
+        )
     nodes = "\n".join(
         f"  - {{name: {h.name}, address: {h.ipv4}, role: {h.role.value}}}"
         for h in lab.topology.hosts
@@ -417,7 +439,7 @@ def cluster_spec_yaml(lab: Lab) -> str:
 apiVersion: pikube.dev/v1alpha1
 cluster:
   name: kubeadm-orenge-cloud-playground
-ssh:
+{bootstrap}ssh:
   user: root
   key: {client_key_path(lab.name)}
   port: {SSH_PORT}
@@ -442,7 +464,7 @@ containerd:
   # The lab's machine has no CAP_SYS_RESOURCE, so no process there may lower an OOM score
   # (docs/decisions/0047); a Raspberry Pi needs false.
   restrict_oom_score_adj: true
-load_balancer:
+{flannel_lines}load_balancer:
   mode: layer2
   pool: 198.51.100.230-198.51.100.250
 """

@@ -73,16 +73,19 @@ def _unreachable_spec(tmp_path: Path) -> Path:
     return spec
 
 
-def test_plan_says_which_fields_of_the_spec_are_not_yet_used(tmp_path: Path) -> None:
+def test_plan_has_no_field_left_unused(tmp_path: Path) -> None:
+    """Since the builder runs kubeadm, flannel, the load balancer and nginx (decision 0130),
+    every field of the seed's spec is used: no "not yet used" note."""
     spec = _unreachable_spec(tmp_path)
     table = run_pikube("cluster", "plan", "-f", str(spec))
     assert table.returncode == 1  # nobody answers
-    assert (
-        "note: not yet used by the builder, so they change nothing: versions.flannel, "
-        "networking.pod_cidr, load_balancer, demo_app" in table.stdout
-    )
+    assert "not yet used" not in table.stdout
+    assert NOT_YET_USED == {}
     as_json = json.loads(run_pikube("cluster", "plan", "-f", str(spec), "-o", "json").stdout)
-    assert list(as_json["not_yet_used"]) == list(NOT_YET_USED)
+    assert as_json["not_yet_used"] == {}
+    # With the control plane unreachable, nothing after host preparation is planned.
+    assert as_json["cluster"]["steps"] == []
+    assert set(as_json["cluster"]["blocked"]) == {"master", "node01", "node02", "node03"}
 
 
 def test_apply_reports_in_json_for_scripts(tmp_path: Path) -> None:
@@ -111,3 +114,13 @@ def test_shell_completion_as_documented() -> None:
     words = {"COMP_WORDS": "pikube cluster ap", "COMP_CWORD": "2"}
     done = run_pikube(env={"_PIKUBE_COMPLETE": "bash_complete", **words})
     assert done.stdout.split() == ["plain,apply"]
+
+
+def test_reset_asks_first_and_names_an_unknown_node(tmp_path: Path) -> None:
+    spec = _unreachable_spec(tmp_path)
+    result = run_pikube("cluster", "reset", "-f", str(spec))
+    assert result.returncode == 2
+    assert "reset asks before destroying anything: pass --yes" in result.stderr
+    result = run_pikube("cluster", "reset", "-f", str(spec), "--node", "node09", "--yes")
+    assert result.returncode == 1
+    assert "the spec has no node 'node09'" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -163,34 +164,33 @@ def test_nodes_named_by_dns_and_an_ipv6_pool_are_not_overlaps() -> None:
 
 def test_fields_not_yet_used_are_marked_in_the_commented_spec_and_the_schema() -> None:
     """One list (NOT_YET_USED): delete a field from it when the builder reads it, and its
-    `# not yet used` comment in the commented spec; this test keeps the two equal."""
-    assert set(NOT_YET_USED) == {
-        "versions.flannel",
-        "networking.pod_cidr",
-        "load_balancer",
-        "demo_app",
-    }
+    `# not yet used` comment in the commented spec; this test keeps the two equal. Since the
+    builder runs kubeadm, flannel, the load balancer and nginx, the list is empty."""
+    assert NOT_YET_USED == {}
     marked = {
         line.split(":")[0].strip()
         for line in SEED_SPEC.splitlines()
         if NOT_YET_USED_COMMENT in line and not line.startswith("#")
     }
-    assert marked == {field.rsplit(".", 1)[-1] for field in NOT_YET_USED}
-    schema = json_schema()
-    assert schema["properties"]["load_balancer"]["description"].startswith("Not yet used: ")
-    assert schema["properties"]["demo_app"]["description"].startswith("Not yet used: ")
-    defs = schema["$defs"]
-    assert defs["Versions"]["properties"]["flannel"]["description"].startswith("Not yet used")
-    assert defs["Networking"]["properties"]["pod_cidr"]["description"].startswith("Not yet")
-    assert "description" not in defs["Networking"]["properties"]["service_cidr"]
+    assert marked == set()
+    assert "Not yet used" not in json.dumps(json_schema())
 
 
-def test_plan_names_only_the_unused_fields_a_spec_sets() -> None:
-    assert not_yet_used(parse_spec(_seed(), "cluster.yaml")) == list(NOT_YET_USED)
+def test_plan_names_no_unused_field() -> None:
+    assert not_yet_used(parse_spec(_seed(), "cluster.yaml")) == []
+
+
+def test_metallb_is_refused_naming_the_field() -> None:
     data = _seed()
-    for key in ("load_balancer", "demo_app"):
-        del data[key]
-    versions = data["versions"]
-    assert isinstance(versions, dict)
-    del versions["flannel"]
-    assert not_yet_used(parse_spec(data, "cluster.yaml")) == ["networking.pod_cidr"]
+    lb = data["load_balancer"]
+    assert isinstance(lb, dict)
+    lb["implementation"] = "metallb"
+    with pytest.raises(PikubeError, match=r"cluster.yaml: load_balancer.implementation: metallb"):
+        parse_spec(data, "cluster.yaml")
+
+
+def test_a_flannel_pin_must_be_a_sha256() -> None:
+    data = _seed()
+    data["flannel"] = {"manifest": "kube-flannel.yml", "sha256": "abc"}
+    with pytest.raises(PikubeError, match=r"cluster.yaml: flannel.sha256: must be 64 hex"):
+        parse_spec(data, "cluster.yaml")
