@@ -79,7 +79,7 @@ def up(name: str, ssh: bool, faults: tuple[str, ...], kubernetes: bool) -> None:
     _console().print(f"Kubernetes API (lab stand-in): {api.server_url}")
     _console().print(f"admin kubeconfig: {api.kubeconfig}")
     if ssh or faults:
-        from pikube.cli.cluster import print_ssh_hosts_up  # noqa: PLC0415 (opt-in, heavier)
+        from pikube.cli.cluster_view import print_ssh_hosts_up  # noqa: PLC0415 (opt-in, heavier)
 
         print_ssh_hosts_up(the_lab, faults)
 
