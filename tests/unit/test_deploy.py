@@ -96,7 +96,8 @@ def test_rbac_has_no_wildcards_and_no_write_beyond_what_the_daemons_do() -> None
     assert len(roles) == 4
     for role in roles:
         for rule in role["rules"]:
-            assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+            assert "*" not in rule["verbs"]
+            assert "*" not in rule["resources"]
             assert not {"patch", "deletecollection", "escalate", "bind"} & set(rule["verbs"])
     cluster_writes = {
         (res, verb)
@@ -107,9 +108,7 @@ def test_rbac_has_no_wildcards_and_no_write_beyond_what_the_daemons_do() -> None
         if verb not in ("get", "list", "watch")
     }
     assert cluster_writes == {("services/status", "update"), ("events", "create")}
-    secret_reads = [
-        r for r in _rules("Role", "pikube-speaker") if "secrets" in r["resources"]
-    ]
+    secret_reads = [r for r in _rules("Role", "pikube-speaker") if "secrets" in r["resources"]]
     assert secret_reads == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["memberlist"],
          "verbs": ["get"]}
