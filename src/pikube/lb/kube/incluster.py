@@ -57,13 +57,16 @@ class InClusterBackend:
     def __init__(self, account_dir: Path = ACCOUNT_DIR, environ: Mapping[str, str] | None = None):
         self.host = api_host(os.environ if environ is None else environ)
         self._token_path = account_dir / "token"
+        ca = account_dir / "ca.crt"
         try:
-            self._ssl = ssl.create_default_context(cafile=str(account_dir / "ca.crt"))
+            self._ssl = ssl.create_default_context(cafile=str(ca))
             self._token = self._token_path.read_text().strip()
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
+            where = ca if not ca.exists() or isinstance(exc, ssl.SSLError) else self._token_path
+            reason = getattr(exc, "strerror", None) or str(exc)
             raise PikubeError(
-                f"in-cluster configuration: {exc.filename}: {exc.strerror}; pass --kubeconfig "
-                "FILE (outside a Pod)",
+                f"in-cluster configuration: {where}: {reason}; pass --kubeconfig FILE (outside "
+                "a Pod)",
                 exit_code=2,
             ) from exc
         self._token_read = time.monotonic()
