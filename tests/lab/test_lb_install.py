@@ -91,8 +91,14 @@ def installed(cluster: Lab) -> Lab:
     client_kubectl(cluster, "apply", "-k", str(ROOT / "deploy"))
     for workload in ("daemonset/pikube-speaker", "deployment/pikube-controller"):
         kubectl(cluster, f"-n metallb-system rollout status {workload} --timeout=240s", 270)
-    pool_and_l2 = seed_service.manifests(cluster.topology)[:2]
-    kubectl(cluster, "apply -f -", stdin=yaml.safe_dump_all(pool_and_l2))
+    pool_and_l2 = yaml.safe_dump_all(seed_service.manifests(cluster.topology)[:2])
+
+    def applied() -> bool:  # the webhook's Service may route a moment after it is ready
+        result = ssh(cluster, "master", f"{KUBECTL} apply -f -", input_text=pool_and_l2)
+        assert result.returncode == 0 or "failed calling webhook" in result.stderr, result.stderr
+        return result.returncode == 0
+
+    wait_for("the seed's pool applied through the webhook", applied, 60)
     kubectl(cluster, "create deployment nginx --image=nginx")
     kubectl(cluster, "expose deployment nginx --type=LoadBalancer --port=80")
     kubectl(cluster, "rollout status deployment/nginx --timeout=240s", 270)
@@ -121,6 +127,29 @@ def test_the_service_gets_the_pools_first_ip_and_the_client_gets_200(installed: 
     assert announcer in WORKERS
     statuses = json.loads(kubectl(installed, "-n metallb-system get servicel2statuses -o json"))
     assert [s["status"]["node"] for s in statuses["items"]] == [announcer]
+
+
+def test_a_bad_pool_is_refused_at_apply_naming_the_field(installed: Lab) -> None:
+    def attempt(namespace: str, address: str) -> str:
+        pool = {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "bad", "namespace": namespace},
+            "spec": {"addresses": [address]},
+        }
+        command = f"{KUBECTL} apply -f -"
+        result = ssh(installed, "master", command, input_text=yaml.safe_dump(pool))
+        assert result.returncode != 0, result.stdout
+        return result.stderr
+
+    overlapping = attempt("metallb-system", "198.51.100.240/29")
+    assert "denied the request: IPAddressPool 'bad': spec.addresses[0]: " in overlapping
+    assert "IPAddressPool 'seed-pool'" in overlapping
+    invalid = attempt("metallb-system", "198.51.100.300/32")
+    assert "spec.addresses[0]: '198.51.100.300/32' is not a valid CIDR" in invalid
+    elsewhere = attempt("default", "10.9.0.0/24")
+    assert "resource must be created in metallb-system namespace" in elsewhere
+    kubectl(installed, "-n metallb-system get secret pikube-webhook-cert")
 
 
 def test_speaker_memory_and_idle_cpu_are_measured(installed: Lab) -> None:

@@ -107,7 +107,11 @@ def test_rbac_has_no_wildcards_and_no_write_beyond_what_the_daemons_do() -> None
         for verb in rule["verbs"]
         if verb not in ("get", "list", "watch")
     }
-    assert cluster_writes == {("services/status", "update"), ("events", "create")}
+    assert cluster_writes == {
+        ("services/status", "update"),
+        ("events", "create"),
+        ("validatingwebhookconfigurations", "update"),
+    }
     secret_reads = [r for r in _rules("Role", "pikube-speaker") if "secrets" in r["resources"]]
     assert secret_reads == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["memberlist"],
@@ -142,6 +146,22 @@ def test_controller_runs_two_non_root_replicas_with_the_lease() -> None:
     assert "--leader-elect" in container["args"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_webhook_reaches_the_controllers_port_and_fails_closed() -> None:
+    objects = rendered()
+    config = objects[("ValidatingWebhookConfiguration", "", "metallb-webhook-configuration")]
+    service = objects[("Service", "metallb-system", "metallb-webhook-service")]
+    (hook,) = config["webhooks"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
+    (container,) = _pod_spec("Deployment", "pikube-controller")["containers"]
+    assert "--webhook-port=9443" in container["args"]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    kinds = {r for rule in hook["rules"] for r in rule["resources"]}
+    assert "ipaddresspools" in kinds
+    assert "bfdprofiles" in kinds
 
 
 def test_every_container_has_requests_and_a_memory_limit() -> None:
