@@ -86,9 +86,23 @@ def http_ok(lab: Lab) -> bool:
     return seed_service.http_from(lab, seed_service.CLIENT, VIP, 80, 1.0).ok
 
 
+def tolerate_disk_pressure(lab: Lab, workload: str) -> None:
+    """The lab's nodes share this machine's disk, whose free space can sit at the kubelet's
+    image-filesystem threshold (15 %) while other labs run: every node is then tainted
+    disk-pressure and no Deployment schedules. The test's Deployments tolerate it (the speaker,
+    a system-node-critical DaemonSet, needs nothing); what is tested is not disk space."""
+    patch = (
+        '{"spec":{"template":{"spec":{"tolerations":[{"key":"node.kubernetes.io/disk-pressure",'
+        '"operator":"Exists","effect":"NoSchedule"}]}}}}'
+    )
+    namespace, _, name = workload.rpartition(" ")
+    kubectl(lab, f"{namespace} patch {name} -p '{patch}'".strip())
+
+
 @pytest.fixture(scope="module")
 def installed(cluster: Lab) -> Lab:
     client_kubectl(cluster, "apply", "-k", str(ROOT / "deploy"))
+    tolerate_disk_pressure(cluster, "-n metallb-system deployment/pikube-controller")
     for workload in ("daemonset/pikube-speaker", "deployment/pikube-controller"):
         kubectl(cluster, f"-n metallb-system rollout status {workload} --timeout=240s", 270)
     pool_and_l2 = yaml.safe_dump_all(seed_service.manifests(cluster.topology)[:2])
@@ -100,6 +114,7 @@ def installed(cluster: Lab) -> Lab:
 
     wait_for("the seed's pool applied through the webhook", applied, 60)
     kubectl(cluster, "create deployment nginx --image=nginx")
+    tolerate_disk_pressure(cluster, "deployment/nginx")
     kubectl(cluster, "expose deployment nginx --type=LoadBalancer --port=80")
     kubectl(cluster, "rollout status deployment/nginx --timeout=240s", 270)
     return cluster
