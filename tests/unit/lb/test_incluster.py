@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,8 @@ def test_a_rotated_token_is_read_again(tmp_path: Path, monkeypatch: pytest.Monke
     assert backend._authorization() == "Bearer first"
     (tmp_path / "token").write_text("second\n")
     assert backend._authorization() == "Bearer first"  # not before the re-read interval
-    clock = incluster.time.monotonic() + incluster.TOKEN_REREAD_S + 1
-    monkeypatch.setattr(incluster.time, "monotonic", lambda: clock)
+    clock = time.monotonic() + incluster.TOKEN_REREAD_S + 1
+    monkeypatch.setattr(time, "monotonic", lambda: clock)
     assert backend._authorization() == "Bearer second"
     asyncio.run(backend.close())
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from cryptography import x509
 
+from pikube.lb.config.fields import Origin
 from pikube.lb.webhook import certs, checks
 
 NS = "metallb-system"
@@ -69,7 +70,7 @@ def test_a_valid_pool_and_an_update_of_a_pool_to_itself_are_allowed() -> None:
 
 def test_a_pool_named_twice_in_one_request_list_is_refused() -> None:
     twice = {"apiVersion": "v1", "kind": "List", "items": [pool("x", "10.0.0.0/24")] * 2}
-    error = checks._parse([(twice, checks.Origin(checks.REQUEST, 1))])
+    error = checks._parse([(twice, Origin(checks.REQUEST, 1))])
     assert error is not None
     assert "defined twice" in error.problem
 
@@ -98,7 +99,7 @@ def test_a_problem_the_cluster_already_has_does_not_block_an_unrelated_object() 
 
 
 def test_the_admission_review_answers_with_the_uid_and_the_reason() -> None:
-    review = {
+    review: dict[str, Any] = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
