@@ -4,6 +4,7 @@ pinned requirements, and that the Dockerfile and the engine-less build agree."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pikube import __version__
@@ -91,3 +92,14 @@ def test_ghcr_io_is_mirrored_to_the_app_registry_when_asked() -> None:
     assert 'server = "https://ghcr.io"' in ghcr
     assert '[host."http://198.51.100.1:5001"]' in ghcr
     assert len(files) == 3
+
+
+def test_only_the_newest_layouts_are_kept(tmp_path: Path) -> None:
+    paths = []
+    for n in range(5):
+        path = tmp_path / f"pikube-{n}"
+        path.mkdir()
+        os.utime(path, (1000 + n, 1000 + n))
+        paths.append(path)
+    assert appimage.stale(paths, keep=3) == [paths[1], paths[0]]
+    assert appimage.stale(paths[:2], keep=3) == []

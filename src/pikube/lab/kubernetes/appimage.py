@@ -93,6 +93,7 @@ ENV = (
 )
 ENTRYPOINT = ("python3", "-m", "pikube")
 RECIPE_VERSION = 1
+KEEP_LAYOUTS = 3  # pikube image layouts (and their registry storages) kept in the cache
 ROOT = Path(__file__).resolve().parents[4]  # the checkout (src/pikube/lab/kubernetes/..)
 REQUIREMENTS = ROOT / "deploy" / "image" / "requirements.txt"
 
@@ -328,11 +329,28 @@ def ensure_image(
         with rootfs.cache_lock(f"images-pikube-{key}"):
             if not (target / "complete").exists():
                 _write_layout(target, ref, per_arch)
+                _prune(keep=KEEP_LAYOUTS)
     index = json.loads((target / "index.json").read_bytes())
     (entry,) = index["manifests"]
     layout = ImageLayout(target, {ref: Blob(entry["mediaType"], entry["digest"], entry["size"])})
     sizes = {arch: sum(c.path.stat().st_size for c in ls) for arch, ls in per_arch.items()}
     return AppImage(layout, ref, seconds, sizes)
+
+
+def stale(paths: Iterable[Path], keep: int) -> list[Path]:
+    """All but the `keep` newest (by modification time) of paths. Pure but for the stat."""
+    ordered = sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+    return ordered[keep:]
+
+
+def _prune(keep: int) -> None:
+    """Every commit makes a new layout (and registry storage): keep the newest few, which a
+    lab running meanwhile may still be serving, and remove the rest."""
+    cache = rootfs.cache_dir()
+    for pattern_dir in (cache / "images", cache / "registry"):
+        names = [p for p in pattern_dir.glob("pikube-*") if p.is_dir() and ".tmp-" not in p.name]
+        for path in stale(names, keep):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_layout(target: Path, ref: str, per_arch: Mapping[str, Sequence[CachedLayer]]) -> None:
