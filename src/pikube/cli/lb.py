@@ -514,6 +514,13 @@ def _setup_logging(log_format: str, log_level: str) -> None:
     help="How long a silent leader keeps the Lease before a standby takes over.",
 )
 @click.option(
+    "--webhook-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Serve the validating admission webhook for MetalLB's kinds on this HTTPS port "
+    "(0: none), with its certificate kept in the Secret pikube-webhook-cert.",
+)
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @_log_level_option
@@ -526,6 +533,7 @@ def controller(
     leader_elect: bool,
     identity: str,
     lease_duration_s: float,
+    webhook_port: int,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -547,5 +555,6 @@ def controller(
         leader_elect=leader_elect,
         identity=identity or socket.gethostname(),
         lease_duration_s=lease_duration_s,
+        webhook_port=webhook_port or None,
     )
     daemon.run_forever(settings)

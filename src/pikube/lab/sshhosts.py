@@ -367,7 +367,11 @@ def _prepare_disk(
     )
     # containerd's registry hosts: registry.k8s.io and docker.io come from the router's
     # registry (read once containerd's CRI config_path names the directory).
-    for path, text in registry.containerd_mirror_files(registry.mirror_url(lab)).items():
+    # ghcr.io (pikube's own image) from the app registry, when a test serves it there.
+    mirrors = registry.containerd_mirror_files(
+        registry.mirror_url(lab), app_mirror_url=registry.app_mirror_url(lab)
+    )
+    for path, text in mirrors.items():
         _write(upper / path.lstrip("/"), text)
     cmdline = _CMDLINE.format(partuuid=card.partuuid)
     flags = " cgroup_enable=memory cgroup_memory=1"

@@ -79,6 +79,7 @@ class ControllerSettings:
     identity: str = ""
     lease_duration_s: float = 15.0
     create_memberlist_secret: bool = True
+    webhook_port: int | None = None  # serve the admission webhook (pikube.lb.webhook)
 
 
 class ControllerMetrics:
@@ -467,7 +468,14 @@ async def run_controller(settings: ControllerSettings, stop: asyncio.Event) -> N
             settings.namespace,
             settings.load_balancer_class or "(none)",
         )
-        await Controller(api, settings).run(stop)
+        if settings.webhook_port is None:
+            await Controller(api, settings).run(stop)
+        else:
+            from pikube.lb.webhook.server import run_webhook  # noqa: PLC0415
+
+            async with asyncio.TaskGroup() as group:
+                group.create_task(run_webhook(api, settings.namespace, settings.webhook_port, stop))
+                group.create_task(Controller(api, settings).run(stop))
     finally:
         await api.close()
     log.info("controller stopped")

@@ -250,6 +250,21 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         tags=("no_aufs", "no_btrfs", "no_devmapper", "no_zfs"),
     ),
+    Component(
+        # Not part of the seed's cluster: MetalLB itself, to measure pikube against it in the
+        # same lab (issue 13). Upstream's Dockerfiles: golang 1.22.7, CGO_ENABLED=0.
+        name="metallb",
+        module="go.universe.tf/metallb",
+        version="v0.14.9",
+        pinned="v0.14.9",
+        go="go1.22.7",
+        binaries=(
+            Binary("metallb-controller", "go.universe.tf/metallb/controller"),
+            Binary("metallb-speaker", "go.universe.tf/metallb/speaker"),
+        ),
+        # No stamps: upstream's release sets gitCommit/gitBranch to the release commit, which
+        # the module does not carry; the version (0.14.9) is in the source itself.
+    ),
 )
 
 BY_NAME: Mapping[str, Component] = {c.name: c for c in COMPONENTS}

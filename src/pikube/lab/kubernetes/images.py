@@ -591,8 +591,9 @@ class DebianSource:
     this machine's own installation leaks in) and with Essential packages not forced in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, architecture: str | None = None) -> None:
         self._state: Path | None = None  # apt's lists, fetched once per source
+        self.architecture = architecture  # a Debian architecture; None: the machine's
 
     def download(self, packages: Sequence[str], into: Path) -> list[Path]:
         first = self._state is None
@@ -622,6 +623,14 @@ class DebianSource:
             ("Debug::NoLocking", "true"),
             ("APT::Install-Recommends", "false"),
             ("pkgCacheGen::Essential", "none"),
+            *(
+                (
+                    ("APT::Architecture", self.architecture),
+                    ("APT::Architectures", self.architecture),
+                )
+                if self.architecture
+                else ()
+            ),
         ):
             options += ["-o", f"{key}={value}"]
         what = f"downloading Debian packages for the lab's images from {mirror}"

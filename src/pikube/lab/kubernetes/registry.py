@@ -24,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -44,6 +44,11 @@ UPSTREAM_SERVERS = {
     "registry.k8s.io": "https://registry.k8s.io",
     "docker.io": "https://registry-1.docker.io",
 }
+# pikube's own image (ghcr.io/pikube/pikube) is served by a second registry on the router, from
+# its own storage: it changes with every commit, the seed's images do not (appimage.py).
+APP_REGISTRY_PROCESS = "registry-app"
+APP_REGISTRY_PORT = 5001
+APP_UPSTREAM_SERVERS = {"ghcr.io": "https://ghcr.io"}
 CRI_REGISTRY_SECTION = '[plugins."io.containerd.grpc.v1.cri".registry]'
 _PUSH_TIMEOUT_S = 600.0
 _START_TIMEOUT_S = 20.0
@@ -85,12 +90,19 @@ server = "{upstream}"
 """
 
 
-def containerd_mirror_files(mirror_url: str, certs_dir: str = CERTS_DIR) -> dict[str, str]:
-    """path -> content of the hosts.toml files a lab Pi gets."""
-    return {
+def containerd_mirror_files(
+    mirror_url: str, certs_dir: str = CERTS_DIR, app_mirror_url: str | None = None
+) -> dict[str, str]:
+    """path -> content of the hosts.toml files a lab Pi gets (with `app_mirror_url`, also the
+    registry pikube's own image is named in, served by the app registry)."""
+    files = {
         f"{certs_dir}/{name}/hosts.toml": hosts_toml(server, mirror_url)
         for name, server in sorted(UPSTREAM_SERVERS.items())
     }
+    if app_mirror_url is not None:
+        for name, server in sorted(APP_UPSTREAM_SERVERS.items()):
+            files[f"{certs_dir}/{name}/hosts.toml"] = hosts_toml(server, app_mirror_url)
+    return files
 
 
 def with_config_path(config_toml: str, certs_dir: str = CERTS_DIR) -> str:
@@ -120,6 +132,10 @@ def with_config_path(config_toml: str, certs_dir: str = CERTS_DIR) -> str:
 
 def mirror_url(lab: Lab) -> str:
     return f"http://{lab.topology.gateway.ipv4}:{REGISTRY_PORT}"
+
+
+def app_mirror_url(lab: Lab) -> str:
+    return f"http://{lab.topology.gateway.ipv4}:{APP_REGISTRY_PORT}"
 
 
 def upload_target(location: str, digest: str) -> str:
@@ -234,7 +250,9 @@ def storage_path(layout: ImageLayout) -> Path:
     return rootfs.cache_dir() / "registry" / layout.path.name
 
 
-def ensure_storage(layout: ImageLayout) -> Path:
+def ensure_storage(
+    layout: ImageLayout, push: Callable[[RegistryClient, ImageLayout], None] = push_layout
+) -> Path:
     """The filled registry storage for the layout (pushed once, then a cache hit): the
     directory to give docker-registry as its filesystem root."""
     target = storage_path(layout)
@@ -249,7 +267,7 @@ def ensure_storage(layout: ImageLayout) -> Path:
         try:
             (tmp / "storage").mkdir(parents=True)
             with _filling_registry(tmp / "storage") as socket_path:
-                push_layout(RegistryClient(_UnixConnection(socket_path, _PUSH_TIMEOUT_S)), layout)
+                push(RegistryClient(_UnixConnection(socket_path, _PUSH_TIMEOUT_S)), layout)
             (tmp / "complete").write_text("")
             if target.exists():
                 shutil.rmtree(target)
@@ -292,24 +310,24 @@ def _filling_registry(storage: Path) -> Iterator[Path]:
                 proc.wait()
 
 
-def serve_registry(lab: Lab, storage: Path) -> ProcessRecord:
-    """docker-registry on the lab's router, serving `storage` read-only on port 5000
-    (idempotent: a registry already running there is kept)."""
+def serve_registry(
+    lab: Lab, storage: Path, name: str = REGISTRY_PROCESS, port: int = REGISTRY_PORT
+) -> ProcessRecord:
+    """docker-registry on the lab's router, serving `storage` read-only on `port` (5000; the
+    app registry 5001) (idempotent: a registry already running there is kept)."""
     router = lab.topology.gateway
     for record in lab.require_up().processes:
-        if record.host == router.name and record.name == REGISTRY_PROCESS:
+        if record.host == router.name and record.name == name:
             return record
     require_commands("docker-registry")
-    config = state.lab_dir(lab.name) / "registry" / "config.yml"
+    config = state.lab_dir(lab.name) / name / "config.yml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        registry_config(storage, listen=f"{router.ipv4}:{REGISTRY_PORT}", readonly=True)
-    )
+    config.write_text(registry_config(storage, listen=f"{router.ipv4}:{port}", readonly=True))
     return lab.start(
         router.name,
-        REGISTRY_PROCESS,
+        name,
         ["docker-registry", "serve", str(config)],
-        ready=TcpListening(REGISTRY_PORT),
+        ready=TcpListening(port),
     )
 
 

@@ -15,14 +15,16 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 import yaml
-from kubernetes_asyncio import client, config
 
 from pikube.errors import PikubeError
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
 
 Obj = dict[str, Any]
 JSON = "application/json"
@@ -91,19 +93,69 @@ def _message(status: int, data: bytes) -> str:
     return f"HTTP {status}"
 
 
+class Backend(Protocol):
+    """An authenticated connection to one API server (kubeconfig or in-cluster)."""
+
+    host: str
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: object,
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class KubeconfigBackend:
+    """kubernetes_asyncio's client, for a kubeconfig (its TLS, exec and token handling)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+        self.host = str(api_client.configuration.host)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: object,
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await self._api.call_api(
+            path,
+            method,
+            query_params=list(query.items()),
+            header_params=dict(headers),
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        return response
+
+    async def close(self) -> None:
+        await self._api.close()
+
+
 class KubeClient:
     """Requests and watch streams on one API server, as JSON dicts."""
 
-    def __init__(self, api_client: client.ApiClient, *, request_timeout_s: float = 10.0) -> None:
-        self._api = api_client
+    def __init__(self, backend: Backend, *, request_timeout_s: float = 10.0) -> None:
+        self._backend = backend
         self.request_timeout_s = request_timeout_s
 
     @property
     def host(self) -> str:
-        return str(self._api.configuration.host)
+        return self._backend.host
 
     async def close(self) -> None:
-        await self._api.close()
+        await self._backend.close()
 
     async def _call(
         self,
@@ -114,17 +166,12 @@ class KubeClient:
         content_type: str = JSON,
         timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
-        response: aiohttp.ClientResponse = await self._api.call_api(
-            path,
-            method,
-            query_params=list((query or {}).items()),
-            header_params={"Accept": JSON, "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout if timeout is not None else self.request_timeout_s,
-        )
-        return response
+        if timeout is None:
+            timeout = self.request_timeout_s
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            timeout = aiohttp.ClientTimeout(total=timeout)
+        headers = {"Accept": JSON, "Content-Type": content_type}
+        return await self._backend.call(method, path, query or {}, headers, body, timeout)
 
     async def request(
         self,
@@ -180,19 +227,24 @@ class KubeClient:
 
 
 async def connect(kubeconfig: Path | None, *, request_timeout_s: float = 10.0) -> KubeClient:
-    """A client from a kubeconfig file, or in a Pod from its service account."""
+    """A client from a kubeconfig file, or in a Pod from its service account (without
+    importing kubernetes_asyncio: pikube.lb.kube.incluster)."""
+    if kubeconfig is None:
+        from pikube.lb.kube.incluster import InClusterBackend  # noqa: PLC0415
+
+        return KubeClient(InClusterBackend(), request_timeout_s=request_timeout_s)
+    from kubernetes_asyncio import client, config  # noqa: PLC0415
+
     configuration = client.Configuration()
     try:
-        if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=str(kubeconfig), client_configuration=configuration
-            )
+        await config.load_kube_config(
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError,
             config.ConfigException) as exc:  # fmt: skip
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         hint = "" if kubeconfig else "; pass --kubeconfig FILE (outside a Pod)"
         raise PikubeError(f"{where}: {detail}{hint}", exit_code=2) from exc
-    return KubeClient(client.ApiClient(configuration), request_timeout_s=request_timeout_s)
+    backend = KubeconfigBackend(client.ApiClient(configuration))
+    return KubeClient(backend, request_timeout_s=request_timeout_s)

@@ -1,0 +1,1 @@
+"""The validating admission webhook the controller serves for MetalLB's kinds."""
