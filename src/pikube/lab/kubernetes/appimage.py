@@ -37,6 +37,7 @@ from pikube import __version__
 from pikube.errors import PikubeError
 from pikube.lab import rootfs
 from pikube.lab.kubernetes import images, registry
+from pikube.lab.kubernetes.debsource import DebianSource, run_tool
 from pikube.lab.kubernetes.images import (
     CONFIG_MEDIA_TYPE,
     CONTAINERD_NAME,
@@ -215,11 +216,11 @@ def _compile(tree: Path, inside: str) -> None:
         )
     argv = [sys.executable, "-m", "compileall", "-q", "-j", "0"]
     argv += ["--invalidation-mode", "unchecked-hash", "-s", str(tree), "-p", "/"]
-    images._run([*argv, str(tree / inside)], f"compiling {inside}")
+    run_tool([*argv, str(tree / inside)], f"compiling {inside}")
 
 
 def _debian_entries(arch: str, work: Path) -> list[LayerEntry]:
-    debs = images.DebianSource(arch).download(DEBIAN_PACKAGES, work / "debs")
+    debs = DebianSource(arch).download(DEBIAN_PACKAGES, work / "debs")
     root = images._unpack(debs, work / "root")
     trimmed = (*TRIMMED, f"usr/lib/{MULTIARCH[arch]}/gconv/")
     for prefix in trimmed:
@@ -254,7 +255,7 @@ def _unpack_wheels(wheels: Iterable[Path], work: Path) -> Path:
 def _pip(argv: list[str], what: str) -> None:
     """pip of the interpreter this environment was made from (uv's environments have none)."""
     python = getattr(sys, "_base_executable", sys.executable)
-    images._run([python, "-m", "pip", "--disable-pip-version-check", *argv], what)
+    run_tool([python, "-m", "pip", "--disable-pip-version-check", *argv], what)
 
 
 def _deps_entries(arch: str, pins: Sequence[str], work: Path) -> list[LayerEntry]:
@@ -286,7 +287,7 @@ def _pikube_entries(work: Path) -> list[LayerEntry]:
     uv = shutil.which("uv") or str(ROOT / ".cache" / "tools" / "bin" / "uv")
     if Path(uv).exists():  # script/bootstrap's uv builds offline from its cache, in seconds
         argv = [uv, "build", "--wheel", "--offline", "-q", "-o", str(wheels), str(ROOT)]
-        images._run(argv, "building pikube's wheel")
+        run_tool(argv, "building pikube's wheel")
     else:
         _pip(["wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], "building pikube's wheel")
     return _tree(_unpack_wheels(wheels.glob("pikube-*.whl"), work))
