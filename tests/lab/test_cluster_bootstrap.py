@@ -1,11 +1,9 @@
 """The seed's whole flow by `pikube cluster apply` alone on four fresh lab Pis booted as
 Kubernetes nodes: host preparation, kubeadm init from the rendered configuration, flannel,
-three concurrent joins, nginx answering HTTP 200; then a second apply with nothing to do, the
+three concurrent joins, pikube's load balancer from its install manifest with the spec's pool,
+nginx answering HTTP 200 at its LoadBalancer IP; then a second apply with nothing to do, the
 kubeconfig merged on the "PC" (the lab's client) and used by kubectl, a named credential, and
 a worker reset and joined again.
-
-Until pikube's install manifest is in the package, the HTTP check goes through nginx's NodePort
-(the apply says so); with it, through the LoadBalancer IP (bootstrap.service_url).
 """
 
 from __future__ import annotations
@@ -68,9 +66,10 @@ def test_one_apply_builds_the_seeds_cluster_and_nginx_answers(built: Built) -> N
     assert report["ok"] is True, report
     cluster = report["cluster"]
     assert cluster["http_status"] == 200
-    assert re.fullmatch(r"http://198\.51\.100\.2[1-3]:\d+/", cluster["url"])  # a NodePort
+    assert cluster["url"] == "http://198.51.100.230:80/"  # the pool's first IP, as in the seed
     done = set(cluster["done"])
     assert {"master/init", "master/addon-flannel", "master/token"} <= done
+    assert {"master/addon-load-balancer", "master/addon-pool", "master/addon-demo-app"} <= done
     assert {f"{n}/join" for n in NODES[1:]} <= done
     nodes = ready_nodes(ssh(built.lab, "master", f"{KUBECTL} get nodes -o json").stdout)
     assert nodes == dict.fromkeys(NODES, (True, "v1.31.5"))

@@ -136,8 +136,25 @@ def reset_commands() -> tuple[str, ...]:
     )
 
 
-def apply_addon_command() -> str:
-    return f"{KUBECTL} apply -f -"
+# Add-ons the load balancer's admission webhook checks (its pool and advertisement): applied
+# right after the load balancer itself, their apply is retried while the webhook comes up
+# (its controller starting, its certificate written), every 2 s for up to 5 minutes.
+WEBHOOK_CHECKED_ADDONS = frozenset({"pool"})
+WEBHOOK_RETRIES, WEBHOOK_RETRY_S = 150, 2
+
+
+def apply_addon_command(retry: bool = False) -> str:
+    """`kubectl apply` of the add-on given on stdin; with `retry`, kept on a file and applied
+    again until it is accepted (the webhook, or a CRD just created, may not answer yet)."""
+    if not retry:
+        return f"{KUBECTL} apply -f -"
+    return (
+        'f=$(mktemp) && cat >"$f" && i=0 && '
+        f'until {KUBECTL} apply -f "$f"; do i=$((i+1)); '
+        f'if [ "$i" -ge {WEBHOOK_RETRIES} ]; then rm -f "$f"; exit 1; fi; '
+        f"sleep {WEBHOOK_RETRY_S}; done; "
+        'rm -f "$f"'
+    )
 
 
 def drain_commands(node: str) -> tuple[str, ...]:
@@ -290,7 +307,7 @@ def cluster_plan(
                 plane.name,
                 phase,
                 f"kubectl apply {addon.summary}",
-                (apply_addon_command(),),
+                (apply_addon_command(retry=addon.name in WEBHOOK_CHECKED_ADDONS),),
                 diff=addon.diff,
                 stdin=Stdin.ADDON,
                 addon=addon.name,

@@ -253,3 +253,20 @@ def test_the_apis_view_is_read_from_one_round_trip() -> None:
     down, recorded, existing = parse_api("@@nodes\n@@record\n\n@@objects\n@@end\n")
     assert not down.reachable
     assert recorded == {}
+
+
+def test_the_pool_is_applied_again_until_the_load_balancers_webhook_accepts_it(
+    pinned: ClusterSpec,
+) -> None:
+    lb = "kind: Namespace\napiVersion: v1\nmetadata: {name: metallb-system}\n"
+    wanted = addons.addons(pinned, FLANNEL, lb)
+    plan = stages.cluster_plan(pinned, dict.fromkeys(ALL, FRESH), ApiFacts(), {}, wanted, {},
+                               frozenset())  # fmt: skip
+    commands = {s.id: s.commands for s in plan.steps if s.id.startswith("addon-")}
+    assert "until" not in commands["addon-load-balancer"][0]
+    (pool,) = commands["addon-pool"]
+    assert pool.startswith('f=$(mktemp) && cat >"$f"')
+    assert "until " in pool
+    assert f"-ge {stages.WEBHOOK_RETRIES}" in pool
+    assert 'rm -f "$f"' in pool
+    assert "until" not in commands["addon-demo-app"][0]  # nginx is not the webhook's business

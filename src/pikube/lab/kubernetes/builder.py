@@ -4,7 +4,8 @@ Lab glue: the same parts as seedcluster.up_kubernetes (the lab registry, flannel
 from the module the lab builds, the Pis booted as Kubernetes nodes, the machine's conntrack
 limit kube-proxy insists on) but it stops before host preparation and writes a cluster.yaml
 with `cluster.bootstrap: true` and flannel's manifest as a local file pinned by its sha256,
-so the builder does everything the seed does.
+so the builder does everything the seed does. pikube's own image is served by the router's
+app registry, for the load balancer the builder installs from pikube's manifest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pikube.lab import sshhosts, state
-from pikube.lab.kubernetes import registry, seedcluster
+from pikube.lab.kubernetes import appimage, registry, seedcluster
 from pikube.lab.lab import Lab
 from pikube.system import require_commands
 
@@ -33,6 +34,7 @@ def up_for_builder(lab: Lab, say: Callable[[str], None] = print) -> Path:
     require_commands("ssh")
     lab.require_up()
     registry.up_registry(lab)
+    appimage.serve_image(lab, appimage.ensure_image())
     flannel = flannel_manifest_file(lab)
     sshhosts.up_ssh_hosts(lab, kubernetes_nodes=True)
     seedcluster.set_conntrack_max(say)
