@@ -194,6 +194,11 @@ def test_speaker_memory_and_idle_cpu_are_measured(installed: Lab) -> None:
 
 
 def test_a_power_cut_of_the_announcing_node_moves_the_ip(installed: Lab) -> None:
+    # One nginx replica per worker: the cut node may run one, and the IP's new owner must
+    # have a live endpoint to answer (with one replica on the cut node, nothing answers until
+    # Kubernetes evicts it, minutes later: not the load balancer's doing).
+    kubectl(installed, "scale deployment nginx --replicas=3")
+    kubectl(installed, "rollout status deployment/nginx --timeout=240s", 270)
     wait_for("HTTP 200 from the client", lambda: http_ok(installed), 60)
     before = owner(installed)
     assert before in WORKERS
