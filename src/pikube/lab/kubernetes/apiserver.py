@@ -23,6 +23,7 @@ import base64
 import contextlib
 import http.client
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -32,12 +33,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pikube.errors import PikubeError
 from pikube.lab.kubeapi import pki
+
+if TYPE_CHECKING:
+    from pikube.lab.lab import Lab
 
 SERVICE_CIDR = "10.96.0.0/12"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's cluster IP, in the serving certificate
@@ -103,13 +108,15 @@ def etcd_args(binary: Path, data_dir: Path, client_port: int, peer_port: int) ->
     ]
 
 
-def apiserver_args(binary: Path, files: Files, etcd_url: str, port: int) -> list[str]:
-    """kube-apiserver on 127.0.0.1:port over that etcd, with RBAC and client certificates."""
+def apiserver_args(
+    binary: Path, files: Files, etcd_url: str, port: int, address: str = HOST
+) -> list[str]:
+    """kube-apiserver on address:port over that etcd, with RBAC and client certificates."""
     return [
         str(binary),
         f"--etcd-servers={etcd_url}",
-        f"--bind-address={HOST}",
-        f"--advertise-address={HOST}",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={port}",
         f"--cert-dir={files.pki}",
         f"--tls-cert-file={files.cert('apiserver')}",
@@ -133,15 +140,18 @@ def admin_kubeconfig(url: str, ca: pki.KeyPair, admin: pki.KeyPair) -> str:
     return pki.kubeconfig(url, ca.cert_pem, admin)
 
 
-def write_files(files: Files, now: datetime) -> tuple[pki.KeyPair, pki.KeyPair]:
-    """Certificates and the service-account key pair; returns (ca, admin)."""
+def write_files(
+    files: Files, now: datetime, addresses: Sequence[str] = ()
+) -> tuple[pki.KeyPair, pki.KeyPair]:
+    """Certificates (serving 127.0.0.1 and `addresses`) and the service-account key pair;
+    returns (ca, admin)."""
     ca = pki.new_ca(now)
     serving = pki.issue(
         ca,
         now,
         "kube-apiserver",
         dns_names=["kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"],
-        ip_addresses=[SERVICE_IP, HOST],
+        ip_addresses=[SERVICE_IP, HOST, *addresses],
         server=True,
     )
     admin = pki.issue(ca, now, pki.ADMIN_USER, organizations=[ADMIN_GROUP])
@@ -364,3 +374,100 @@ def control_plane(directory: Path) -> Iterator[ControlPlane]:
     finally:
         plane.stop()
         atexit.unregister(plane.stop)
+
+
+# -- in a lab: the control plane on `master`, reached over the lab's LAN ------------------------
+
+LAB_HOST = "master"
+LAB_PORT = 6443
+LAB_ETCD_CLIENT_PORT = 2379
+LAB_ETCD_PEER_PORT = 2380
+
+
+@dataclass(frozen=True)
+class LabControlPlane:
+    """etcd and kube-apiserver running in a lab's `master` (no kubelet: nodes are registered
+    as Node objects, as their kubelets would)."""
+
+    kubeconfig: Path
+    server_url: str
+    files: Files
+
+
+def start_in_lab(lab: Lab, ready_timeout_s: float = 120.0) -> LabControlPlane:
+    """etcd (on master's loopback) and kube-apiserver (on master's LAN address, port 6443)
+    under the lab's supervisor, an admin kubeconfig for that address, and a Ready Node for
+    master and each worker."""
+    from pikube.lab import state  # noqa: PLC0415
+    from pikube.lab.processes import TcpListening  # noqa: PLC0415
+
+    master = lab.topology.host(LAB_HOST)
+    address = str(master.ipv4)
+    files = Files(state.lab_dir(lab.name) / "control-plane")
+    files.directory.mkdir(parents=True, exist_ok=True)
+    ca, admin = write_files(files, datetime.now(UTC), [address])
+    url = f"https://{address}:{LAB_PORT}"
+    files.kubeconfig.write_text(admin_kubeconfig(url, ca, admin))
+    files.kubeconfig.chmod(0o600)
+    binaries = built_binaries()
+    etcd = etcd_args(binaries["etcd"], files.etcd_data, LAB_ETCD_CLIENT_PORT, LAB_ETCD_PEER_PORT)
+    lab.start(LAB_HOST, "etcd", etcd, ready=TcpListening(LAB_ETCD_CLIENT_PORT),
+              ready_timeout_s=60)  # fmt: skip
+    argv = apiserver_args(
+        binaries["kube-apiserver"],
+        files,
+        f"http://{HOST}:{LAB_ETCD_CLIENT_PORT}",
+        LAB_PORT,
+        address,
+    )
+    lab.start(LAB_HOST, "kube-apiserver", argv, ready=TcpListening(LAB_PORT),
+              ready_timeout_s=ready_timeout_s)  # fmt: skip
+    plane = LabControlPlane(files.kubeconfig, url, files)
+    _wait_ready_in_lab(lab, plane, ready_timeout_s)
+    register_nodes(lab, plane)
+    return plane
+
+
+def _kubectl(lab: Lab, plane: LabControlPlane, *args: str, stdin: str | None = None) -> str:
+    argv = ["kubectl", "--kubeconfig", str(plane.kubeconfig), *args]
+    result = lab.run("client", argv, timeout_s=60, input_text=stdin)
+    if result.returncode != 0:
+        raise PikubeError(f"kubectl {' '.join(args)} in lab {lab.name!r}: {result.stderr.strip()}")
+    return str(result.stdout)
+
+
+def _wait_ready_in_lab(lab: Lab, plane: LabControlPlane, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if _kubectl(lab, plane, "get", "--raw", "/readyz").strip() == "ok":
+                return
+        except PikubeError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def register_nodes(lab: Lab, plane: LabControlPlane) -> list[str]:
+    """Create the Node objects of master and the workers (status included, as a kubelet's
+    registration carries it)."""
+    from pikube.lab.kubeapi.seed import node  # noqa: PLC0415
+    from pikube.lab.kubeapi.store import format_time  # noqa: PLC0415
+    from pikube.lab.topology import Role  # noqa: PLC0415
+
+    now = format_time(datetime.now(UTC))
+    items = []
+    for host in lab.topology.hosts:
+        if host.is_kubernetes_node:
+            items.append(
+                node(
+                    host.name,
+                    [str(host.ipv4), str(host.ipv6)],
+                    control_plane=host.role is Role.CONTROL_PLANE,
+                    kernel_version=os.uname().release,
+                    now=now,
+                )
+            )
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    _kubectl(lab, plane, "apply", "-f", "-", stdin=text)
+    return [str(i["metadata"]["name"]) for i in items]

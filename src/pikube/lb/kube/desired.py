@@ -107,6 +107,36 @@ class _Slice:
     service_key: str | None
     parsed: tuple[EndpointSlice, ...]
     problems: tuple[str, ...]
+    raw_key: object = None
+
+
+def raw_slice_key(obj: Mapping[str, Any]) -> object:
+    """What of an EndpointSlice, read straight from the API's JSON, can matter to an
+    announcement: its Service, address type, and each endpoint's node and conditions. None
+    when the object is not shaped as expected (then it is parsed in full)."""
+    meta = obj.get("metadata")
+    endpoints = obj.get("endpoints") or []
+    if not isinstance(meta, dict) or not isinstance(endpoints, list):
+        return None
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        return None
+    shaped = []
+    for endpoint in endpoints:
+        if not isinstance(endpoint, dict):
+            return None
+        conditions = endpoint.get("conditions") or {}
+        if not isinstance(conditions, dict):
+            return None
+        shaped.append((
+            endpoint.get("nodeName"),
+            conditions.get("ready"),
+            conditions.get("serving"),
+            conditions.get("terminating"),
+            len(endpoint.get("addresses") or ()),
+        ))  # fmt: skip
+    service = labels.get("kubernetes.io/service-name")
+    return (meta.get("namespace"), service, obj.get("addressType"), tuple(shaped))
 
 
 @dataclass
@@ -196,15 +226,20 @@ class DesiredStateBuilder:
         self._dirty.add(key)
 
     def _slice_changed(self, key: str, obj: Obj | None) -> None:
+        old = self._slices.get(key)
+        raw_key = raw_slice_key(obj) if obj is not None else None
+        if old is not None and not old.problems and raw_key is not None and raw_key == old.raw_key:
+            # Only what the API server itself validated changed (a Pod's address, ports,
+            # hints): nothing an announcement reads, nothing pikube's parser would refuse.
+            return
         entry = _Slice(None, (), ())
         if obj is not None:
             parsed = self.converter.parse(obj)
             if isinstance(parsed, Problem):
-                entry = _Slice(None, (), tuple(_words([parsed])))
+                entry = _Slice(None, (), tuple(_words([parsed])), raw_key)
             else:
                 slices = parsed.endpoint_slices
-                entry = _Slice(slices[0].service_key if slices else None, slices, ())
-        old = self._slices.get(key)
+                entry = _Slice(slices[0].service_key if slices else None, slices, (), raw_key)
         if (old.problems if old else ()) != entry.problems:
             self._problems_dirty = True
         if obj is None:
