@@ -4,9 +4,11 @@ master) writes 198.51.100.230 into the Service's status; the speakers (node01-03
 API) announce it; the client gets HTTP 200 and its ARP table names the owner; the owner
 crashes and `kubectl get servicel2statuses -A` names the new one. Then the faults.
 
-These run against the lab's API stand-in for now (the `lab_api` fixture); the same steps are
-meant for the lab's real Kubernetes once it runs: switch the fixture to that cluster's
-kubeconfig (the EndpointSlices then come from kube-controller-manager).
+The API is a real etcd + kube-apiserver v1.31.5 running on master (the `lab_api` fixture;
+pikube.lab.kubernetes.apiserver.start_in_lab), without kubelets or kube-controller-manager: the
+lab registers the Nodes and publishes the EndpointSlices of the nginx it runs. On the lab's
+full real Kubernetes (`pikube lab up --kubernetes`) the EndpointSlices would come from
+kube-controller-manager instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 from pikube.lab import netns, seed_service, state
 from pikube.lab.demo import get_from_client
-from pikube.lab.kubeapi.launch import start_in_lab
+from pikube.lab.kubernetes import apiserver as control_plane
 from pikube.lab.lab import Lab
 from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
 from pikube.lab.probe import (
@@ -57,18 +59,15 @@ class LabApi:
 
 @pytest.fixture
 def lab_api(lab: Lab) -> LabApi:
-    """The lab's API: the stand-in today. When the lab runs real Kubernetes, this fixture is
-    the one place to switch (a kubeconfig of that cluster, stand_in=False)."""
-    return LabApi(start_in_lab(lab).kubeconfig, stand_in=True)
+    """The lab's API: a real etcd + kube-apiserver on master (no kubelets: the lab registers
+    the Nodes and publishes the EndpointSlices of the nginx it runs)."""
+    return LabApi(control_plane.start_in_lab(lab).kubeconfig, stand_in=False)
 
 
 @pytest.fixture
 def balancer(lab: Lab, lab_api: LabApi) -> KubeLoadBalancer:
     found = KubeLoadBalancer(
-        lab,
-        lab_api.kubeconfig,
-        state.lab_dir(lab.name) / "lb",
-        lab_publishes_endpoints=lab_api.stand_in,
+        lab, lab_api.kubeconfig, state.lab_dir(lab.name) / "lb", stand_in=lab_api.stand_in
     )
     found.apply_crds()
     found.apply(seed_configuration())
