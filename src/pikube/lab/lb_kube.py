@@ -223,7 +223,7 @@ class KubeLoadBalancer:
                 "--interface", "eth0", "--metrics-port", str(SPEAKER_METRICS_PORT),
                 "--state-dir", str(self.directory / "state"), *self.speaker_args]  # fmt: skip
 
-    def start_controller(self, timeout_s: float = 20.0) -> ProcessRecord:
+    def start_controller(self, timeout_s: float = 60.0) -> ProcessRecord:
         self.controller = self.lab.start(
             CONTROLLER_HOST,
             "lb-controller",
