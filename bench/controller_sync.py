@@ -2,11 +2,14 @@
 
 Run: .venv/bin/python bench/controller_sync.py [--services 1000] [--json PATH]
 
-The API stand-in runs as its own process on 127.0.0.1 (TLS, client certificates), holding
+A real etcd and kube-apiserver (pikube.lab.kubernetes.apiserver) run on 127.0.0.1, holding
 one IPAddressPool (a /22 of private addresses, data only) and N Services without IPs. Then, in
 this process, with the same client:
 - list: one GET of every Service (the API's floor, the peer of the figures below), and the
-  time the bench itself took to create them one by one (the stand-in's write floor);
+  time the bench itself took to create them, 16 at a time (the API server's write throughput);
+- status writes: the bench writes each Service's status once (a condition), WRITERS at a
+  time, with the same client: what the controller's writes cost the API alone (the peer of
+  the first start);
 - first start: a fresh controller, from start to every Service having its IP in its status
   (cache sync, allocation, N status writes);
 - restart: a second controller over the same Services (all holding IPs): start to synced,
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +30,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.kube_api import apply_crds
-from tests.unit.kubeapi.support import write_pki
 
+from pikube.lab.kubernetes.apiserver import control_plane
 from pikube.lb.controller import Controller, ControllerSettings
 from pikube.lb.kube.api import IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient, connect
 
 NAMESPACE = "metallb-system"
+WRITERS = 16  # concurrent creates, as the controller's concurrent status writes
 
 
 async def timed_controller(api: KubeClient, count: int) -> tuple[float, int]:
@@ -62,22 +65,48 @@ async def scenario(kubeconfig: Path, count: int) -> dict[str, Any]:
             "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
             "metadata": {"name": "big", "namespace": NAMESPACE},
             "spec": {"addresses": ["10.200.0.0/22"]}})  # fmt: skip
+        semaphore = asyncio.Semaphore(WRITERS)
+
+        async def create(i: int) -> None:
+            async with semaphore:
+                await api.request("POST", SERVICES.path("default"), body={
+                    "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}"},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})  # fmt: skip
+
         created = time.perf_counter()
-        for i in range(count):
-            await api.request("POST", SERVICES.path("default"), body={
-                "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}"},
-                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})  # fmt: skip
+        await asyncio.gather(*(create(i) for i in range(count)))
         create_s = time.perf_counter() - created
         started = time.perf_counter()
         listed = await api.request("GET", SERVICES.path())
         list_s = time.perf_counter() - started
         assert len(listed["items"]) >= count
+
+        async def write_status(item: dict[str, Any]) -> None:
+            # What the controller's write costs the API, without any deciding: one PUT of the
+            # status subresource per Service (a condition the controller does not read).
+            meta = item["metadata"]
+            body = {**item, "apiVersion": "v1", "kind": "Service", "status": {"conditions": [
+                {"type": "example.com/Bench", "status": "True", "reason": "Bench", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}  # fmt: skip
+            async with semaphore:
+                await api.request(
+                    "PUT", SERVICES.path(meta["namespace"], meta["name"], "status"), body=body
+                )
+
+        mine = [i for i in listed["items"] if i["metadata"]["namespace"] == "default"
+                and i["metadata"]["name"] != "kubernetes"]  # fmt: skip
+        started = time.perf_counter()
+        await asyncio.gather(*(write_status(item) for item in mine))
+        status_writes_s = time.perf_counter() - started
         first_s, first_writes = await timed_controller(api, count)
         restart_s, restart_writes = await timed_controller(api, count)
         return {
             "services": count,
             "list_s": round(list_s, 4),
             "create_s": round(create_s, 3),
+            "api_writes_per_s": round(count / create_s),
+            "status_writes_s": round(status_writes_s, 3),
+            "ratio_first_to_status_writes": round(first_s / status_writes_s, 2),
             "first_start_s": round(first_s, 3),
             "first_start_writes": first_writes,
             "restart_s": round(restart_s, 3),
@@ -94,30 +123,19 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write_pki(Path(tmp) / "pki")
-        port_file = Path(tmp) / "port"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pikube.lab.kubeapi", "--listen", "127.0.0.1:0",
-             "--pki-dir", str(files.directory), "--port-file", str(port_file)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text().strip():
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the API stand-in did not start")
-                time.sleep(0.05)
-            kubeconfig = files.kubeconfig(int(port_file.read_text()))
-            result = asyncio.run(scenario(kubeconfig, args.services))
-        finally:
-            server.terminate()
-            server.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, control_plane(Path(tmp)) as plane:
+        startup = plane.startup_s
+        result = asyncio.run(scenario(plane.kubeconfig, args.services))
+        result["apiserver"] = "kube-apiserver v1.31.5 + etcd v3.5.15 on 127.0.0.1"
+        result["apiserver_start_s"] = round(sum(startup.values()), 2)
     print(
-        f"{result['services']} services: list {result['list_s'] * 1000:.0f} ms, created one by "
-        f"one in {result['create_s']:.2f} s; "
+        f"{result['apiserver']} (started in {result['apiserver_start_s']} s); "
+        f"{result['services']} services: list {result['list_s'] * 1000:.0f} ms, created "
+        f"{WRITERS} at a time in {result['create_s']:.2f} s ({result['api_writes_per_s']} "
+        "writes/s); the same number of status writes by the bench itself "
+        f"{result['status_writes_s']:.2f} s (the peer); "
         f"first start {result['first_start_s']:.2f} s ({result['first_start_writes']} status "
-        f"writes, {result['ratio_first_to_list']}x the list); restart "
+        f"writes, {result['ratio_first_to_status_writes']}x the peer); restart "
         f"{result['restart_s']:.2f} s ({result['restart_writes']} writes, "
         f"{result['ratio_restart_to_list']}x the list)"
     )

@@ -20,6 +20,7 @@ from pikube.lab.kubeapi.launch import KubeApi, start_in_lab
 from pikube.lab.lab import Lab
 from pikube.lab.processes import kill_all, marked_pids
 from pikube.lab.topology import lab_of_namespace
+from tests.kube_api import KubeTarget, kube_target
 
 _SESSION_LABS: set[str] = set()
 
@@ -47,6 +48,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "lab" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
+    """The load balancer's API tests' Kubernetes API: one real etcd + kube-apiserver on
+    127.0.0.1 for the whole session (tests.kube_api), started on first use."""
+    with kube_target(tmp_path_factory.mktemp("kube-api")) as target:
+        yield target
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Which Kubernetes API the load balancer's API tests talk to, as a kubeconfig.
 
-By default: the lab's API stand-in, served in a thread of the test process on 127.0.0.1 (TLS,
-client certificates; no root needed). With PIKUBE_TEST_KUBECONFIG=FILE: that cluster instead
-(a real kube-apiserver, e.g. the lab's real Kubernetes once it runs). Tests isolate themselves
-with their own namespace and delete it at the end, so they can share a cluster.
-
-Also: a small synchronous admin client for the tests' own reads and writes.
+By default: a real etcd v3.5.15 and kube-apiserver v1.31.5 (built here from their Go modules)
+started as local processes on 127.0.0.1, once per test session (`pikube.lab.kubernetes.
+apiserver`: own data directory, certificates, RBAC, admin kubeconfig; a few seconds). With
+PIKUBE_TEST_KUBECONFIG=FILE: that cluster instead (e.g. the lab's real Kubernetes); tests that
+restart the API server need the local one and are skipped then. Tests isolate themselves with
+their own namespace and delete it at the end, so they can share a cluster (the session
+fixture `kube_api` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ import asyncio
 import contextlib
 import os
 import secrets
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from pikube.lab.kubeapi.seed import seed_cluster
-from pikube.lab.kubeapi.server import ApiServer, RunningServer, start, tls_context
-from pikube.lab.kubeapi.store import Store
+from pikube.lab.kubernetes.apiserver import ControlPlane, control_plane
 from pikube.lb.kube.api import KubeClient, connect
-from tests.unit.kubeapi.support import PkiFiles, write_pki
 
 CRD_DIR = Path(__file__).resolve().parents[1] / "src" / "pikube" / "data" / "crds"
 T = TypeVar("T")
@@ -32,52 +29,20 @@ T = TypeVar("T")
 
 @dataclass
 class KubeTarget:
-    """A kubeconfig, whether it is the in-process stand-in, and (for the stand-in) its store."""
+    """A kubeconfig, and the local control plane behind it (None for PIKUBE_TEST_KUBECONFIG)."""
 
     kubeconfig: Path
-    stand_in: bool
-    store: Store | None = None
-
-
-@contextlib.contextmanager
-def stand_in_thread(directory: Path) -> Iterator[KubeTarget]:
-    """The API stand-in on 127.0.0.1 in its own thread and event loop."""
-    files: PkiFiles = write_pki(directory)
-    store = Store()
-    loop = asyncio.new_event_loop()
-    started: dict[str, Any] = {}
-    ready = threading.Event()
-
-    async def serve() -> None:
-        tls = tls_context(
-            files.path("apiserver.crt"), files.path("apiserver.key"), files.path("ca.crt")
-        )
-        running = await start(ApiServer(store), host="127.0.0.1", port=0, tls=tls)
-        seed_cluster(store, "127.0.0.1", running.port)
-        started["running"] = running
-        ready.set()
-
-    thread = threading.Thread(target=loop.run_forever, name="kube-api", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(serve(), loop).result(30)
-    ready.wait(30)
-    try:
-        yield KubeTarget(files.kubeconfig(started["running"].port), True, store)
-    finally:
-        asyncio.run_coroutine_threadsafe(started["running"].close(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    plane: ControlPlane | None = None
 
 
 @contextlib.contextmanager
 def kube_target(directory: Path) -> Iterator[KubeTarget]:
     configured = os.environ.get("PIKUBE_TEST_KUBECONFIG")
     if configured:
-        yield KubeTarget(Path(configured), False)
+        yield KubeTarget(Path(configured))
         return
-    with stand_in_thread(directory) as target:
-        yield target
+    with control_plane(directory) as plane:
+        yield KubeTarget(plane.kubeconfig, plane)
 
 
 def unique_namespace() -> str:
@@ -134,8 +99,13 @@ async def admin(target: KubeTarget) -> KubeClient:
 
 @contextlib.asynccontextmanager
 async def fresh_namespace(api: KubeClient) -> AsyncIterator[str]:
-    """A fresh namespace (with pikube's CRDs in the cluster), deleted afterwards."""
-    from pikube.lb.kube.api import NAMESPACES  # noqa: PLC0415
+    """A fresh namespace (with pikube's CRDs in the cluster), deleted afterwards.
+
+    Its Services are deleted first: a namespace's deletion is asynchronous on a real cluster
+    (and never completes without kube-controller-manager's namespace controller), and another
+    test's controller, which watches Services in every namespace, must not find them.
+    """
+    from pikube.lb.kube.api import NAMESPACES, SERVICES  # noqa: PLC0415
 
     name = unique_namespace()
     await apply_crds(api)
@@ -145,18 +115,8 @@ async def fresh_namespace(api: KubeClient) -> AsyncIterator[str]:
         yield name
     finally:
         with contextlib.suppress(Exception):
+            listed = await api.request("GET", SERVICES.path(name))
+            for item in listed.get("items") or []:
+                await api.request("DELETE", SERVICES.path(name, item["metadata"]["name"]))
+        with contextlib.suppress(Exception):
             await api.request("DELETE", NAMESPACES.path(name=name))
-
-
-@contextlib.asynccontextmanager
-async def api_server(files: PkiFiles, store: Store, port: int = 0) -> AsyncIterator[RunningServer]:
-    """The stand-in serving `store` in this event loop; the store outlives it, as etcd outlives
-    kube-apiserver, so a test can restart the server (stand-in only)."""
-    tls = tls_context(
-        files.path("apiserver.crt"), files.path("apiserver.key"), files.path("ca.crt")
-    )
-    running = await start(ApiServer(store), host="127.0.0.1", port=port, tls=tls)
-    try:
-        yield running
-    finally:
-        await running.close()

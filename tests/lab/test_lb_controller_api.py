@@ -2,29 +2,28 @@
 MetalLB's Events, restarts that move nothing, bad pools set aside, load-balancer classes, and
 two replicas with a Lease.
 
-The API is `tests.kube_api.kube_target`: the stand-in served in-process by default (no root),
-or the cluster of PIKUBE_TEST_KUBECONFIG.
+The API is the session's real etcd + kube-apiserver on 127.0.0.1 (`tests.kube_api`), or the
+cluster of PIKUBE_TEST_KUBECONFIG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pikube.lb.controller import Controller, ControllerSettings
 from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, SERVICES, KubeClient, Obj
-from tests.kube_api import KubeTarget, admin, kube_target, run, until
+from tests.kube_api import KubeTarget, admin, run, until
 from tests.kube_api import fresh_namespace as namespace
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
-    with kube_target(tmp_path_factory.mktemp("kube")) as found:
-        yield found
+@pytest.fixture
+def target(kube_api: KubeTarget) -> KubeTarget:
+    return kube_api
 
 
 def pool(name: str, namespace: str, *addresses: str, **spec: Any) -> Obj:

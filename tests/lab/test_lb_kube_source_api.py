@@ -2,21 +2,19 @@
 (MetalLB's candidate rules), ServiceL2Status and `nodeAssigned` for what the node announces,
 and the last state kept while the API is away.
 
-The API is `tests.kube_api.kube_target` (the stand-in in-process by default, no root), except
-for the unreachable-API test, which restarts an in-process stand-in (stand-in only).
+The API is the session's real kube-apiserver (`tests.kube_api`); the API going away is in
+test_lb_kube_api_restart.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from pikube.lab.kubeapi.store import Store
 from pikube.lb.kube.api import (
     ENDPOINT_SLICES,
     EVENTS,
@@ -26,20 +24,17 @@ from pikube.lb.kube.api import (
     SERVICES,
     KubeClient,
     Obj,
-    connect,
 )
 from pikube.lb.metrics import Registry
 from pikube.lb.sources import DesiredState
 from pikube.lb.sources.kube import KubeSource
-from tests.kube_api import KubeTarget, admin, api_server, kube_target, run, until
+from tests.kube_api import KubeTarget, admin, run, until
 from tests.kube_api import fresh_namespace as namespace
-from tests.unit.kubeapi.support import write_pki
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
-    with kube_target(tmp_path_factory.mktemp("kube")) as found:
-        yield found
+@pytest.fixture
+def target(kube_api: KubeTarget) -> KubeTarget:
+    return kube_api
 
 
 class FakeSpeakerMetrics:
@@ -183,40 +178,5 @@ def test_candidate_rules_come_from_nodes_and_the_traffic_policy(target: KubeTarg
                 # Local: only node02 hosts an endpoint.
                 assert seen[-1].announcements[0].target.eligible == frozenset({"node02"})
         await api.close()
-
-    run(scenario)
-
-
-def test_while_the_api_is_away_the_last_state_stays_and_is_marked_stale(
-    tmp_path: Path,
-) -> None:
-    # Stand-in only: the server is stopped and started again on the same port.
-    files = write_pki(tmp_path)
-    store = Store()
-
-    async def scenario() -> None:
-        async with contextlib.AsyncExitStack() as first:
-            running = await first.enter_async_context(api_server(files, store))
-            api = await connect(files.kubeconfig(running.port), request_timeout_s=2)
-            async with namespace(api) as ns:
-                for kind, body in objects(ns):
-                    await api.request("POST", kind.path(ns), body=body)
-                await set_ingress(api, ns, "nginx", "198.51.100.230")
-                metrics = FakeSpeakerMetrics()
-                source = KubeSource(node="node02", namespace=ns, api=api)
-                source.bind(metrics)
-                async with states(source) as seen:
-                    await until(lambda: _true(announced_ips(seen) == ["198.51.100.230"]))
-                    count = len(seen)
-                    await first.aclose()  # the API server goes away
-                    stale = "metallb_k8s_client_config_stale_bool 1"
-                    await until(lambda: _true(stale in metrics.registry.render()), what="stale")
-                    assert len(seen) == count  # no new (emptier) state: the last one stays
-                    async with api_server(files, store, running.port):
-                        fresh = "metallb_k8s_client_config_stale_bool 0"
-                        await until(lambda: _true(fresh in metrics.registry.render()), what="fresh")
-                        await api.request("DELETE", SERVICES.path(ns, "nginx"))
-                        await until(lambda: _true(announced_ips(seen) == []), what="withdrawn")
-            await api.close()
 
     run(scenario)

@@ -3,7 +3,8 @@ and serves the client, with pikube's controller and `--source kube` speakers in 
 
 Per run, from the lab's `client` host (kubectl's place in the seed): the bench opens a watch on
 the Service's name, creates a `type: LoadBalancer` Service (its EndpointSlice, and kube-proxy's
-rules for the IP, are already in place), and measures from the moment the create returns:
+rules for the IP, are already in place), and measures from the moment the create is sent (the
+real API server's watch may show the Service before the create's answer arrives):
 - api_ms: until its own watch shows the Service (the API's floor: the peer every figure is
   compared with, measured in the same run);
 - ip_ms: until the watch shows 198.51.100.230 in status.loadBalancer.ingress (the controller);
@@ -12,8 +13,11 @@ rules for the IP, are already in place), and measures from the moment the create
   run, so an old entry cannot answer for the new announcement.
 Then the Service is deleted and the bench waits until the IP is withdrawn everywhere.
 
-Against the stand-in there is no kube-proxy watching Services (its rules exist from the start),
-so http_ms counts the controller and the speakers, not kube-proxy's reaction.
+The API is a real etcd v3.5.15 and kube-apiserver v1.31.5 (built here) running on master
+(pikube.lab.kubernetes.apiserver.start_in_lab), without kubelets, kube-proxy or
+kube-controller-manager: the lab registers the Nodes, publishes the EndpointSlice and installs
+the Service's traffic rules for the IP itself (they exist from the start), so http_ms counts
+the controller and the speakers, not kube-proxy's reaction.
 
 Pure: `percentile`, `summarise`. The rest drives a lab.
 """
@@ -34,12 +38,13 @@ from typing import Any
 from pikube.errors import PikubeError
 from pikube.helpers import wait_until
 from pikube.lab import netns, seed_service, state
-from pikube.lab.kubeapi.launch import admin_request, start_in_lab
+from pikube.lab.kubernetes import apiserver as control_plane
 from pikube.lab.lab import Lab
 from pikube.lab.lb_kube import KubeLoadBalancer, seed_configuration
 from pikube.lb.kube.api import SERVICES, KubeClient, connect
 
 VIP = "198.51.100.230"
+API = "kube-apiserver v1.31.5 + etcd v3.5.15 on master (real; no kubelets)"
 SERVICE = "bench"
 NAMESPACE = "default"
 BACKEND = "node02"
@@ -73,6 +78,7 @@ def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
         }
     floor = figures["api_ms"]["p50"] or 1e-9
     return {
+        "api": API,
         "runs": len(runs),
         "figures": figures,
         "ratio_p50_to_api": {
@@ -135,8 +141,10 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.05)  # the watch is open before the create
-    await api.request("POST", SERVICES.path(NAMESPACE), body=service_body())
+    # From the moment the create is sent: the real API server's watch can deliver the new
+    # Service before the create's own answer arrives.
     created = loop.time()
+    await api.request("POST", SERVICES.path(NAMESPACE), body=service_body())
     await asyncio.wait_for(asyncio.gather(watcher, http()), 30)
     return ApiRun(
         run=run,
@@ -151,10 +159,12 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def prepare(lab: Lab) -> KubeLoadBalancer:
-    """The API stand-in, pikube's CRDs and the seed's pool, the controller, the speakers, nginx
-    behind the VIP, and the bench Service's EndpointSlice."""
-    api = start_in_lab(lab)
-    balancer = KubeLoadBalancer(lab, api.kubeconfig, state.lab_dir(lab.name) / "bench-lb-api")
+    """A real etcd + kube-apiserver on master, pikube's CRDs and the seed's pool, the
+    controller, the speakers, nginx behind the VIP, and the bench Service's EndpointSlice."""
+    api = control_plane.start_in_lab(lab)
+    balancer = KubeLoadBalancer(
+        lab, api.kubeconfig, state.lab_dir(lab.name) / "bench-lb-api", stand_in=False
+    )
     balancer.apply_crds()
     balancer.apply(seed_configuration())
     balancer.start_controller()
@@ -172,8 +182,8 @@ def run_bench(
     results: list[ApiRun] = []
 
     def withdrawn() -> bool:
-        status, _ = admin_request(lab.name, "GET", SERVICES.path(NAMESPACE, SERVICE))
-        return status == 404 and not balancer.announcers(VIP)
+        found = balancer.kubectl("get", "service", SERVICE, "-n", NAMESPACE, check=False)
+        return found.returncode != 0 and not balancer.announcers(VIP)
 
     time.sleep(1.0)  # let the speakers finish joining (their start-up grace)
     for run in range(1, runs + 1):
@@ -192,7 +202,7 @@ def run_bench(
             result = asyncio.run(once())
         results.append(result)
         progress(result)
-        admin_request(lab.name, "DELETE", SERVICES.path(NAMESPACE, SERVICE))
+        balancer.kubectl("delete", "service", SERVICE, "-n", NAMESPACE, "--wait=false")
     return results
 
 

@@ -138,6 +138,9 @@ class KubeLoadBalancer:
     # The API stand-in has no EndpointSlice controller, so the lab writes the slices of what it
     # runs; a real cluster's kube-controller-manager does that itself.
     lab_publishes_endpoints: bool = True
+    # The stand-in takes the lab's own writes over its admin socket; any other API (the real
+    # kube-apiserver on master) gets them through kubectl from the client.
+    stand_in: bool = True
     controller: ProcessRecord | None = None
     speakers: dict[str, ProcessRecord] = field(default_factory=dict)
     cache: Path = field(init=False)
@@ -195,6 +198,9 @@ class KubeLoadBalancer:
             return
         host = self.lab.topology.host(backend)
         body = endpoint_slice(service, namespace, str(host.ipv4), backend, port, ready)
+        if not self.stand_in:
+            self.kubectl("apply", stdin=json.dumps(body))
+            return
         path = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
         status, answer = admin_request(self.lab.name, "POST", path, body)
         if status == 409:
@@ -217,7 +223,7 @@ class KubeLoadBalancer:
                 "--interface", "eth0", "--metrics-port", str(SPEAKER_METRICS_PORT),
                 "--state-dir", str(self.directory / "state"), *self.speaker_args]  # fmt: skip
 
-    def start_controller(self, timeout_s: float = 20.0) -> ProcessRecord:
+    def start_controller(self, timeout_s: float = 60.0) -> ProcessRecord:
         self.controller = self.lab.start(
             CONTROLLER_HOST,
             "lb-controller",

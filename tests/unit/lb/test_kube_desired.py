@@ -110,3 +110,31 @@ def test_a_slice_change_recomputes_only_its_service() -> None:
     state = builder.build(world.lists())
     assert builder.recomputed_groups == before + 1
     assert [a.target.key for a in state.announcements] == ["198.51.100.233"]
+
+
+def test_a_slice_update_that_changes_no_serving_node_recomputes_nothing() -> None:
+    """A new Pod IP in an EndpointSlice (the common update) leaves the state as it was: no
+    group recomputed, the same state object returned, through `apply` as the informer calls it."""
+    world = World(random.Random(2))
+    status = {"loadBalancer": {"ingress": [{"ip": "198.51.100.230"}]}}
+    world.put(SERVICES, "s0", {"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+                               "status": status})  # fmt: skip
+
+    def slice_with(address: str, node: str) -> None:
+        world.put(ENDPOINT_SLICES, "s0-x", {"addressType": "IPv4", "endpoints": [
+            {"addresses": [address], "nodeName": node, "conditions": {"ready": True}}]},
+            labels={"kubernetes.io/service-name": "s0"})  # fmt: skip
+
+    slice_with("10.244.0.1", "node01")
+    builder = DesiredStateBuilder()
+    first = builder.build(world.lists())
+    before = builder.recomputed_groups
+    slice_with("10.244.0.2", "node01")
+    builder.apply(ENDPOINT_SLICES, "default/s0-x", world.objects[ENDPOINT_SLICES]["s0-x"])
+    assert builder.state() is first
+    assert builder.recomputed_groups == before
+    slice_with("10.244.0.2", "node02")  # moved node: recomputed
+    builder.apply(ENDPOINT_SLICES, "default/s0-x", world.objects[ENDPOINT_SLICES]["s0-x"])
+    moved = builder.state()
+    assert builder.recomputed_groups == before + 1
+    assert moved == full_desired_state(world.lists(), None)

@@ -57,7 +57,7 @@ from pikube.lb.kube.api import (
 )
 from pikube.lb.kube.desired import DesiredStateBuilder
 from pikube.lb.kube.events import EventRecorder, reference
-from pikube.lb.kube.informer import Change, Informer, Watched
+from pikube.lb.kube.informer import Change, ChangeType, Informer, Watched
 from pikube.lb.metrics import Family, Registry
 from pikube.lb.sources import DesiredState
 
@@ -69,6 +69,8 @@ SERVICE_NAME_LABEL = "metallb.io/service-name"
 SERVICE_NAMESPACE_LABEL = "metallb.io/service-namespace"
 PROTOCOL_LAYER2 = "layer2"
 REPORT_INTERVAL_S = 0.1
+# What the desired state is made of (ServiceL2Statuses are what the source writes back).
+BUILDER_KINDS = (SERVICES, ENDPOINT_SLICES, NODES, NAMESPACES, IP_ADDRESS_POOLS, L2_ADVERTISEMENTS)
 
 
 class SpeakerMetricsLike(Protocol):
@@ -132,6 +134,7 @@ class KubeSource:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
+    _pending: list[tuple[Kind, Change]] = field(default_factory=list)  # for the builder
 
     def bind(self, metrics: SpeakerMetricsLike) -> None:
         """The speaker's metrics: where to export the API client's gauges, and what it announces."""
@@ -153,10 +156,12 @@ class KubeSource:
             "Number of k8s object updates that failed for some reason",
         )
 
-    def _changed(self, _kind: Kind, _change: Change) -> None:
+    def _changed(self, kind: Kind, change: Change) -> None:
         if self._updates is not None:
             self._updates.inc()
-        self._wake.set()
+        if kind in BUILDER_KINDS:
+            self._pending.append((kind, change))
+            self._wake.set()
 
     def _set_stale(self, stale: bool) -> None:
         if self._stale is not None:
@@ -200,14 +205,17 @@ class KubeSource:
             last: DesiredState | None = None
             while True:
                 self._wake.clear()
-                objects = {w.kind: list(informer.objects(w.kind).values()) for w in watched}
-                state = builder.build(objects)
-                self._interfaces_by_service = {
-                    service: a.interfaces or self.interfaces
-                    for a in state.announcements
-                    for service in a.services
-                }
-                if state != last:
+                pending, self._pending = self._pending, []
+                for kind, change in pending:
+                    deleted = change.type is ChangeType.DELETED
+                    builder.apply(kind, change.key, None if deleted else change.obj)
+                state = builder.state()
+                if state is not last and state != last:  # the builder returns `last` as it is
+                    self._interfaces_by_service = {
+                        service: a.interfaces or self.interfaces
+                        for a in state.announcements
+                        for service in a.services
+                    }
                     last = state
                     yield state
                     if self._loaded is not None:
