@@ -1,13 +1,14 @@
 """The BGP speaker on the Kubernetes API (`pikube lb bgp-speaker --source kube`): its input from
 the cluster's objects, and a ServiceBGPStatus per advertised service that follows the sessions.
 
-The API is `tests.kube_api.kube_target` (the stand-in in-process by default, or the cluster of
-PIKUBE_TEST_KUBECONFIG); the BGP router is a scripted peer on 127.0.0.1. No root needed.
+The API is `tests.kube_api.kube_target` (a real etcd + kube-apiserver on 127.0.0.1 by default,
+or the cluster of PIKUBE_TEST_KUBECONFIG); the BGP router is a scripted peer on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import random
 from collections.abc import Iterator
@@ -251,9 +252,18 @@ def test_statuses_are_owned_by_the_speaker_pod_and_deleted_when_it_stops(
             }
             pods: list[Obj] = []
 
+            # A real API server refuses Pods until the namespace's default ServiceAccount
+            # exists: kube-controller-manager makes it in a cluster; the tests' control plane
+            # without nodes has none, so the test makes it (a cluster's is kept: 409).
+            with contextlib.suppress(ApiStatusError):
+                await api.request(
+                    "POST",
+                    f"/api/v1/namespaces/{ns}/serviceaccounts",
+                    body={"apiVersion": "v1", "kind": "ServiceAccount",
+                          "metadata": {"name": "default", "namespace": ns}},
+                )  # fmt: skip
+
             async def pod_created() -> bool:
-                # A real API server refuses Pods until the namespace's default ServiceAccount
-                # exists (a controller makes it shortly after the namespace).
                 try:
                     pods.append(
                         await api.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pod_body)
