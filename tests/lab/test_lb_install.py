@@ -73,7 +73,8 @@ def pods(lab: Lab, component: str) -> list[dict[str, object]]:
         lab, f"-n metallb-system get pods -l app.kubernetes.io/component={component} -o json"
     )
     items: list[dict[str, object]] = json.loads(out)["items"]
-    return items
+    # Not the ones on their way out (the toleration patch below rolls the controller once).
+    return [p for p in items if "deletionTimestamp" not in p["metadata"]]  # type: ignore[operator]
 
 
 def owner(lab: Lab) -> str | None:
