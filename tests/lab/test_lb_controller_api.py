@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pikube.lb.controller import Controller, ControllerSettings
-from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, SERVICES, KubeClient, Obj
+from pikube.lb.kube.api import EVENTS, IP_ADDRESS_POOLS, LEASES, SERVICES, KubeClient, Obj
 from tests.kube_api import KubeTarget, admin, run, until
 from tests.kube_api import fresh_namespace as namespace
 
@@ -272,6 +272,22 @@ def test_two_replicas_only_the_lease_holder_writes_and_the_standby_takes_over(
 
                     await until(b_ip, what="b's IP from the new leader")
                     assert await ingress(api, ns, "a") == ["198.51.100.240"]
+        await api.close()
+
+    run(scenario)
+
+
+def test_a_leader_stopped_gracefully_gives_the_lease_back(target: KubeTarget) -> None:
+    async def scenario() -> None:
+        api = await admin(target)
+        async with namespace(api) as ns:
+            lease = {"leader_elect": True, "lease_duration_s": 30.0}
+            async with running(api, ns, identity="one", **lease) as one:
+                await until(lambda: _true(one.metrics.leader.get() == 1), what="one leads")
+            held = await api.request("GET", LEASES.path(ns, "pikube-controller"))
+            assert held["spec"]["holderIdentity"] == ""  # released, not left to expire (30 s)
+            async with running(api, ns, identity="two", **lease) as two:
+                await until(lambda: _true(two.metrics.leader.get() == 1), what="two leads")
         await api.close()
 
     run(scenario)

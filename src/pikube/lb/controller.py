@@ -66,6 +66,7 @@ DEFAULT_NAMESPACE = "metallb-system"
 MEMBERLIST_SECRET = "memberlist"
 MEMBERLIST_KEY = "secretkey"
 WRITE_CONCURRENCY = 16
+RELEASE_TIMEOUT_S = 2.0  # giving the Lease back on a graceful stop; then it expires
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,28 @@ def status_body(obj: Mapping[str, Any], write: StatusWrite) -> Obj:
     status = dict(obj.get("status") or {})
     status["loadBalancer"] = {"ingress": [{"ip": ip} for ip in write.ips]} if write.ips else {}
     return {**obj, "apiVersion": "v1", "kind": "Service", "metadata": meta, "status": status}
+
+
+def pool_metrics(
+    metrics: ControllerMetrics, allocator: Allocator | None, pools: Any = None
+) -> None:
+    """MetalLB's per-pool gauges: addresses (when the pools changed), in use and services."""
+    if pools is not None:
+        metrics.addresses_total.values.clear()
+        for pool in pools:
+            metrics.addresses_total.set(sum(r.size for r in pool.addresses), pool.name)
+    if allocator is None:
+        return
+    in_use: dict[str, set[str]] = {}
+    services: dict[str, int] = {}
+    for allocation in allocator.result().allocations.values():
+        in_use.setdefault(allocation.pool, set()).update(str(ip) for ip in allocation.ips)
+        services[allocation.pool] = services.get(allocation.pool, 0) + 1
+    metrics.in_use.values.clear()
+    metrics.services.values.clear()
+    for (name,) in metrics.addresses_total.values:
+        metrics.in_use.set(len(in_use.get(name, ())), name)
+        metrics.services.set(services.get(name, 0), name)
 
 
 @dataclass
@@ -231,7 +254,10 @@ class Controller:
                 log.warning("lost the lease: standing by")
                 self._leading.clear()
 
-        await elector.run(leading)
+        try:
+            await elector.run(leading)
+        finally:  # a graceful stop (this task cancelled) gives the Lease back
+            await elector.release_on_stop(RELEASE_TIMEOUT_S)
 
     async def _loop(self) -> None:
         await self.informer.ready.wait()
@@ -299,26 +325,8 @@ class Controller:
         )
         self.allocator.sync(services.values(), previous=previous)
         self.metrics.config_loaded.set(1)
-        self._pool_metrics(resources.pools)
+        pool_metrics(self.metrics, self.allocator, resources.pools)
         return set(services)
-
-    def _pool_metrics(self, pools: Any = None) -> None:
-        if pools is not None:
-            self.metrics.addresses_total.values.clear()
-            for pool in pools:
-                self.metrics.addresses_total.set(sum(r.size for r in pool.addresses), pool.name)
-        if self.allocator is None:
-            return
-        in_use: dict[str, set[str]] = {}
-        services: dict[str, int] = {}
-        for allocation in self.allocator.result().allocations.values():
-            in_use.setdefault(allocation.pool, set()).update(str(ip) for ip in allocation.ips)
-            services[allocation.pool] = services.get(allocation.pool, 0) + 1
-        self.metrics.in_use.values.clear()
-        self.metrics.services.values.clear()
-        for (name,) in self.metrics.addresses_total.values:
-            self.metrics.in_use.set(len(in_use.get(name, ())), name)
-            self.metrics.services.set(services.get(name, 0), name)
 
     async def reconcile(self) -> None:
         """Decide and write for every Service whose outcome may have changed."""
@@ -343,7 +351,7 @@ class Controller:
                     keys.update(self.allocator.delete(key))
                 else:
                     keys.update(self.allocator.upsert(service))
-            self._pool_metrics()
+            pool_metrics(self.metrics, self.allocator)
         allocator = self.allocator
         assert allocator is not None
         semaphore = asyncio.Semaphore(WRITE_CONCURRENCY)
