@@ -55,6 +55,7 @@ from pikube.lb.kube.api import (
     Obj,
     connect,
 )
+from pikube.lb.kube.client_metrics import ClientMetrics, report_stale
 from pikube.lb.kube.desired import DesiredStateBuilder
 from pikube.lb.kube.events import EventRecorder, reference
 from pikube.lb.kube.informer import Change, ChangeType, Informer, Watched
@@ -127,10 +128,7 @@ class KubeSource:
     api: KubeClient | None = None
     informer: Informer | None = None
     _metrics: SpeakerMetricsLike | None = None
-    _stale: Family | None = None
-    _loaded: Family | None = None
-    _updates: Family | None = None
-    _update_errors: Family | None = None
+    _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
@@ -140,36 +138,17 @@ class KubeSource:
         """The speaker's metrics: where to export the API client's gauges, and what it announces."""
         self._metrics = metrics
         r = metrics.registry
-        self._loaded = r.gauge(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if the MetalLB configuration was successfully loaded at least once",
-        )
-        self._stale = r.gauge(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if running on a stale configuration, because the Kubernetes API is unreachable",
-        )
-        self._updates = r.counter(
-            "metallb_k8s_client_updates_total", "Number of k8s object updates that were processed"
-        )
-        self._update_errors = r.counter(
-            "metallb_k8s_client_update_errors_total",
-            "Number of k8s object updates that failed for some reason",
-        )
+        self._client = ClientMetrics.on(r)
 
     def _changed(self, kind: Kind, change: Change) -> None:
-        if self._updates is not None:
-            self._updates.inc()
+        if self._client is not None:
+            self._client.updates.inc()
         if kind in BUILDER_KINDS:
             self._pending.append((kind, change))
             self._wake.set()
 
     def _set_stale(self, stale: bool) -> None:
-        if self._stale is not None:
-            self._stale.set(1 if stale else 0)
-        if stale:
-            log.warning("the Kubernetes API is unreachable: announcing the last known state")
-        else:
-            log.info("the Kubernetes API answers again")
+        report_stale(self._client, stale)
 
     async def updates(self) -> AsyncIterator[DesiredState]:
         owned = self.api is None
@@ -218,8 +197,8 @@ class KubeSource:
                     }
                     last = state
                     yield state
-                    if self._loaded is not None:
-                        self._loaded.set(1)  # the speaker has taken its first state
+                    if self._client is not None:
+                        self._client.loaded.set(1)  # the speaker has taken its first state
                 await self._wake.wait()
 
     # -- reporting back -----------------------------------------------------------------------
@@ -248,8 +227,8 @@ class KubeSource:
             try:
                 await self._report(api, recorder, owner)
             except Exception as exc:
-                if self._update_errors is not None:
-                    self._update_errors.inc()
+                if self._client is not None:
+                    self._client.update_errors.inc()
                 log.debug("ServiceL2Status not updated: %s", exc)
             await asyncio.sleep(REPORT_INTERVAL_S)
 

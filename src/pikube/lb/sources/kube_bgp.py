@@ -51,9 +51,10 @@ from pikube.lb.kube.api import (
     Obj,
     connect,
 )
+from pikube.lb.kube.client_metrics import ClientMetrics, report_stale
 from pikube.lb.kube.convert import API_ORIGIN, Converter, Problem
 from pikube.lb.kube.informer import Change, Informer, Watched
-from pikube.lb.metrics import Family, Registry
+from pikube.lb.metrics import Registry
 from pikube.lb.model import ClusterResources, IPAddress, ServiceType
 
 log = logging.getLogger("pikube.source")
@@ -151,10 +152,7 @@ class KubeBgpSource:
     informer: Informer | None = None
     report_errors: int = 0
     _advertised: Advertised | None = None
-    _loaded: Family | None = None
-    _stale: Family | None = None
-    _updates: Family | None = None
-    _update_errors: Family | None = None
+    _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # name -> (the object as our last write left it, when); name -> when we deleted it
     _written: dict[str, tuple[Obj, float]] = field(default_factory=dict)
@@ -166,35 +164,16 @@ class KubeBgpSource:
         self._advertised = advertised
         if registry is None:
             return
-        self._loaded = registry.gauge(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if the MetalLB configuration was successfully loaded at least once",
-        )
-        self._stale = registry.gauge(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if running on a stale configuration, because the Kubernetes API is unreachable",
-        )
-        self._stale.set(0)
-        self._updates = registry.counter(
-            "metallb_k8s_client_updates_total", "Number of k8s object updates that were processed"
-        )
-        self._update_errors = registry.counter(
-            "metallb_k8s_client_update_errors_total",
-            "Number of k8s object updates that failed for some reason",
-        )
+        self._client = ClientMetrics.on(registry)
+        self._client.stale.set(0)
 
     def _changed(self, _kind: Kind, _change: Change) -> None:
-        if self._updates is not None:
-            self._updates.inc()
+        if self._client is not None:
+            self._client.updates.inc()
         self._wake.set()
 
     def _set_stale(self, stale: bool) -> None:
-        if self._stale is not None:
-            self._stale.set(1 if stale else 0)
-        if stale:
-            log.warning("the Kubernetes API is unreachable: announcing the last known state")
-        else:
-            log.info("the Kubernetes API answers again")
+        report_stale(self._client, stale)
 
     async def updates(self) -> AsyncIterator[BgpInput]:
         owned = self.api is None
@@ -235,8 +214,8 @@ class KubeBgpSource:
                 if item != last:
                     last = item
                     yield item
-                    if self._loaded is not None:
-                        self._loaded.set(1)  # the speaker has taken its first input
+                    if self._client is not None:
+                        self._client.loaded.set(1)  # the speaker has taken its first input
                 await self._wake.wait()
 
     # -- reporting back -----------------------------------------------------------------------
@@ -283,8 +262,8 @@ class KubeBgpSource:
                 await self.report(api, owner)
             except Exception as exc:
                 self.report_errors += 1
-                if self._update_errors is not None:
-                    self._update_errors.inc()
+                if self._client is not None:
+                    self._client.update_errors.inc()
                 log.debug("ServiceBGPStatus not updated: %s", exc)
             await asyncio.sleep(self.report_interval_s)
 
