@@ -47,6 +47,11 @@ class _Group(click.Group):
         except PikubeError as exc:
             click.echo(f"pikube: error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.Abort):
+            # Ctrl-C (or Ctrl-D at a question): 130 as the shell reports a SIGINT, not click's
+            # "Aborted!" with status 1, which the convention keeps for failures.
+            click.echo("pikube: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -396,7 +396,13 @@ def reset(spec_path: str, nodes: tuple[str, ...], yes: bool, log_path: str | Non
     from pikube.cluster.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(spec_path)
-    chosen = [spec.node(n).name for n in nodes] if nodes else [n.name for n in spec.nodes]
+    names = [n.name for n in spec.nodes]
+    for wanted in nodes:
+        if wanted not in names:
+            raise InvalidInput(
+                f"--node {wanted}: {spec_path} has no such node (its nodes: {', '.join(names)})"
+            )
+    chosen = list(dict.fromkeys(nodes)) if nodes else names
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput("reset asks before destroying anything: pass --yes")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pikube.errors import InvalidInput
+from pikube.errors import InvalidInput, PikubeError
 from pikube.helpers import METRICS_PORT
 
 if TYPE_CHECKING:
@@ -448,17 +448,20 @@ def bgp_speaker(
                 f"--router-id {router_id!r}: a router ID is written as an IPv4 address"
             ) from None
     _setup_logging("text", log_level)
-    daemon.run_forever(
-        daemon.BgpSpeakerSettings(
-            node=node,
-            directory=directory,
-            router_id=rid,
-            metrics_host=metrics_host,
-            metrics_port=metrics_port or None,
-            connect_retry_s=connect_retry_s,
-        ),
-        source,
-    )
+    try:
+        daemon.run_forever(
+            daemon.BgpSpeakerSettings(
+                node=node,
+                directory=directory,
+                router_id=rid,
+                metrics_host=metrics_host,
+                metrics_port=metrics_port or None,
+                connect_retry_s=connect_retry_s,
+            ),
+            source,
+        )
+    except OSError as exc:  # e.g. the metrics port is taken: it ran and failed (status 1)
+        raise PikubeError(f"BGP speaker {node} stopped: {exc}") from None
 
 
 def _setup_logging(log_format: str, log_level: str) -> None:

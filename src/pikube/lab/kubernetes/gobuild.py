@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pikube.errors import PikubeError
+from pikube.errors import InvalidInput, PikubeError
 from pikube.lab.kubernetes.components import (
     BY_NAME,
     COMPONENTS,
@@ -73,7 +73,7 @@ class BuildResult:
 def lookup(name: str) -> Component:
     comp = BY_NAME.get(name)
     if comp is None:
-        raise PikubeError(
+        raise InvalidInput(
             f"unknown component {name!r}: choose one of {', '.join(c.name for c in COMPONENTS)}"
         )
     return comp

@@ -244,6 +244,8 @@ async def connect(kubeconfig: Path | None, *, request_timeout_s: float = 10.0) -
             config.ConfigException) as exc:  # fmt: skip
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, TypeError | KeyError | AttributeError):  # the YAML is something else
+            detail = f"not a kubeconfig (clusters, contexts, users): {detail}"
         hint = "" if kubeconfig else "; pass --kubeconfig FILE (outside a Pod)"
         raise PikubeError(f"{where}: {detail}{hint}", exit_code=2) from exc
     backend = KubeconfigBackend(client.ApiClient(configuration))
