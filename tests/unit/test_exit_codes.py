@@ -160,7 +160,7 @@ def test_every_command_is_run_into_the_convention() -> None:
         assert {1, 2} <= statuses, group
 
 
-def test_ctrl_c_exits_130_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C in any command (here while `lb allocate -f -` reads its input) is status 130, as
     the shell reports a SIGINT; click alone would print "Aborted!" and exit 1."""
 

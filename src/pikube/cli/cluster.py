@@ -116,28 +116,26 @@ def _report_new_key(event: NewHostKey) -> None:
 @_output_option
 def plan(spec_path: str, output: str) -> None:
     """Show every change apply would make, per node; change nothing. Also names the fields of
-    the spec that the builder does not use yet."""
-    from pikube.cluster.spec import NOT_YET_USED, load_spec, not_yet_used  # noqa: PLC0415
+    the spec that change nothing under its settings (e.g. the add-ons with cluster.bootstrap:
+    false), and why."""
+    from pikube.cluster.spec import NOT_YET_USED, load_spec, not_yet_used, without_effect  # noqa: PLC0415
 
     spec = load_spec(spec_path)
     the_plan, cluster_plan = _run(_plan(spec), "interrupted (plan changes nothing)")
-    unused = not_yet_used(spec)
+    unused = without_effect(spec)
     if output == "json":
         data = the_plan.to_json()
         if cluster_plan is not None:
             data["cluster"] = cluster_plan.to_json()
-        data["not_yet_used"] = {field: NOT_YET_USED[field] for field in unused}
+        data["not_yet_used"] = {field: NOT_YET_USED[field] for field in not_yet_used(spec)}
+        data["without_effect"] = unused
         click.echo(json.dumps(data, indent=2))
     else:
         _print_plan(the_plan)
         if cluster_plan is not None:
             _print_cluster_plan(cluster_plan)
-        if unused:
-            _say(
-                click.style("note:", fg="yellow")
-                + f" not yet used by the builder, so they change nothing: {', '.join(unused)} "
-                "(kubeadm init, flannel, the load balancer and the demo app come later)"
-            )
+        for field, why in unused.items():
+            _say(click.style("note:", fg="yellow") + f" {field} changes nothing: {why}")
     if the_plan.errors:
         sys.exit(1)
 

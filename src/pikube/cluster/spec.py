@@ -361,16 +361,63 @@ NOT_YET_USED: dict[str, str] = {}
 NOT_YET_USED_COMMENT = "# not yet used"
 
 
+# Fields only the stages after host preparation read (kubeadm's configuration, flannel, the
+# load balancer, nginx): with `cluster.bootstrap: false` they change nothing, and `plan` says so
+# for each one the spec sets; the JSON Schema and the commented spec say it too.
+BOOTSTRAP_ONLY = (
+    "networking.pod_cidr",
+    "networking.service_cidr",
+    "kubelet.eviction_hard",
+    "versions.flannel",
+    "flannel.manifest",
+    "flannel.sha256",
+    "load_balancer",
+    "demo_app",
+)
+BOOTSTRAP_ONLY_NOTE = "Used only with cluster.bootstrap: true."
+
+
+def _is_set(spec: ClusterSpec, dotted: str) -> bool:
+    """Whether the spec's file sets the field (a default nobody wrote needs no notice)."""
+    *parents, leaf = dotted.split(".")
+    model: BaseModel | None = spec
+    for part in parents:
+        model = getattr(model, part, None)
+    return (
+        model is not None
+        and leaf in model.model_fields_set
+        and getattr(model, leaf, None) is not None
+    )
+
+
 def not_yet_used(spec: ClusterSpec) -> list[str]:
-    """The NOT_YET_USED fields this spec sets (a default nobody wrote needs no notice)."""
-    found = []
-    for dotted in NOT_YET_USED:
-        *parents, leaf = dotted.split(".")
-        model: BaseModel | None = spec
-        for part in parents:
-            model = getattr(model, part, None)
-        if model is not None and leaf in model.model_fields_set:
-            found.append(dotted)
+    """The NOT_YET_USED fields this spec sets."""
+    return [dotted for dotted in NOT_YET_USED if _is_set(spec, dotted)]
+
+
+def without_effect(spec: ClusterSpec) -> dict[str, str]:
+    """The fields this spec sets that change nothing under its own settings, each with why
+    (pure; `plan` prints them, so no field is a silent no-op)."""
+    found = {dotted: f"not yet used: {NOT_YET_USED[dotted]}" for dotted in not_yet_used(spec)}
+    if not spec.cluster.bootstrap:
+        for dotted in BOOTSTRAP_ONLY:
+            if _is_set(spec, dotted):
+                found[dotted] = "cluster.bootstrap is false: apply prepares the hosts only"
+        return found
+    if spec.flannel.manifest is not None and _is_set(spec, "versions.flannel"):
+        found["versions.flannel"] = (
+            "flannel.manifest names the manifest, so its version is whatever that file holds"
+        )
+    if not spec.demo_app.enabled:
+        for leaf in ("image", "replicas"):
+            if leaf in spec.demo_app.model_fields_set:
+                found[f"demo_app.{leaf}"] = "demo_app.enabled is false: nginx is not deployed"
+    lb = spec.load_balancer
+    if lb is not None and lb.mode is LoadBalancerMode.BGP:
+        found["load_balancer.mode"] = (
+            "bgp: apply installs a BGPAdvertisement but no BGPPeer (the spec has no field for "
+            "peers), so nothing is announced until you apply a BGPPeer for your router"
+        )
     return found
 
 
@@ -422,7 +469,10 @@ def json_schema() -> dict[str, Any]:
     schema = ClusterSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pikube cluster.yaml"
-    for dotted, why in NOT_YET_USED.items():
+    notes = {dotted: f"Not yet used: {why}." for dotted, why in NOT_YET_USED.items()}
+    for dotted in BOOTSTRAP_ONLY:
+        notes[dotted] = " ".join(filter(None, [notes.get(dotted), BOOTSTRAP_ONLY_NOTE]))
+    for dotted, note in notes.items():
         *parents, leaf = dotted.split(".")
         node = schema
         for part in parents:
@@ -431,9 +481,7 @@ def json_schema() -> dict[str, Any]:
             )
             node = schema["$defs"][ref.rsplit("/", 1)[1]]
         prop = node["properties"][leaf]
-        prop["description"] = " ".join(
-            filter(None, [f"Not yet used: {why}.", prop.get("description")])
-        )
+        prop["description"] = " ".join(filter(None, [note, prop.get("description")]))
     return schema
 
 
@@ -454,7 +502,9 @@ cluster:
   # The seed renames kubeadm's context kubernetes-admin@kubernetes to this name; pikube names
   # the cluster, the context and the user of `pikube cluster kubeconfig` after it.
   name: kubeadm-orenge-cloud-playground
-  # false: prepare the hosts only (then kubeadm init/join by hand, as the seed does).
+  # false: prepare the hosts only (then kubeadm init/join by hand, as the seed does); the
+  # pod and service CIDRs, kubelet, versions.flannel, flannel, load_balancer and demo_app
+  # are then not used (`plan` names those you set).
   bootstrap: true
 
 # How to reach every node; a node may override user, key and port under its own `ssh:`.
@@ -506,11 +556,11 @@ flannel:
 
 load_balancer:
   implementation: pikube                # pikube (MetalLB-compatible); metallb: not yet
-  mode: layer2                          # layer2 (ARP/NDP) | bgp
+  mode: layer2                          # layer2 (ARP/NDP) | bgp (add your BGPPeer with kubectl)
   pool: 192.168.68.230-192.168.68.250   # the seed's IPAddressPool
 
 demo_app:                               # the seed's nginx, as a type: LoadBalancer Service
-  enabled: true
+  enabled: true                         # false: no nginx (image and replicas then unused)
   image: nginx:1.27
   replicas: 1
 """

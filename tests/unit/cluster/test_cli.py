@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from pikube.cli import cli
 from pikube.cluster.spec import NOT_YET_USED, SEED_SPEC, json_schema, load_spec
 from tests.helpers import run_pikube
 
@@ -83,9 +86,33 @@ def test_plan_has_no_field_left_unused(tmp_path: Path) -> None:
     assert NOT_YET_USED == {}
     as_json = json.loads(run_pikube("cluster", "plan", "-f", str(spec), "-o", "json").stdout)
     assert as_json["not_yet_used"] == {}
+    assert as_json["without_effect"] == {}
     # With the control plane unreachable, nothing after host preparation is planned.
     assert as_json["cluster"]["steps"] == []
     assert set(as_json["cluster"]["blocked"]) == {"master", "node01", "node02", "node03"}
+
+
+def test_plan_names_the_fields_that_change_nothing(tmp_path: Path) -> None:
+    """With `cluster.bootstrap: false` the add-ons' fields do nothing, and plan says so."""
+    spec = _unreachable_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("bootstrap: true", "bootstrap: false"))
+    table = CliRunner().invoke(cli, ["cluster", "plan", "-f", str(spec)])
+    assert table.exit_code == 1  # nobody answers
+    assert (
+        "note: load_balancer changes nothing: cluster.bootstrap is false: apply prepares the "
+        "hosts only"
+    ) in table.stdout
+    as_json = json.loads(
+        CliRunner().invoke(cli, ["cluster", "plan", "-f", str(spec), "-o", "json"]).stdout
+    )
+    assert sorted(as_json["without_effect"]) == [
+        "demo_app",
+        "load_balancer",
+        "networking.pod_cidr",
+        "networking.service_cidr",
+        "versions.flannel",
+    ]
+    assert "cluster" not in as_json  # nothing after host preparation is planned
 
 
 def test_apply_reports_in_json_for_scripts(tmp_path: Path) -> None:
@@ -122,5 +149,5 @@ def test_reset_asks_first_and_names_an_unknown_node(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "reset asks before destroying anything: pass --yes" in result.stderr
     result = run_pikube("cluster", "reset", "-f", str(spec), "--node", "node09", "--yes")
-    assert result.returncode == 1
-    assert "the spec has no node 'node09'" in result.stderr
+    assert result.returncode == 2  # invalid input, found before connecting
+    assert f"--node node09: {spec} has no such node (its nodes: master, node01" in result.stderr

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pikube.cluster.spec import (
+    BOOTSTRAP_ONLY_NOTE,
     NOT_YET_USED,
     NOT_YET_USED_COMMENT,
     SEED_SPEC,
@@ -17,6 +18,7 @@ from pikube.cluster.spec import (
     load_spec,
     not_yet_used,
     parse_spec,
+    without_effect,
 )
 from pikube.errors import PikubeError
 
@@ -194,3 +196,65 @@ def test_a_flannel_pin_must_be_a_sha256() -> None:
     data["flannel"] = {"manifest": "kube-flannel.yml", "sha256": "abc"}
     with pytest.raises(PikubeError, match=r"cluster.yaml: flannel.sha256: must be 64 hex"):
         parse_spec(data, "cluster.yaml")
+
+
+def test_the_seed_spec_has_no_field_without_effect() -> None:
+    assert without_effect(parse_spec(_seed(), "cluster.yaml")) == {}
+
+
+def test_without_bootstrap_the_cluster_stages_fields_are_named() -> None:
+    """`cluster.bootstrap: false` prepares the hosts only: every field the spec sets that only
+    the later stages read is named (a default nobody wrote is not)."""
+    data = _seed()
+    cluster = data["cluster"]
+    assert isinstance(cluster, dict)
+    cluster["bootstrap"] = False
+    found = without_effect(parse_spec(data, "cluster.yaml"))
+    assert sorted(found) == [
+        "demo_app",
+        "load_balancer",
+        "networking.pod_cidr",
+        "networking.service_cidr",
+        "versions.flannel",
+    ]
+    assert set(found.values()) == {"cluster.bootstrap is false: apply prepares the hosts only"}
+    del data["load_balancer"], data["demo_app"], data["networking"]
+    data["kubelet"] = {"eviction_hard": {"memory.available": "100Mi"}}
+    assert sorted(without_effect(parse_spec(data, "cluster.yaml"))) == [
+        "kubelet.eviction_hard",
+        "versions.flannel",
+    ]
+
+
+def test_fields_that_settings_elsewhere_make_moot_are_named() -> None:
+    data = _seed()
+    data["flannel"] = {"manifest": "kube-flannel.yml", "sha256": None}
+    demo = data["demo_app"]
+    lb = data["load_balancer"]
+    assert isinstance(demo, dict)
+    assert isinstance(lb, dict)
+    demo["enabled"] = False
+    lb["mode"] = "bgp"
+    found = without_effect(parse_spec(data, "cluster.yaml"))
+    assert sorted(found) == [
+        "demo_app.image",
+        "demo_app.replicas",
+        "load_balancer.mode",
+        "versions.flannel",
+    ]
+    assert "flannel.manifest names the manifest" in found["versions.flannel"]
+    assert "no BGPPeer" in found["load_balancer.mode"]
+
+
+def test_the_schema_and_the_commented_spec_mark_the_bootstrap_only_fields() -> None:
+    schema = json_schema()
+    assert schema["properties"]["load_balancer"]["description"].startswith(BOOTSTRAP_ONLY_NOTE)
+    assert schema["$defs"]["Versions"]["properties"]["flannel"]["description"] == (
+        BOOTSTRAP_ONLY_NOTE
+    )
+    assert schema["$defs"]["Networking"]["properties"]["pod_cidr"]["description"] == (
+        BOOTSTRAP_ONLY_NOTE
+    )
+    comment = SEED_SPEC.split("bootstrap: true")[0].rsplit("name:", 1)[1]
+    for field in ("pod and service CIDRs", "versions.flannel", "load_balancer", "demo_app"):
+        assert field in " ".join(comment.split())
