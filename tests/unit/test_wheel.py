@@ -8,6 +8,7 @@ Debian package list, the cluster schema it writes) inside the wheel.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,13 +64,61 @@ def _bare_env() -> dict[str, str]:
     return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root")}
 
 
+def _package_data() -> set[str]:
+    """Every file under src/pikube that is not Python: what pikube reads at run time."""
+    src = ROOT / "src"
+    return {
+        str(path.relative_to(src))
+        for path in (src / "pikube").rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    }
+
+
 def test_the_wheel_holds_the_package_data(installed: tuple[Path, Path]) -> None:
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "pikube/data/debian-packages.txt" in names
-    assert "pikube/data/crds/metallb.io_ipaddresspools.yaml" in names
-    assert "pikube/data/crds/metallb.io_l2advertisements.yaml" in names
-    assert "pikube/lab/kubeapi/openapi-v1.31.json" in names  # the API stand-in's schemas
+    data = _package_data()
+    for expected in (
+        "pikube/data/debian-packages.txt",
+        "pikube/data/crds/metallb.io_ipaddresspools.yaml",
+        "pikube/data/deploy/pikube.yaml",  # the load balancer's install manifest
+        "pikube/data/gobuild/kubernetes/go.sum",  # the lab's Go build wrappers
+        "pikube/lab/kubeapi/openapi-v1.31.json",  # the API stand-in's schemas
+    ):
+        assert expected in data  # the list below is not empty by accident
+    assert data - names == set()
+
+
+# Run by the installed interpreter: each kind of package data read the way pikube reads it.
+_LOADS = """
+import json, yaml
+from importlib.resources import files
+from pikube.cluster.addons import lb_manifest
+from pikube.lab.kubeapi.openapi import builtin_schemas
+from pikube.lab.kubernetes import gobuild
+from pikube.lab.kubernetes.components import COMPONENTS
+from pikube.system import debian_packages
+import pikube
+kinds = sorted({d["kind"] for d in yaml.safe_load_all(lb_manifest()) if d})
+crds = sorted(p.name for p in (files("pikube") / "data" / "crds").iterdir())
+wrappers = {c.name: sorted(gobuild.wrapper_files(c)) for c in COMPONENTS}
+print(json.dumps({
+    "from": pikube.__file__, "manifest_kinds": kinds, "crds": crds, "wrappers": wrappers,
+    "openapi": len(builtin_schemas()), "debian_packages": len(debian_packages()),
+}))
+"""
+
+
+def test_the_installed_package_loads_its_data(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    _, bin_dir = installed
+    loaded = json.loads(_run([str(bin_dir / "python"), "-c", _LOADS], tmp_path, _bare_env()))
+    assert str(bin_dir.parent) in loaded["from"]
+    assert {"CustomResourceDefinition", "DaemonSet", "Deployment"} <= set(loaded["manifest_kinds"])
+    assert "metallb.io_ipaddresspools.yaml" in loaded["crds"]
+    assert len(loaded["wrappers"]) >= 9
+    assert all(files == ["go.mod", "go.sum", "tools.go"] for files in loaded["wrappers"].values())
+    assert loaded["openapi"] > 0
+    assert loaded["debian_packages"] > 0
 
 
 def test_pikube_runs_from_the_isolated_install(
