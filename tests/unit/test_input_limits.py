@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pikube.cli import cli
 from pikube.cluster.spec import SEED_SPEC, load_spec
 from pikube.errors import MESSAGE_CHARS, PikubeError, bounded, excerpt
-from pikube.inputs import MANIFESTS_LIMIT_BYTES, SPEC_LIMIT_BYTES
-from pikube.lb.config import load_manifests
+from pikube.inputs import KEY_LIMIT_BYTES, MANIFESTS_LIMIT_BYTES, SPEC_LIMIT_BYTES
+from pikube.lb.config import load_manifests, loader
+from pikube.lb.config.fields import Origin
 from tests.helpers import run_pikube
 
 POOL = """\
@@ -75,16 +78,28 @@ def test_manifests_over_the_limit_are_refused_before_parsing(tmp_path: Path) -> 
     assert piped.stderr.startswith(b"pikube: error: <stdin>: too large")
 
 
-def test_the_limit_counts_every_file_of_a_directory(tmp_path: Path) -> None:
+def test_the_limit_counts_every_file_of_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The speaker reads its `--source dir:` the same way: a directory of many files, each
-    small, is bounded too."""
+    small, is bounded too, and refused before any file is parsed (parsing the first two
+    took 30 s on a busy machine)."""
     directory = tmp_path / "manifests"
     directory.mkdir()
     for index in range(3):
         _write_over(directory / f"{index}.yaml", MANIFESTS_LIMIT_BYTES // 3)
+    parsed: list[str] = []
+    real = loader.documents_from_text
+
+    def counted(text: str, path: str) -> list[tuple[object, Origin]]:
+        parsed.append(path)
+        return real(text, path)
+
+    monkeypatch.setattr(loader, "documents_from_text", counted)
     with pytest.raises(PikubeError, match=r"/2\.yaml: too large: manifests may be at most") as e:
         load_manifests([directory])
     assert e.value.exit_code == 2
+    assert parsed == []
 
 
 def test_the_cluster_spec_has_a_limit_too(tmp_path: Path) -> None:
@@ -95,3 +110,29 @@ def test_the_cluster_spec_has_a_limit_too(tmp_path: Path) -> None:
     # A device that never ends is refused as soon as the limit is read, not read for ever.
     with pytest.raises(PikubeError, match="/dev/zero: too large"):
         load_spec("/dev/zero")
+
+
+def test_a_usage_error_quotes_a_huge_argument_in_a_few_characters() -> None:
+    """click's own usage errors quote the bad value too; an argument can be 128 KiB."""
+    huge = "x" * 100_000
+    for args in (["cluster", "plan", "-o", huge], ["lab", huge], [huge]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2
+        assert len(result.output) < 600, result.output[:600]
+        assert "…(1000" in result.output  # the excerpt says how long the value was
+
+
+def test_a_key_file_has_a_limit(tmp_path: Path) -> None:
+    key = tmp_path / "speaker.key"
+    with key.open("wb") as sparse:
+        sparse.truncate(50 * 1024 * 1024)
+    result = CliRunner().invoke(
+        cli,
+        ["lb", "speaker", "--node", "n1", "--source", f"dir:{tmp_path}", "--key-file", str(key)],
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"pikube: error: {key}: too large: a key file may be at most {KEY_LIMIT_BYTES} bytes in "
+        "all, and this brings them to 50.0 MiB or more; it holds one key: "
+        "`head -c 32 /dev/urandom | base64`\n"
+    )

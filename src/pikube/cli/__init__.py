@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from pikube import __version__
-from pikube.errors import PikubeError
+from pikube.errors import PikubeError, bounded
 
 # Command groups, imported only when used: `pikube lb speaker` is a long-running daemon that
 # must not pay for the lab's imports (pyroute2, rich) in start-up time or memory.
@@ -41,9 +41,27 @@ class _Group(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            exc.message = bounded(exc.message)  # type: ignore[misc]  # click: Final, set once
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            # click quotes a bad value whole in its usage errors (an argument can be 128 KiB):
+            # bounded like every PikubeError.
+            exc.message = bounded(exc.message)  # type: ignore[misc]  # click: Final, set once
+            raise
         except PikubeError as exc:
             click.echo(f"pikube: error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)

@@ -145,10 +145,13 @@ def _print_table(result: AllocationResult) -> None:
 
 
 def _read_key(path: Path) -> bytes:
+    from pikube.inputs import KEY_LIMIT_BYTES, InputBudget  # noqa: PLC0415
     from pikube.lb.membership.protocol import load_key  # noqa: PLC0415
 
     try:
-        raw = path.read_bytes()
+        raw = InputBudget(
+            KEY_LIMIT_BYTES, "a key file", "it holds one key: `head -c 32 /dev/urandom | base64`"
+        ).read_bytes(path)
     except OSError as exc:
         raise InvalidInput(
             f"key file {path}: {exc.strerror}; every speaker needs the same shared key, e.g. "
