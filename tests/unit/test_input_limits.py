@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from pikube.cli import cli
-from pikube.cluster.spec import SEED_SPEC, load_spec
-from pikube.errors import MESSAGE_CHARS, PikubeError, bounded, excerpt
+from pikube.cluster.bootstrap import read_flannel_manifest
+from pikube.cluster.spec import SEED_SPEC, load_spec, parse_spec
+from pikube.errors import MESSAGE_CHARS, InvalidInput, PikubeError, bounded, excerpt
 from pikube.inputs import KEY_LIMIT_BYTES, MANIFESTS_LIMIT_BYTES, SPEC_LIMIT_BYTES
 from pikube.lb.config import load_manifests, loader
 from pikube.lb.config.fields import Origin
@@ -136,3 +138,14 @@ def test_a_key_file_has_a_limit(tmp_path: Path) -> None:
         "all, and this brings them to 50.0 MiB or more; it holds one key: "
         "`head -c 32 /dev/urandom | base64`\n"
     )
+
+
+def test_a_local_flannel_manifest_has_the_manifests_limit(tmp_path: Path) -> None:
+    big = tmp_path / "kube-flannel.yml"
+    with big.open("wb") as sparse:
+        sparse.truncate(50 * 1024 * 1024)
+    data = yaml.safe_load(SEED_SPEC)
+    data["flannel"] = {"manifest": str(big), "sha256": None}
+    spec = parse_spec(data, "cluster.yaml")
+    with pytest.raises(InvalidInput, match=r"kube-flannel.yml: too large: flannel's manifest"):
+        read_flannel_manifest(spec)

@@ -29,6 +29,7 @@ from pikube.cluster.session import Session
 from pikube.cluster.spec import ClusterSpec
 from pikube.cluster.stages import KUBECTL, ClusterPlan, Phase, Stdin, Step, cluster_plan, redact
 from pikube.errors import InvalidInput, PikubeError
+from pikube.inputs import MANIFESTS_LIMIT_BYTES, InputBudget
 
 API_TIMEOUT_S = 600.0  # a Pi on an SD card: etcd and the API server may take minutes
 READY_TIMEOUT_S = 600.0
@@ -62,7 +63,8 @@ def read_flannel_manifest(spec: ClusterSpec) -> str:
         return data.decode()
     path = Path(source).expanduser()
     try:
-        return path.read_text()
+        # Bounded as every input file (pikube.inputs): /dev/zero is refused, not read for ever.
+        return InputBudget(MANIFESTS_LIMIT_BYTES, "flannel's manifest").read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"flannel.manifest: cannot read {path}: {exc}") from None
 
