@@ -69,7 +69,6 @@ def test_the_wheel_holds_the_package_data(installed: tuple[Path, Path]) -> None:
     assert "pikube/data/debian-packages.txt" in names
     assert "pikube/data/crds/metallb.io_ipaddresspools.yaml" in names
     assert "pikube/data/crds/metallb.io_l2advertisements.yaml" in names
-    assert "pikube/lab/kubeapi/openapi-v1.31.json" in names  # the API stand-in's schemas
 
 
 def test_pikube_runs_from_the_isolated_install(

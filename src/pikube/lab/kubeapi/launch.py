@@ -27,7 +27,7 @@ from typing import Any
 from pikube.errors import PikubeError
 from pikube.helpers import write_atomic
 from pikube.lab import state
-from pikube.lab.kubeapi import pki
+from pikube.lab.kubeapi import openapi_source, pki
 from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from pikube.lab.kubeapi.seed import node
 from pikube.lab.kubeapi.store import format_time
@@ -115,6 +115,7 @@ def start_in_lab(
     record = running(lab)
     sock = admin_socket_path(lab.name)
     if record is None:
+        openapi_source.fetch()  # the stand-in, inside the lab, cannot fetch Kubernetes' schemas
         pki_dir = write_pki(lab)
         master = lab.topology.host(API_HOST)
         argv = [
