@@ -107,7 +107,7 @@ def _field_validation(
     unknown = [f'unknown field "{path}"' for path in paths]
     if unknown and directive == "Strict":
         raise errors.bad_request(
-            f"{rt.kind} in version {rt.version!r} cannot be handled as a {rt.kind}: "
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
             f"strict decoding error: {', '.join(unknown)}"
         )
     return unknown
