@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pikube.lab.kubeapi import openapi, openapi_proto, openapi_source
+import pytest
+
+from pikube.lab.kubeapi import openapi, openapi_proto, openapi_source, server
 from pikube.lab.kubeapi.openapi_source import OBJECT_META, REF_PREFIX
 from pikube.lab.kubeapi.resources import BUILTIN_TYPES, Registry, types_from_crd
 from tests.unit.kubeapi.test_store import _crd
@@ -105,3 +107,19 @@ def test_the_protobuf_form_writes_gnostics_field_numbers() -> None:
         encoded
         == b"\x0a\x032.0" + b"\x12\x06\x0a\x01t\x12\x01v" + b"\x4a\x07\x0a\x05\x0a\x01A\x12\x00"
     )
+
+
+def test_without_the_module_the_server_publishes_the_kinds_and_refuses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = openapi_source.load(None, BUILTIN_TYPES)
+    monkeypatch.setattr(openapi_source, "builtins", lambda: made)
+    registry = Registry()
+    document = openapi.v3_document(registry, "", "v1")
+    assert document is not None
+    assert "io.k8s.api.core.v1.Service" in document["components"]["schemas"]
+    assert "io.metallb" not in json.dumps(openapi.v2_document(registry.all()))
+    service = registry.by_kind("v1", "Service")
+    assert service is not None
+    body = {"apiVersion": "v1", "kind": "Service", "spec": {"selectr": {}}}
+    assert server._field_validation(service, body, "Strict") == []
