@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import sysconfig
@@ -98,6 +99,13 @@ def _widget(name: str, spec: object) -> str:
     return json.dumps({**body, "spec": spec}) + "\n---\n"
 
 
+def _without_patched_object(answer: tuple[int, str, str]) -> tuple[int, str, str]:
+    """The real server quotes the whole patched object, with its managedFields and times; the
+    stand-in has no managedFields. Everything else must be the same."""
+    code, out, err = answer
+    return code, out, re.sub(r'Invalid value: "(\\.|[^"\\])*"', 'Invalid value: "..."', err)
+
+
 def _kubectl_binary() -> str:
     path = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", os.defpath)])
     found = shutil.which("kubectl", path=path)
@@ -164,6 +172,16 @@ async def _session(kubectl: Kubectl, files: Path, suffix: str) -> dict[str, obje
         typo.write_text(_widget(f"typo-{suffix}", typo_spec))
         seen["unknown field, strict"] = await kubectl("create", "-f", str(typo))
         seen["unknown field, warn"] = await kubectl("create", "--validate=warn", "-f", str(typo))
+        seen["unknown field, ignore"] = await kubectl(
+            "create", "--validate=false", "--dry-run=server", "-f", str(typo)
+        )
+        good.write_text(_widget(f"good-{suffix}", {**GOOD, "prot": 80}))
+        refused = await kubectl("apply", "-f", str(good))
+        seen["apply a patch with an unknown field, strict"] = _without_patched_object(refused)
+        seen["apply a patch with an unknown field, warn"] = await kubectl(
+            "apply", "--validate=warn", "-f", str(good)
+        )
+        # (server-side apply differs: the real server says "field not declared in schema")
         seen["pruned"] = await kubectl(
             "get", "widget", f"typo-{suffix}", "-o", "jsonpath={.spec.prot}{.spec.extra}"
         )
@@ -178,6 +196,13 @@ async def _session(kubectl: Kubectl, files: Path, suffix: str) -> dict[str, obje
         seen["built-in unknown fields, strict"] = await kubectl("create", "-f", str(deployment))
         seen["built-in unknown fields, warn"] = await kubectl(
             "create", "--validate=warn", "--dry-run=server", "-f", str(deployment)
+        )
+        fixed = deployment.read_text().replace("replica:", "replicas:").replace(", prots: []", "")
+        deployment.write_text(fixed)
+        seen["built-in apply"] = await kubectl("apply", "-f", str(deployment))
+        deployment.write_text(fixed.replace("replicas: 2", "replicas: 3\n  minReadySecs: 5"))
+        seen["built-in apply a patch with an unknown field, strict"] = await kubectl(
+            "apply", "-f", str(deployment)
         )
     finally:
         await kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(crd))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab.kubeapi import openapi, openapi_proto, openapi_source, server
+from pikube.lab.kubeapi import fieldvalidation, openapi, openapi_proto, openapi_source
 from pikube.lab.kubeapi.openapi_source import OBJECT_META, REF_PREFIX
 from pikube.lab.kubeapi.resources import BUILTIN_TYPES, Registry, types_from_crd
 from tests.unit.kubeapi.test_store import _crd
@@ -122,4 +122,4 @@ def test_without_the_module_the_server_publishes_the_kinds_and_refuses_nothing(
     service = registry.by_kind("v1", "Service")
     assert service is not None
     body = {"apiVersion": "v1", "kind": "Service", "spec": {"selectr": {}}}
-    assert server._field_validation(service, body, "Strict") == []
+    assert fieldvalidation.check(service, body, "Strict") == []
