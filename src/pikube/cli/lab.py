@@ -122,11 +122,13 @@ def down(name: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 def status(name: str, output: str) -> None:
     """Show the lab's hosts, addresses and processes."""
-    from pikube.lab.kubeapi import launch  # noqa: PLC0415 (keeps other commands' start-up fast)
-
     the_lab = Lab(name)
     st = the_lab.status()
-    api = launch.describe(the_lab, st.processes) if st.exists else None
+    api = None
+    if st.exists:
+        from pikube.lab.kubeapi import launch  # noqa: PLC0415 (keeps start-up fast)
+
+        api = launch.describe(the_lab, st.processes)
     if output == "json":
         click.echo(
             json.dumps({**_status_json(st), "kubernetes_api": api and api.to_json()}, indent=2)
