@@ -158,6 +158,7 @@ async def _session(kubectl: Kubectl, files: Path, suffix: str) -> dict[str, obje
         seen["explain built-in"] = await kubectl(
             "explain", "deployment.spec.strategy.rollingUpdate"
         )
+        seen["explain namespace"] = await kubectl("explain", "namespace.metadata.name")
         seen["explain built-in, v2"] = await kubectl(
             "explain", "service.spec.ports.port", "--output", "plaintext-openapiv2"
         )
