@@ -21,6 +21,7 @@ from pikube.lab.kubernetes import gobuild, seedcluster
 from pikube.lab.kubernetes.seedcluster import KUBECTL, ssh
 from pikube.lab.lab import Lab
 from tests.conftest import new_lab_name
+from tests.helpers import run_pikube
 
 pytestmark = pytest.mark.lab
 
@@ -107,3 +108,11 @@ def test_the_seeds_nginx_answers_through_a_nodeport_and_port_forward(cluster: La
     )
     result = cluster.run("client", ["sh", "-c", forward], timeout_s=60.0)
     assert result.stdout.strip() == "200", (result.stdout, result.stderr)
+
+
+def test_lab_status_says_the_api_is_real_kubernetes(cluster: Lab) -> None:
+    table = run_pikube("lab", "status", "--name", cluster.name).stdout
+    assert "Kubernetes API: real Kubernetes v1.31.5 (kube-apiserver on master, kubeadm)" in table
+    assert "stand-in" not in table
+    status = json.loads(run_pikube("lab", "status", "--name", cluster.name, "-o", "json").stdout)
+    assert status["kubernetes_api"]["kind"] == "kubernetes"

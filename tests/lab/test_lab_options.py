@@ -49,8 +49,14 @@ def test_cluster_spec_of_a_lab_without_ssh_hosts_says_how_to_start_them() -> Non
         names = {p["name"] for p in status["processes"]}
         assert "api-stand-in" in names
         assert "kube-apiserver" not in names  # it is not one (yet)
+        assert status["kubernetes_api"]["kind"] == "stand-in"
+        assert status["kubernetes_api"]["running"] is True
         table = run_pikube("lab", "status", "--name", name).stdout
         assert "kube-apiserver" not in table
+        assert (
+            "Kubernetes API: in-memory API stand-in (pikube's own, in Python) at "
+            "https://198.51.100.20:6443\n"
+        ) in table
     finally:
         Lab(name).down()
 

@@ -83,7 +83,6 @@ def test_the_wheel_holds_the_package_data(installed: tuple[Path, Path]) -> None:
         "pikube/data/crds/metallb.io_ipaddresspools.yaml",
         "pikube/data/deploy/pikube.yaml",  # the load balancer's install manifest
         "pikube/data/gobuild/kubernetes/go.sum",  # the lab's Go build wrappers
-        "pikube/lab/kubeapi/openapi-v1.31.json",  # the API stand-in's schemas
     ):
         assert expected in data  # the list below is not empty by accident
     assert data - names == set()

@@ -122,9 +122,17 @@ def down(name: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 def status(name: str, output: str) -> None:
     """Show the lab's hosts, addresses and processes."""
-    st = Lab(name).status()
+    the_lab = Lab(name)
+    st = the_lab.status()
+    api = None
+    if st.exists:
+        from pikube.lab.kubeapi import launch  # noqa: PLC0415 (keeps start-up fast)
+
+        api = launch.describe(the_lab, st.processes)
     if output == "json":
-        click.echo(json.dumps(_status_json(st), indent=2))
+        click.echo(
+            json.dumps({**_status_json(st), "kubernetes_api": api and api.to_json()}, indent=2)
+        )
         if not st.exists:
             sys.exit(1)
         return
@@ -132,6 +140,9 @@ def status(name: str, output: str) -> None:
         _console().print(f"lab {name!r} does not exist")
         sys.exit(1)
     _print_hosts(st)
+    if api is not None:
+        state = "" if api.running else " [red](not running)[/red]"
+        _console().print(f"Kubernetes API: {api.what} at {api.server_url}{state}", soft_wrap=True)
     if st.processes:
         table = Table("host", "process", "pid", "state", "command", box=None)
         for p in st.processes:

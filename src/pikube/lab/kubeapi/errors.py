@@ -108,6 +108,8 @@ def bad_request(message: str) -> ApiError:
 
 def invalid(rt: ResourceType, name: str, causes: Sequence[Cause]) -> ApiError:
     summary = ", ".join(f"{c.field}: {c.message}" for c in causes)
+    if len(causes) > 1:
+        summary = f"[{summary}]"  # as apimachinery's aggregate of several errors reads
     message = f'{rt.kind}{"." + rt.group if rt.group else ""} "{name}" is invalid: {summary}'
     return ApiError(422, "Invalid", message, name=name, rt=rt, causes=causes)
 

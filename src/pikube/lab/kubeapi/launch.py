@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +28,11 @@ from typing import Any
 from pikube.errors import PikubeError
 from pikube.helpers import write_atomic
 from pikube.lab import state
-from pikube.lab.kubeapi import pki
+from pikube.lab.kubeapi import openapi_source, pki
 from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from pikube.lab.kubeapi.seed import node
 from pikube.lab.kubeapi.store import format_time
-from pikube.lab.lab import Lab, lab_command
+from pikube.lab.lab import Lab, ProcessStatus, lab_command
 from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.lab.topology import Role
 
@@ -115,6 +116,7 @@ def start_in_lab(
     record = running(lab)
     sock = admin_socket_path(lab.name)
     if record is None:
+        openapi_source.fetch()  # the stand-in, inside the lab, cannot fetch Kubernetes' schemas
         pki_dir = write_pki(lab)
         master = lab.topology.host(API_HOST)
         argv = [
@@ -139,6 +141,44 @@ def start_in_lab(
         )
     register_nodes(lab)
     return KubeApi(record, server_url(lab), kubeconfig_path(lab.name), sock)
+
+
+@dataclass(frozen=True)
+class ApiDescription:
+    """What serves the lab's Kubernetes API, for `lab status`: the stand-in or real Kubernetes."""
+
+    kind: str  # "stand-in" or "kubernetes"
+    what: str
+    server_url: str
+    kubeconfig: Path
+    running: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "what": self.what,
+            "server": self.server_url,
+            "kubeconfig": str(self.kubeconfig),
+            "running": self.running,
+        }
+
+
+STAND_IN_WHAT = "in-memory API stand-in (pikube's own, in Python)"
+KUBERNETES_WHAT = "real Kubernetes v1.31.5 (kube-apiserver on master, kubeadm)"
+
+
+def describe(lab: Lab, processes: Sequence[ProcessStatus]) -> ApiDescription | None:
+    """The lab's Kubernetes API: the stand-in if the lab started one, real Kubernetes if
+    `lab up --kubernetes` made its cluster (its spec and admin.conf are in the lab's
+    directory), else None."""
+    stand_in = [p for p in processes if p.record.host == API_HOST and p.record.name == PROCESS_NAME]
+    config = kubeconfig_path(lab.name)
+    if stand_in:
+        running_now = any(p.running for p in stand_in)
+        return ApiDescription("stand-in", STAND_IN_WHAT, server_url(lab), config, running_now)
+    if config.exists() and (kubernetes_dir(lab.name) / "cluster.yaml").exists():
+        return ApiDescription("kubernetes", KUBERNETES_WHAT, server_url(lab), config, True)
+    return None
 
 
 def stop_in_lab(lab: Lab) -> None:

@@ -1,5 +1,5 @@
 """OpenAPI documents: what `kubectl explain` reads, and what tells kubectl that the server
-validates fields itself. Pure functions of a `Registry` (and of the shipped schemas).
+validates fields itself. Pure functions of a `Registry` (and of the built-in schemas).
 
 - v3 (`/openapi/v3`, an index of `/openapi/v3/api/v1`, `/openapi/v3/apis/G/V`): per
   group-version, the PATCH operations of its kinds with their `fieldValidation` parameter (so
@@ -11,10 +11,10 @@ validates fields itself. Pure functions of a `Registry` (and of the shipped sche
 - v2 (`/openapi/v2`): one Swagger 2.0 document with every schema, for clients that still read
   it (`kubectl explain --output plaintext-openapiv2`).
 
-Schemas of built-in kinds are Kubernetes v1.31's, shipped in openapi-v1.31.json (made by
-tests/unit/kubeapi/openapi_data.py). A custom resource's schema is its CRD version's
-openAPIV3Schema, with apiVersion, kind and metadata added as the real server adds them, and is
-named like the real server's (group reversed: io.metallb.v1beta1.IPAddressPool).
+Schemas of built-in kinds are Kubernetes v1.31's own, read at run time from the k8s.io/kubernetes
+module in the Go module cache (openapi_source, decision 0146). A custom resource's schema is its
+CRD version's openAPIV3Schema, with apiVersion, kind and metadata added as the real server adds
+them, and is named like the real server's (group reversed: io.metallb.v1beta1.IPAddressPool).
 
 Must not: know about HTTP or the store.
 """
@@ -22,43 +22,28 @@ Must not: know about HTTP or the store.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
+from pikube.lab.kubeapi import openapi_source
 from pikube.lab.kubeapi.discovery import KUBERNETES_VERSION
+from pikube.lab.kubeapi.openapi_source import OBJECT_META, REF_PREFIX, V2_REF_PREFIX, closure
 from pikube.lab.kubeapi.resources import Registry, ResourceType
 
-BUILTIN_SCHEMAS_PATH = Path(__file__).with_name("openapi-v1.31.json")
-REF_PREFIX = "#/components/schemas/"
-V2_REF_PREFIX = "#/definitions/"
-OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _INFO = {"title": "Kubernetes (pikube lab stand-in)", "version": KUBERNETES_VERSION}
 
 
-@functools.cache
 def builtin_schemas() -> Mapping[str, Any]:
-    """Kubernetes v1.31's schemas of the built-in kinds served, and all they refer to."""
-    loaded = json.loads(BUILTIN_SCHEMAS_PATH.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-@functools.cache
-def _builtin_names() -> Mapping[tuple[str, str, str], str]:
-    return {
-        (g["group"], g["version"], g["kind"]): name
-        for name, schema in builtin_schemas().items()
-        for g in schema.get("x-kubernetes-group-version-kind") or ()
-    }
+    """Kubernetes v1.31's schemas (OpenAPI v3) of the built-in kinds served, and all they refer
+    to."""
+    return openapi_source.builtins().v3
 
 
 def schema_name(rt: ResourceType) -> str:
     if not rt.custom:
-        return _builtin_names()[rt.group, rt.version, rt.kind]
+        return openapi_source.builtins().names[rt.group, rt.version, rt.kind]
     reversed_group = ".".join(reversed(rt.group.split(".")))
     return f"{reversed_group}.{rt.version}.{rt.kind}"
 
@@ -86,30 +71,9 @@ def kind_schema(rt: ResourceType) -> dict[str, Any]:
     return schema
 
 
-def _referenced(schema: Any, found: set[str]) -> None:
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key == "$ref" and isinstance(value, str) and value.startswith(REF_PREFIX):
-                found.add(value.removeprefix(REF_PREFIX))
-            else:
-                _referenced(value, found)
-    elif isinstance(schema, list):
-        for value in schema:
-            _referenced(value, found)
-
-
-def _with_references(schemas: dict[str, Any]) -> dict[str, Any]:
+def _with_references(schemas: dict[str, Any], builtins: Mapping[str, Any]) -> dict[str, Any]:
     """The schemas, plus every built-in schema they refer to (transitively)."""
-    out = dict(schemas)
-    wanted: set[str] = set()
-    _referenced(schemas, wanted)
-    while wanted:
-        name = wanted.pop()
-        if name in out:
-            continue
-        out[name] = builtin_schemas()[name]
-        _referenced(out[name], wanted)
-    return dict(sorted(out.items()))
+    return closure(schemas, {**builtins, **schemas}, REF_PREFIX)
 
 
 def _path(group: str, version: str) -> str:
@@ -154,7 +118,9 @@ def v3_document(registry: Registry, group: str, version: str) -> dict[str, Any] 
             paths[f"{prefix}/namespaces/{{namespace}}/{rt.plural}/{{name}}"] = _patch_operation(rt)
         else:
             paths[f"{prefix}/{rt.plural}/{{name}}"] = _patch_operation(rt)
-    schemas = _with_references({schema_name(rt): kind_schema(rt) for rt in types})
+    schemas = _with_references(
+        {schema_name(rt): kind_schema(rt) for rt in types}, builtin_schemas()
+    )
     return {
         "openapi": "3.0.0",
         "info": _INFO,
@@ -194,13 +160,13 @@ def _v2_refs(value: Any) -> Any:
 
 
 def v2_document(types: Iterable[ResourceType]) -> dict[str, Any]:
-    """One Swagger 2.0 document with the schemas of every kind served."""
-    schemas = _with_references(
-        {**builtin_schemas(), **{schema_name(rt): kind_schema(rt) for rt in types if rt.custom}}
-    )
+    """One Swagger 2.0 document with the schemas of every kind served: the built-in kinds' as
+    Kubernetes' swagger.json has them, the custom resources' from their CRDs."""
+    definitions = dict(openapi_source.builtins().v2)
+    definitions.update({schema_name(rt): _v2_refs(kind_schema(rt)) for rt in types if rt.custom})
     return {
         "swagger": "2.0",
         "info": _INFO,
         "paths": {},
-        "definitions": _v2_refs(schemas),
+        "definitions": dict(sorted(definitions.items())),
     }

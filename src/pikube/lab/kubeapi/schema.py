@@ -2,10 +2,11 @@
 
 - `validate`: the value checks of OpenAPI v3 that CRD authors use (type, nullable, enum,
   required, minimum/maximum, exclusive bounds, minLength/maxLength, pattern, minItems/maxItems,
-  uniqueItems, minProperties/maxProperties, x-kubernetes-int-or-string), each failure a `Cause`
-  worded like the real server's ("spec.addresses: Invalid value: "string": spec.addresses in
-  body must be of type array: "string"") and returned as 422 Invalid. A null the schema does
-  not allow is pruned, not refused.
+  uniqueItems, minProperties/maxProperties, x-kubernetes-int-or-string, string formats as
+  formats.py checks them), each failure a `Cause` worded like the real server's
+  ("spec.addresses: Invalid value: "string": spec.addresses in body must be of type array:
+  "string"") and returned as 422 Invalid. A null the schema does not allow is pruned, not
+  refused.
 - `unknown_fields`: the fields the schema does not declare (the real server's strict field
   validation refuses them with 400 "strict decoding error: unknown field ..."; Warn and Ignore
   prune them, as `prune` does). It also serves the built-in kinds, whose schemas refer to each
@@ -25,6 +26,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pikube.lab.kubeapi import formats
 from pikube.lab.kubeapi.defaults import Cause
 
 _SERVER_FIELDS = ("apiVersion", "kind", "metadata")
@@ -197,7 +199,44 @@ def validate(schema: Mapping[str, Any], obj: Any) -> list[Cause]:
         message = f'Invalid value: "{name}": {path} in body must be of type {wanted}: "{name}"'
         causes.append(Cause(path, message, "FieldValueTypeInvalid"))
 
+    def too_many(path: str, size: int, most: int) -> None:
+        message = f"Too many: {size}: must have at most {most} items"
+        causes.append(Cause(path, message, "FieldValueTooMany"))
+
+    def number(sub: Mapping[str, Any], value: float, path: str) -> None:
+        if "minimum" in sub:
+            low = sub["minimum"]
+            if sub.get("exclusiveMinimum") and value <= low:
+                fail(path, value, f"should be greater than {low}")
+            elif value < low:
+                fail(path, value, f"should be greater than or equal to {low}")
+        if "maximum" in sub:
+            high = sub["maximum"]
+            if sub.get("exclusiveMaximum") and value >= high:
+                fail(path, value, f"should be less than {high}")
+            elif value > high:
+                fail(path, value, f"should be less than or equal to {high}")
+
+    def string(sub: Mapping[str, Any], value: str, path: str) -> None:
+        if "maxLength" in sub and len(value) > sub["maxLength"]:
+            message = f"Too long: may not be longer than {sub['maxLength']}"
+            causes.append(Cause(path, message, "FieldValueTooLong"))
+        if "minLength" in sub and len(value) < sub["minLength"]:
+            fail(path, value, f"should be at least {sub['minLength']} chars long")
+        if "pattern" in sub and not re.search(str(sub["pattern"]), value):
+            fail(path, value, f"should match '{sub['pattern']}'")
+        fmt = sub.get("format")
+        if isinstance(fmt, str) and not formats.check(fmt, value):
+            fail(path, value, f"must be of type {fmt}: {_shown(value)}", "FieldValueTypeInvalid")
+
+    def children(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        for child_schema, child, child_path, _key in _children(sub, value, path):
+            if child_schema is not None:
+                walk(child_schema, child, child_path)
+
     def walk(sub: Mapping[str, Any], value: Any, path: str) -> None:
+        # kube-openapi's order: type, string, format, number, array (items first), enum, object
+        # (properties first, then required): several causes come out in the real server's order.
         if value is None:
             return  # a null where the schema allows none is pruned, as the real server does
         if sub.get("x-kubernetes-int-or-string"):
@@ -207,48 +246,35 @@ def validate(schema: Mapping[str, Any], obj: Any) -> list[Cause]:
         elif "type" in sub and not _has_type(value, str(sub["type"])):
             wrong_type(path, value, str(sub["type"]))
             return
+        if isinstance(value, str):
+            string(sub, value, path)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number(sub, value, path)
+        if isinstance(value, list):
+            children(sub, value, path)
+            if "minItems" in sub and len(value) < sub["minItems"]:
+                fail(path, len(value), f"should have at least {sub['minItems']} items")
+            if "maxItems" in sub and len(value) > sub["maxItems"]:
+                too_many(path, len(value), sub["maxItems"])
+            if sub.get("uniqueItems"):
+                seen = [json.dumps(v, sort_keys=True) for v in value]
+                if len(set(seen)) != len(seen):
+                    fail(path, "", "shouldn't contain duplicates", "FieldValueDuplicate")
         if "enum" in sub and value not in sub["enum"]:
             allowed = ", ".join(json.dumps(v) for v in sub["enum"])
             message = f"Unsupported value: {_shown(value)}: supported values: {allowed}"
             causes.append(Cause(path, message, "FieldValueNotSupported"))
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if "minimum" in sub:
-                low = sub["minimum"]
-                if value < low or (sub.get("exclusiveMinimum") and value == low):
-                    fail(path, value, f"should be greater than or equal to {low}")
-            if "maximum" in sub:
-                high = sub["maximum"]
-                if value > high or (sub.get("exclusiveMaximum") and value == high):
-                    fail(path, value, f"should be less than or equal to {high}")
-        if isinstance(value, str):
-            if "minLength" in sub and len(value) < sub["minLength"]:
-                fail(path, value, f"should be at least {sub['minLength']} chars long")
-            if "maxLength" in sub and len(value) > sub["maxLength"]:
-                fail(path, value, f"may not be longer than {sub['maxLength']}", "FieldValueTooLong")
-            if "pattern" in sub and not re.search(str(sub["pattern"]), value):
-                fail(path, value, f"should match '{sub['pattern']}'")
-        if isinstance(value, list):
-            if "minItems" in sub and len(value) < sub["minItems"]:
-                fail(path, value, f"should have at least {sub['minItems']} items")
-            if "maxItems" in sub and len(value) > sub["maxItems"]:
-                fail(path, value, f"must have at most {sub['maxItems']} items", "FieldValueTooMany")
-            if sub.get("uniqueItems"):
-                seen = [json.dumps(v, sort_keys=True) for v in value]
-                if len(set(seen)) != len(seen):
-                    fail(path, value, "shouldn't contain duplicates", "FieldValueDuplicate")
         if isinstance(value, dict):
+            if "minProperties" in sub and len(value) < sub["minProperties"]:
+                fail(path, len(value), f"should have at least {sub['minProperties']} properties")
+            if "maxProperties" in sub and len(value) > sub["maxProperties"]:
+                too_many(path, len(value), sub["maxProperties"])
+            children(sub, value, path)
             for key in sub.get("required") or ():
                 if key not in value:
                     causes.append(
                         Cause(_join(path, str(key)), "Required value", "FieldValueRequired")
                     )
-            if "minProperties" in sub and len(value) < sub["minProperties"]:
-                fail(path, value, f"should have at least {sub['minProperties']} properties")
-            if "maxProperties" in sub and len(value) > sub["maxProperties"]:
-                fail(path, value, f"should have at most {sub['maxProperties']} properties")
-        for child_schema, child, child_path, _key in _children(sub, value, path):
-            if child_schema is not None:
-                walk(child_schema, child, child_path)
 
     if isinstance(obj, dict):
         for key in schema.get("required") or ():

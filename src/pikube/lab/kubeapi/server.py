@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from pikube.lab.kubeapi import discovery, errors, openapi, openapi_proto, schema, tables
+from pikube.lab.kubeapi import discovery, errors, fieldvalidation, openapi, openapi_proto, tables
 from pikube.lab.kubeapi.errors import ApiError
 from pikube.lab.kubeapi.resources import ResourceType
 from pikube.lab.kubeapi.routing import (
@@ -74,43 +74,6 @@ def _dumps(value: Any) -> bytes:
 
 def _json_response(body: Any, status: int = 200, content_type: str = JSON) -> web.Response:
     return web.Response(body=_dumps(body), status=status, headers={"Content-Type": content_type})
-
-
-_FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
-
-
-def _field_validation(
-    rt: ResourceType, body: Any, directive: str | None, patch: PatchType | None = None
-) -> list[str]:
-    """The fieldValidation query parameter, as kube-apiserver applies it: Strict refuses
-    fields the kind's schema does not declare (400), Warn (the default) returns them as
-    warnings, Ignore says nothing; the store prunes a custom resource's in every case. A JSON
-    patch (a list of operations) names no fields to check."""
-    directive = directive or "Warn"
-    if directive not in _FIELD_VALIDATION:
-        raise errors.bad_request(
-            f"fieldValidation: {directive!r} is not one of {', '.join(_FIELD_VALIDATION)}"
-        )
-    if directive == "Ignore" or not isinstance(body, dict) or patch is PatchType.JSON:
-        return []
-    if rt.custom:
-        if rt.schema is None:
-            return []
-        paths = schema.unknown_fields(rt.schema, body)
-    else:
-        paths = schema.unknown_fields(
-            openapi.kind_schema(rt),
-            body,
-            openapi.builtin_schemas(),
-            patch_directives=patch is PatchType.STRATEGIC,
-        )
-    unknown = [f'unknown field "{path}"' for path in paths]
-    if unknown and directive == "Strict":
-        raise errors.bad_request(
-            f"{rt.kind} in version {rt.version!r} cannot be handled as a {rt.kind}: "
-            f"strict decoding error: {', '.join(unknown)}"
-        )
-    return unknown
 
 
 def _warned(response: web.Response, warnings: list[str]) -> web.Response:
@@ -327,7 +290,7 @@ class ApiServer:
                         f"{rt.plural} is namespaced: POST to /namespaces/NAMESPACE/{rt.plural}"
                     )
                 body = await self._body(request)
-                warnings = _field_validation(rt, body, query.get("fieldValidation"))
+                warnings = fieldvalidation.check(rt, body, query.get("fieldValidation"))
                 obj = self.store.create(rt, ns, body, dry_run=dry_run)
                 return _warned(_json_response(obj, 201), warnings)
             if method == "DELETE":
@@ -361,7 +324,7 @@ class ApiServer:
             return _json_response(obj)
         if method == "PUT":
             body = await self._body(request)
-            warnings = _field_validation(rt, body, query.get("fieldValidation"))
+            warnings = fieldvalidation.check(rt, body, query.get("fieldValidation"))
             obj = self.store.update(
                 rt, ns, target.name, body, subresource=target.subresource, dry_run=dry_run
             )
@@ -374,12 +337,12 @@ class ApiServer:
                     f"include: {', '.join(t.value for t in PatchType)}"
                 )
             body = await self._body(request, yaml_ok=kind is PatchType.APPLY)
-            warnings = _field_validation(rt, body, query.get("fieldValidation"), kind)
-            existed = self._exists(rt, ns, target.name)
+            current = self._current(rt, ns, target.name)
+            warnings = fieldvalidation.check(rt, body, query.get("fieldValidation"), kind, current)
             obj = self.store.patch(
                 rt, ns, target.name, kind, body, subresource=target.subresource, dry_run=dry_run
             )
-            status = 200 if existed or kind is not PatchType.APPLY else 201
+            status = 200 if current is not None or kind is not PatchType.APPLY else 201
             return _warned(_json_response(obj, status), warnings)
         if method == "DELETE":
             if target.subresource is not None:
@@ -392,12 +355,11 @@ class ApiServer:
             return _json_response(obj)
         raise errors.method_not_allowed(f"{method} is not allowed on {rt.plural}")
 
-    def _exists(self, rt: ResourceType, ns: str | None, name: str) -> bool:
+    def _current(self, rt: ResourceType, ns: str | None, name: str) -> Mapping[str, Any] | None:
         try:
-            self.store.get(rt, ns, name)
+            return self.store.get(rt, ns, name)
         except ApiError:
-            return False
-        return True
+            return None
 
     def _selectors(self, rt: ResourceType, query: Mapping[str, str]) -> tuple[Any, Any]:
         try:
