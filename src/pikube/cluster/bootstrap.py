@@ -313,7 +313,13 @@ class _Run:
             self.report.failed[node] = exc.message
             self.say(node, HostState.FAILED, exc.message)
 
+    def checkpoint(self) -> None:
+        """After a Ctrl-C nothing new starts: no phase, no wait (the commands running finish)."""
+        if self.stop.is_set():
+            raise _Stopped
+
     async def phase(self, phase: Phase) -> None:
+        self.checkpoint()
         steps = [s for s in self.plan.steps if s.phase is phase]
         if not steps:
             return
@@ -376,12 +382,14 @@ async def run_cluster(
             and observed is not None
             and observed.settled(members, spec.demo_app.enabled)
         )
+        run.checkpoint()
         if not settled:
             run.say(plane, HostState.VERIFYING, f"waiting for {len(members)} Ready nodes")
             await wait_ready(run, plane, members)
         await run.phase(Phase.ADDONS)
         if plane in report.failed or report.interrupted:
             return _end(report, started)
+        run.checkpoint()
         if not settled:
             await rollout(
                 run,
