@@ -129,7 +129,7 @@ async def plan_all(session: Session) -> tuple[Plan, ClusterPlan, ApiView]:
     early: Early | None = None
     if plane in session.connections:
         wanted, notes = wanted_addons(session.spec)
-        early = (wanted, notes, asyncio.ensure_future(read_api(session, plane, wanted)))
+        early = (wanted, notes, asyncio.ensure_future(_early_read(session, plane, wanted)))
     try:
         host_plan, _facts = await session.plan()
     except BaseException:
@@ -187,6 +187,15 @@ async def plan_cluster(
         view = ApiView()
     plan = cluster_plan(spec, facts, view.api, errors, wanted, view.recorded, view.existing, notes)
     return plan, view
+
+
+async def _early_read(session: Session, plane: str, wanted: Sequence[Addon]) -> ApiView:
+    """The API read started before anyone knows there is a cluster: a failure is no answer
+    (plan_cluster reads again, and reports, where a cluster exists)."""
+    try:
+        return await read_api(session, plane, wanted)
+    except PikubeError:
+        return ApiView()
 
 
 async def read_api(session: Session, plane: str, wanted: Sequence[Addon]) -> ApiView:

@@ -3,11 +3,17 @@ already there (pure; no cluster)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, cast
 
-from pikube.cluster import addons, apiread
+from pikube.cluster import addons, apiread, ssh
+from pikube.cluster.bootstrap import run_cluster
+from pikube.cluster.session import Session
 from pikube.cluster.spec import ClusterSpec
+from pikube.cluster.stages import ClusterPlan
 
 
 def _node(name: str, ready: bool) -> dict[str, Any]:
@@ -111,3 +117,59 @@ def test_the_read_asks_for_every_wanted_object_and_the_record(spec: ClusterSpec)
     )  # fmt: skip
     assert "get -f" in apiread.SCRIPT
     assert "get nodes" in apiread.SCRIPT
+
+
+class _Conn:
+    """A node that answers the run's reads: every node Ready, every rollout done, the Service."""
+
+    def __init__(self, nodes: list[str], service: dict[str, Any]) -> None:
+        self.nodes, self.service, self.commands = nodes, service, list[str]()
+
+    async def run(self, command: str, **_kw: object) -> ssh.CommandResult:
+        self.commands.append(command)
+        out = ""
+        if "get nodes" in command:
+            out = json.dumps({"items": [_node(n, True) for n in self.nodes]})
+        elif "get service" in command:
+            out = json.dumps(self.service)
+        return ssh.CommandResult(command, 0, out, "")
+
+
+class _Nginx(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_nothing_to_do_and_a_ready_cluster_wait_for_nothing_but_nginxs_answer(
+    spec: ClusterSpec,
+) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Nginx)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        service = {**SERVICE, "spec": {"ports": [{"port": server.server_port}]}}
+        service["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+        names = [n.name for n in spec.nodes]
+        items = [_daemonset(4, 4), _deployment(1), service]
+        view = apiread.parse(_output([_node(n, True) for n in names], items))
+        runs = {}
+        for observed in (view, None):
+            session = Session(spec)
+            conns = {n: _Conn(names, service) for n in names}
+            session.connections = cast(dict[str, ssh.Connection], conns)
+            report = asyncio.run(run_cluster(session, ClusterPlan(), observed=observed))
+            assert report.ok, report
+            assert report.url == f"http://127.0.0.1:{server.server_port}/"
+            runs[observed is None] = [c.split(" ", 3)[3] for c in conns["master"].commands]
+    finally:
+        server.shutdown()
+    assert runs[False] == []  # the view read for the plan still holds: only the HTTP check
+    assert runs[True] == [  # without it: every wait looks once
+        "get nodes -o json",
+        "rollout status -n kube-flannel daemonset/kube-flannel-ds --timeout=10s",
+        "rollout status -n default deployment/nginx --timeout=10s",
+        "-n default get service nginx -o json",
+    ]
