@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from pikube.cli.cluster_view import (
-    _host_errors,
     _print_cluster_plan,
     _print_doctor,
     _print_plan,
@@ -143,14 +142,24 @@ def plan(spec_path: str, output: str) -> None:
 async def _plan(spec: ClusterSpec) -> tuple[Plan, ClusterPlan | None]:
     from pikube.cluster.session import Session  # noqa: PLC0415
 
-    async with Session(spec, _report_new_key) as session:
-        the_plan, _facts = await session.plan()
-        cluster_plan = None
-        if spec.cluster.bootstrap:
-            from pikube.cluster.bootstrap import plan_cluster  # noqa: PLC0415
+    async with Session(spec, _report_new_key, extra_facts=_kube_facts(spec)) as session:
+        if not spec.cluster.bootstrap:
+            the_plan, _facts = await session.plan()
+            return the_plan, None
+        from pikube.cluster.bootstrap import plan_all  # noqa: PLC0415
 
-            cluster_plan, _kube = await plan_cluster(session, _host_errors(the_plan))
+        the_plan, cluster_plan, _view = await plan_all(session)
     return the_plan, cluster_plan
+
+
+def _kube_facts(spec: ClusterSpec) -> str:
+    """kubeadm's traces, read with the host facts (one round trip per node) when the spec
+    builds the cluster."""
+    if not spec.cluster.bootstrap:
+        return ""
+    from pikube.cluster.kubeadm import kube_facts_script  # noqa: PLC0415
+
+    return kube_facts_script()
 
 
 @cluster.command()
@@ -224,13 +233,15 @@ async def _apply(
     from pikube.cluster.session import CommandLog, Session  # noqa: PLC0415
 
     stop = asyncio.Event()
-    async with Session(spec, _report_new_key, CommandLog(log_path)) as session:
-        the_plan, _facts = await session.plan()
-        cluster_plan = None
+    log = CommandLog(log_path)
+    async with Session(spec, _report_new_key, log, extra_facts=_kube_facts(spec)) as session:
+        cluster_plan = api_view = None
         if spec.cluster.bootstrap:
-            from pikube.cluster.bootstrap import plan_cluster  # noqa: PLC0415
+            from pikube.cluster.bootstrap import plan_all  # noqa: PLC0415
 
-            cluster_plan, _kube = await plan_cluster(session, _host_errors(the_plan))
+            the_plan, cluster_plan, api_view = await plan_all(session)
+        else:
+            the_plan, _facts = await session.plan()
         cluster_steps = len(cluster_plan.steps) if cluster_plan is not None else 0
         if the_plan.change_count or cluster_steps:
             _print_plan(the_plan, err=as_json)
@@ -256,7 +267,15 @@ async def _apply(
                 for h in report.hosts
                 if h.state.value not in ("done", "unchanged")
             }
-            return report, await run_cluster(session, _without(cluster_plan, not_ready), view, stop)
+            # Nothing touched on any host: the API's view read for the plan still holds.
+            untouched = all(h.state.value == "unchanged" for h in report.hosts)
+            return report, await run_cluster(
+                session,
+                _without(cluster_plan, not_ready),
+                view,
+                stop,
+                observed=api_view if untouched else None,
+            )
 
         if view.live:
             from rich.live import Live  # noqa: PLC0415 (only on a terminal)

@@ -49,10 +49,6 @@ def _say(text: str, err: bool = False) -> None:
     click.echo(text, err=err)
 
 
-def _host_errors(the_plan: Plan) -> dict[str, str]:
-    return {h.node: h.error for h in the_plan.hosts if h.error is not None}
-
-
 def _print_cluster_plan(cluster_plan: ClusterPlan, err: bool = False) -> None:
     """The cluster stages after host preparation: each step with its node and commands."""
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from pikube.cluster import addons as addons_module
-from pikube.cluster import kubeadm, ssh
+from pikube.cluster import apiread, kubeadm, ssh
 from pikube.cluster.addons import Addon
+from pikube.cluster.apiread import ApiView
 from pikube.cluster.apply import HostState, Progress
 from pikube.cluster.kubeadm import ApiFacts, KubeFacts
+from pikube.cluster.plan import Plan
 from pikube.cluster.session import Session
 from pikube.cluster.spec import ClusterSpec
 from pikube.cluster.stages import KUBECTL, ClusterPlan, Phase, Stdin, Step, cluster_plan, redact
@@ -94,36 +96,6 @@ async def kube_facts(session: Session, node: str) -> KubeFacts:
         raise PikubeError(f"{node}: reading kubeadm's files stopped early") from None
 
 
-API_SCRIPT = f"""K="{KUBECTL} --request-timeout=20s"
-echo @@nodes; $K get nodes -o json 2>/dev/null
-echo @@record; $K -n kube-system get configmap pikube-addons -o jsonpath='{{.data}}' 2>/dev/null
-echo; echo @@objects; $K get -f - -o name --ignore-not-found 2>/dev/null
-echo @@end
-true
-"""
-
-
-def parse_api(output: str) -> tuple[ApiFacts, dict[str, str], frozenset[str]]:
-    sections: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in output.splitlines():
-        if line.startswith("@@"):
-            current = sections.setdefault(line[2:], [])
-        else:
-            current.append(line)
-    try:
-        nodes = kubeadm.parse_nodes(json.loads("\n".join(sections.get("nodes", []))))
-        reachable = True
-    except (ValueError, KeyError, TypeError):
-        nodes, reachable = {}, False
-    try:
-        record = json.loads("\n".join(sections.get("record", [])).strip() or "{}")
-    except ValueError:
-        record = {}
-    objects = addons_module.parse_object_names("\n".join(sections.get("objects", [])))
-    return ApiFacts(reachable, nodes), {str(k): str(v) for k, v in record.items()}, objects
-
-
 async def wait_api(session: Session, node: str, timeout_s: float, stop: asyncio.Event) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -146,15 +118,48 @@ async def wait_api(session: Session, node: str, timeout_s: float, stop: asyncio.
         await asyncio.sleep(POLL_S)
 
 
+# What plan_all starts before the host facts are in: the wanted add-ons, the notes about
+# them, and the API read already under way.
+Early = tuple[list[Addon], list[str], "asyncio.Future[ApiView]"]
+
+
+async def plan_all(session: Session) -> tuple[Plan, ClusterPlan, ApiView]:
+    """Both plans, read-only: the hosts' and the cluster stages'. The control plane's API is
+    read while every node's facts are gathered (a read finding no cluster is dropped), so a
+    cluster with nothing to do costs two round trips in a row, not three."""
+    plane = kubeadm.control_plane(session.spec).name
+    early: Early | None = None
+    if plane in session.connections:
+        wanted, notes = wanted_addons(session.spec)
+        early = (wanted, notes, asyncio.ensure_future(_early_read(session, plane, wanted)))
+    try:
+        host_plan, _facts = await session.plan()
+    except BaseException:
+        if early is not None:
+            early[2].cancel()
+        raise
+    errors = {h.node: h.error for h in host_plan.hosts if h.error is not None}
+    cluster, view = await plan_cluster(session, errors, early)
+    return host_plan, cluster, view
+
+
 async def plan_cluster(
-    session: Session, host_errors: Mapping[str, str]
-) -> tuple[ClusterPlan, dict[str, KubeFacts]]:
-    """Gather (read-only) and plan the cluster stages."""
+    session: Session, host_errors: Mapping[str, str], early: Early | None = None
+) -> tuple[ClusterPlan, ApiView]:
+    """Gather (read-only) and plan the cluster stages: kubeadm's traces from each node (already
+    read with its host facts when the session ran `kube_facts_script` with them, else one more
+    round trip) and, on an initialised control plane, the API in one read (`early`'s, if
+    plan_all started it)."""
     spec = session.spec
     errors = dict(host_errors)
     facts: dict[str, KubeFacts] = {}
 
     async def one(node: str) -> None:
+        try:
+            facts[node] = kubeadm.parse_kube_facts(session.extra_output.get(node, ""))
+            return
+        except ValueError:
+            pass  # not gathered with the host facts
         try:
             facts[node] = await kube_facts(session, node)
         except PikubeError as exc:
@@ -162,23 +167,50 @@ async def plan_cluster(
 
     await asyncio.gather(*(one(n.name) for n in spec.nodes if n.name not in errors))
     plane = kubeadm.control_plane(spec).name
-    if plane in errors:  # nothing after host preparation can run; read no manifest
-        return cluster_plan(spec, facts, ApiFacts(), errors, [], {}, frozenset()), facts
-    wanted, notes = wanted_addons(spec)
-    api = ApiFacts()
-    recorded: dict[str, str] = {}
-    existing: frozenset[str] = frozenset()
+    read = early[2] if early is not None else None
+    if plane in errors:  # nothing after host preparation can run
+        if read is not None:
+            read.cancel()
+        plan = cluster_plan(spec, facts, ApiFacts(), errors, [], {}, frozenset())
+        return plan, ApiView()
+    wanted, notes = (early[0], early[1]) if early is not None else wanted_addons(spec)
+    view = ApiView()
+    if read is not None:
+        view = await read  # read-only and quick to fail where there is no cluster
     if plane in facts and facts[plane].initialised:
-        await wait_api(session, plane, 180.0, asyncio.Event())
-        stdin = "---\n".join(a.manifest for a in wanted)
-        result = await _read(
-            session, plane, API_SCRIPT, "api-facts", input_text=stdin, timeout_s=120.0
-        )
-        api, recorded, existing = parse_api(result.stdout)
-        if not api.reachable:
+        if read is None:
+            view = await read_api(session, plane, wanted)
+        if not view.api.reachable:  # restarting (a reboot, an upgrade): give it a while
+            await wait_api(session, plane, 180.0, asyncio.Event())
+            view = await read_api(session, plane, wanted)
+        if not view.api.reachable:
             errors[plane] = "the API server does not answer `kubectl get nodes`"
-    plan = cluster_plan(spec, facts, api, errors, wanted, recorded, existing, notes)
-    return plan, facts
+    else:
+        view = ApiView()
+    plan = cluster_plan(spec, facts, view.api, errors, wanted, view.recorded, view.existing, notes)
+    return plan, view
+
+
+async def _early_read(session: Session, plane: str, wanted: Sequence[Addon]) -> ApiView:
+    """The API read started before anyone knows there is a cluster: a failure is no answer
+    (plan_cluster reads again, and reports, where a cluster exists)."""
+    try:
+        return await read_api(session, plane, wanted)
+    except PikubeError:
+        return ApiView()
+
+
+async def read_api(session: Session, plane: str, wanted: Sequence[Addon]) -> ApiView:
+    """The API's view in one round trip (see apiread)."""
+    result = await _read(
+        session,
+        plane,
+        apiread.SCRIPT,
+        "api-facts",
+        input_text=apiread.script_input(wanted),
+        timeout_s=120.0,
+    )
+    return apiread.parse(result.stdout)
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -292,7 +324,13 @@ class _Run:
             self.report.failed[node] = exc.message
             self.say(node, HostState.FAILED, exc.message)
 
+    def checkpoint(self) -> None:
+        """After a Ctrl-C nothing new starts: no phase, no wait (the commands running finish)."""
+        if self.stop.is_set():
+            raise _Stopped
+
     async def phase(self, phase: Phase) -> None:
+        self.checkpoint()
         steps = [s for s in self.plan.steps if s.phase is phase]
         if not steps:
             return
@@ -308,9 +346,14 @@ async def run_cluster(
     on_progress: ProgressCallback = lambda _p: None,
     stop: asyncio.Event | None = None,
     check_http: bool = True,
+    observed: ApiView | None = None,
 ) -> ClusterReport:
     """Run the plan's steps phase by phase, then wait until the cluster is ready and nginx
-    answers. Raises nothing for a node's failure: the report says who failed and why."""
+    answers. Raises nothing for a node's failure: the report says who failed and why.
+
+    `observed` is the API's view read for the plan, given when nothing changed since (no host
+    was touched): when the plan has no step and it shows the cluster ready, nothing is waited
+    for and only nginx's answer is checked."""
     started = time.monotonic()
     report = ClusterReport()
     run = _Run(session, plan, on_progress, stop or asyncio.Event(), report)
@@ -345,26 +388,36 @@ async def run_cluster(
         members = [
             n.name for n in spec.nodes if n.name not in plan.blocked and n.name not in report.failed
         ]
-        run.say(plane, HostState.VERIFYING, f"waiting for {len(members)} Ready nodes")
-        await wait_ready(run, plane, members)
+        settled = (
+            not plan.steps
+            and observed is not None
+            and observed.settled(members, spec.demo_app.enabled)
+        )
+        run.checkpoint()
+        if not settled:
+            run.say(plane, HostState.VERIFYING, f"waiting for {len(members)} Ready nodes")
+            await wait_ready(run, plane, members)
         await run.phase(Phase.ADDONS)
         if plane in report.failed or report.interrupted:
             return _end(report, started)
-        await rollout(
-            run,
-            plane,
-            f"-n {addons_module.FLANNEL_NAMESPACE} daemonset/{addons_module.FLANNEL_DAEMONSET}",
-            "flannel",
-        )
-        if spec.demo_app.enabled:
+        run.checkpoint()
+        if not settled:
             await rollout(
                 run,
                 plane,
-                f"-n {addons_module.DEMO_NAMESPACE} deployment/{addons_module.DEMO_NAME}",
-                "nginx",
+                f"-n {addons_module.FLANNEL_NAMESPACE} daemonset/{addons_module.FLANNEL_DAEMONSET}",
+                "flannel",
             )
+        if spec.demo_app.enabled:
+            if not settled:
+                await rollout(
+                    run,
+                    plane,
+                    f"-n {addons_module.DEMO_NAMESPACE} deployment/{addons_module.DEMO_NAME}",
+                    "nginx",
+                )
             if check_http:
-                await http_check(run, plane)
+                await http_check(run, plane, observed.service if settled and observed else None)
         run.say(plane, HostState.DONE, "cluster ready" + (f": {report.url}" if report.url else ""))
     except _Stopped:
         report.interrupted = True
@@ -460,8 +513,9 @@ def http_status(url: str, timeout_s: float = 5.0) -> int | None:
         return None
 
 
-async def http_check(run: _Run, plane: str) -> None:
-    """Wait until nginx answers HTTP 200 where its Service is reachable (from this machine)."""
+async def http_check(run: _Run, plane: str, service: Mapping[str, Any] | None = None) -> None:
+    """Wait until nginx answers HTTP 200 where its Service is reachable (from this machine);
+    `service` is the Service as just read, if it was."""
     spec = run.spec
     lb = spec.load_balancer is not None and addons_module.lb_manifest() is not None
     workers = [n.address for n in kubeadm.workers(spec)] or [kubeadm.control_plane(spec).address]
@@ -469,7 +523,7 @@ async def http_check(run: _Run, plane: str) -> None:
     command = (
         f"{KUBECTL} -n {addons_module.DEMO_NAMESPACE} get service {addons_module.DEMO_NAME} -o json"
     )
-    url: str | None = None
+    url = service_url(service, workers, lb) if service is not None else None
     status: int | None = None
     while True:
         if url is None:

@@ -80,13 +80,19 @@ def targets(spec: ClusterSpec) -> list[ssh.Target]:
 
 @dataclass
 class Session:
-    """Connections to every node of the spec, opened concurrently, closed on exit."""
+    """Connections to every node of the spec, opened concurrently, closed on exit.
+
+    `extra_facts` is a read-only script run after the facts script in the same round trip
+    (the cluster stages' look at kubeadm's traces); its node's whole output is kept in
+    `extra_output` for the caller to parse."""
 
     spec: ClusterSpec
     on_new_host_key: Callable[[ssh.NewHostKey], None] = lambda _event: None
     log: CommandLog = field(default_factory=lambda: CommandLog(None))
     connections: dict[str, ssh.Connection] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    extra_facts: str = ""
+    extra_output: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.known_hosts = ssh.KnownHosts(self.spec.known_hosts)
@@ -134,8 +140,10 @@ class Session:
 
     async def facts(self, node: str) -> HostFacts:
         started = time.monotonic()
-        result = await self.connections[node].run(facts_script(), timeout_s=60.0)
+        script = facts_script() + self.extra_facts
+        result = await self.connections[node].run(script, timeout_s=60.0)
         self.log.record(node, "facts", result, time.monotonic() - started, read_only=True)
+        self.extra_output[node] = result.stdout
         if not complete(result.stdout):
             raise PikubeError(
                 f"{node}: gathering facts stopped early (status {result.exit_status}): "

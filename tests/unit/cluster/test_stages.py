@@ -237,24 +237,6 @@ def test_the_service_is_checked_at_its_load_balancer_ip_or_node_port() -> None:
     assert service_url(service, [], load_balancer=True) == "http://198.51.100.230:80/"
 
 
-def test_the_apis_view_is_read_from_one_round_trip() -> None:
-    from pikube.cluster.bootstrap import parse_api  # noqa: PLC0415
-
-    nodes = {"items": [{"metadata": {"name": "master"}, "status": {"conditions": []}}]}
-    output = (
-        f"@@nodes\n{json.dumps(nodes)}\n@@record\n"
-        '{"flannel":"aa"}\n@@objects\ndaemonset.apps/kube-flannel-ds\n@@end\n'
-    )
-    api, recorded, existing = parse_api(output)
-    assert api.reachable
-    assert set(api.nodes) == {"master"}
-    assert recorded == {"flannel": "aa"}
-    assert existing == {"daemonset/kube-flannel-ds"}
-    down, recorded, existing = parse_api("@@nodes\n@@record\n\n@@objects\n@@end\n")
-    assert not down.reachable
-    assert recorded == {}
-
-
 def test_the_pool_is_applied_again_until_the_load_balancers_webhook_accepts_it(
     pinned: ClusterSpec,
 ) -> None:
