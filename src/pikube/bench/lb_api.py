@@ -14,7 +14,9 @@ real API server's watch may show the Service before the create's answer arrives)
 - http_ms: until GET http://198.51.100.230/ answers 200 (the speakers: election, ARP), probing
   every 2 ms with fresh connections. The client's ARP entry for the IP is flushed before each
   run, so an old entry cannot answer for the new announcement.
-Then the Service is deleted and the bench waits until the IP is withdrawn everywhere.
+Then the bench deletes the Service through the API and measures withdraw_ms: until no speaker
+says it announces the IP (the fault "a Service deleted while announced is withdrawn within one
+heartbeat interval": compare with the speakers' 60 ms interval).
 
 The API is a real etcd v3.5.15 and kube-apiserver v1.31.5 (built here) running on master
 (pikube.lab.kubernetes.apiserver.start_in_lab), without kubelets, kube-proxy or
@@ -35,7 +37,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ class ApiRun:
     ip_ms: float
     http_ms: float
     write_ms: float = 0.0  # the API's floor for the controller's step: a status write, watched
+    withdraw_ms: float = 0.0  # the Service deleted -> no speaker announces its IP
     load: float = 0.0  # the machine's 1-minute load average after the run
 
     @property
@@ -79,7 +82,8 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
 def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
     """The bench's JSON: samples, p50, p99 and max per figure, and ratios to the API floor."""
     figures: dict[str, Any] = {}
-    for name in ("api_ms", "write_ms", "ip_floor_ms", "ip_ms", "http_ms", "load"):
+    names = ("api_ms", "write_ms", "ip_floor_ms", "ip_ms", "http_ms", "withdraw_ms", "load")
+    for name in names:
         samples = [round(getattr(r, name), 2) for r in runs]
         figures[name] = {
             "samples": samples,
@@ -246,15 +250,27 @@ def run_bench(
                 api = await connect(balancer.kubeconfig)
                 try:
                     await api.request("GET", "/version")  # connected and warm
-                    return await measure_once(api, run)
+                    result = await measure_once(api, run)
+                    return replace(result, withdraw_ms=await deleted(api, balancer))
                 finally:
                     await api.close()
 
             result = asyncio.run(once())
         results.append(result)
         progress(result)
-        balancer.kubectl("delete", "service", SERVICE, "-n", NAMESPACE, "--wait=false")
     return results
+
+
+async def deleted(api: KubeClient, balancer: KubeLoadBalancer, timeout_s: float = 15.0) -> float:
+    """ms from the Service's DELETE being sent to no speaker announcing its IP any more (their
+    status pages polled back to back: an upper bound, within a few ms)."""
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    await api.request("DELETE", SERVICES.path(NAMESPACE, SERVICE))
+    while balancer.announcers(VIP):  # blocking on purpose: nothing else runs meanwhile
+        if loop.time() - sent > timeout_s:
+            raise PikubeError(f"bench lb-api: {VIP} still announced {timeout_s:g} s after delete")
+    return (loop.time() - sent) * 1000
 
 
 def write_json(path: Path, summary: Mapping[str, Any]) -> None:

@@ -249,7 +249,8 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
         results.append(r)
         progress.print(
             f"run {r.run:3d}: watch {r.api_ms:6.1f} ms, IP {r.ip_ms:6.1f} ms (API floor "
-            f"{r.ip_floor_ms:6.1f} ms), HTTP 200 {r.http_ms:6.1f} ms; load {r.load:.2f}"
+            f"{r.ip_floor_ms:6.1f} ms), HTTP 200 {r.http_ms:6.1f} ms, withdrawn "
+            f"{r.withdraw_ms:6.1f} ms; load {r.load:.2f}"
         )
 
     try:
@@ -265,6 +266,7 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
     labels = {"api_ms": "API watch event (floor)",
               "ip_floor_ms": "API floor for the IP (watch + a status write)",
               "ip_ms": "created -> IP in status", "http_ms": "created -> HTTP 200",
+              "withdraw_ms": "deleted -> no speaker announcing",
               "load": "load average (not ms)"}  # fmt: skip
     for key, label in labels.items():
         figure = summary["figures"][key]
