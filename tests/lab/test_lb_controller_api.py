@@ -87,7 +87,7 @@ def test_a_service_gets_the_first_ip_with_its_pool_annotation_and_an_event(
 ) -> None:
     async def scenario() -> None:
         api = await admin(target)
-        async with namespace(api) as ns, running(api, ns):
+        async with namespace(api) as ns, running(api, ns) as controller:
             await api.request(
                 "POST",
                 IP_ADDRESS_POOLS.path(ns),
@@ -110,6 +110,14 @@ def test_a_service_gets_the_first_ip_with_its_pool_annotation_and_an_event(
                 )
 
             await until(has_event, what="the IPAllocated event")
+            # MetalLB's allocator metrics, per pool
+            metrics = controller.metrics.registry.render()
+            for line in (
+                'metallb_allocator_addresses_total{pool="seed-pool"} 21',
+                'metallb_allocator_addresses_in_use_total{pool="seed-pool"} 1',
+                'metallb_allocator_services_allocated_total{pool="seed-pool"} 1',
+            ):
+                assert line in metrics, line
             # Deleting the pool's only user frees the IP for the next service.
             await api.request("DELETE", SERVICES.path(ns, "nginx"))
             await api.request("POST", SERVICES.path(ns), body=service("web", ns))
