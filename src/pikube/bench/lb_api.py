@@ -8,10 +8,15 @@ real API server's watch may show the Service before the create's answer arrives)
 - api_ms: until its own watch shows the Service (the API's floor: the peer every figure is
   compared with, measured in the same run);
 - ip_ms: until the watch shows 198.51.100.230 in status.loadBalancer.ingress (the controller);
+- write_ms: then, apart, from the bench's own status write on the Service (a condition) to its
+  watch showing it: the API's floor for the controller's step, so that `ip_floor_ms` =
+  api_ms + write_ms is the API's own floor for ip_ms (what is left above it is pikube's);
 - http_ms: until GET http://198.51.100.230/ answers 200 (the speakers: election, ARP), probing
   every 2 ms with fresh connections. The client's ARP entry for the IP is flushed before each
   run, so an old entry cannot answer for the new announcement.
-Then the Service is deleted and the bench waits until the IP is withdrawn everywhere.
+Then the bench deletes the Service through the API and measures withdraw_ms: until no speaker
+says it announces the IP (the fault "a Service deleted while announced is withdrawn within one
+heartbeat interval": compare with the speakers' 60 ms interval).
 
 The API is a real etcd v3.5.15 and kube-apiserver v1.31.5 (built here) running on master
 (pikube.lab.kubernetes.apiserver.start_in_lab), without kubelets, kube-proxy or
@@ -27,11 +32,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,14 @@ class ApiRun:
     api_ms: float
     ip_ms: float
     http_ms: float
+    write_ms: float = 0.0  # the API's floor for the controller's step: a status write, watched
+    withdraw_ms: float = 0.0  # the Service deleted -> no speaker announces its IP
+    load: float = 0.0  # the machine's 1-minute load average after the run
+
+    @property
+    def ip_floor_ms(self) -> float:
+        """The API's own floor for ip_ms: the create seen, then one status write seen."""
+        return self.api_ms + self.write_ms
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -68,7 +82,8 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
 def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
     """The bench's JSON: samples, p50, p99 and max per figure, and ratios to the API floor."""
     figures: dict[str, Any] = {}
-    for name in ("api_ms", "ip_ms", "http_ms"):
+    names = ("api_ms", "write_ms", "ip_floor_ms", "ip_ms", "http_ms", "withdraw_ms", "load")
+    for name in names:
         samples = [round(getattr(r, name), 2) for r in runs]
         figures[name] = {
             "samples": samples,
@@ -77,6 +92,7 @@ def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
             "max": max(samples),
         }
     floor = figures["api_ms"]["p50"] or 1e-9
+    ip_floor = figures["ip_floor_ms"]["p50"] or 1e-9
     return {
         "api": API,
         "runs": len(runs),
@@ -84,6 +100,7 @@ def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
         "ratio_p50_to_api": {
             name: round(figures[name]["p50"] / floor, 1) for name in ("ip_ms", "http_ms")
         },
+        "ratio_p50_ip_to_ip_floor": round(figures["ip_ms"]["p50"] / ip_floor, 2),
     }
 
 
@@ -123,6 +140,8 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
     )
     version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
 
+    latest: dict[str, Any] = {}
+
     async def watch() -> None:
         query = {"fieldSelector": f"metadata.name={SERVICE}", "resourceVersion": version}
         async for event in api.watch(SERVICES.path(NAMESPACE), query, idle_timeout_s=30):
@@ -132,6 +151,7 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
             ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
             if any(e.get("ip") == VIP for e in ingress):
                 seen["ip"] = now
+                latest.update(obj)
                 return
 
     async def http() -> None:
@@ -146,12 +166,47 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
     created = loop.time()
     await api.request("POST", SERVICES.path(NAMESPACE), body=service_body())
     await asyncio.wait_for(asyncio.gather(watcher, http()), 30)
+    write_ms = await asyncio.wait_for(watched_write(api, latest), 30)
     return ApiRun(
         run=run,
         api_ms=(seen["api"] - created) * 1000,
         ip_ms=(seen["ip"] - created) * 1000,
         http_ms=(seen["http"] - created) * 1000,
+        write_ms=write_ms,
+        load=os.getloadavg()[0],
     )
+
+
+async def watched_write(api: KubeClient, obj: dict[str, Any]) -> float:
+    """ms from sending one status write (a condition nobody reads) on the Service to the
+    bench's watch showing it: what the controller's step (its write, seen by a watcher) costs
+    the API alone, measured in the same run."""
+    loop = asyncio.get_running_loop()
+    meta = obj["metadata"]
+    query = {
+        "fieldSelector": f"metadata.name={SERVICE}",
+        "resourceVersion": meta["resourceVersion"],
+    }
+    condition = {"type": "example.com/BenchWrite", "status": "True", "reason": "Bench",
+                 "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+
+    async def seen() -> float:
+        async for event in api.watch(SERVICES.path(NAMESPACE), query, idle_timeout_s=30):
+            conditions = ((event.get("object") or {}).get("status") or {}).get("conditions")
+            if any(c.get("type") == condition["type"] for c in conditions or []):
+                return loop.time()
+        raise PikubeError("bench lb-api: the watch ended before the status write showed")
+
+    watcher = asyncio.create_task(seen())
+    await asyncio.sleep(0.05)  # the watch is open before the write
+    status = {**(obj.get("status") or {}), "conditions": [condition]}
+    sent = loop.time()
+    await api.request(
+        "PUT",
+        SERVICES.path(NAMESPACE, SERVICE, "status"),
+        body={**obj, "apiVersion": "v1", "kind": "Service", "status": status},
+    )
+    return (await watcher - sent) * 1000
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -195,15 +250,27 @@ def run_bench(
                 api = await connect(balancer.kubeconfig)
                 try:
                     await api.request("GET", "/version")  # connected and warm
-                    return await measure_once(api, run)
+                    result = await measure_once(api, run)
+                    return replace(result, withdraw_ms=await deleted(api, balancer))
                 finally:
                     await api.close()
 
             result = asyncio.run(once())
         results.append(result)
         progress(result)
-        balancer.kubectl("delete", "service", SERVICE, "-n", NAMESPACE, "--wait=false")
     return results
+
+
+async def deleted(api: KubeClient, balancer: KubeLoadBalancer, timeout_s: float = 15.0) -> float:
+    """ms from the Service's DELETE being sent to no speaker announcing its IP any more (their
+    status pages polled back to back: an upper bound, within a few ms)."""
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    await api.request("DELETE", SERVICES.path(NAMESPACE, SERVICE))
+    while balancer.announcers(VIP):  # blocking on purpose: nothing else runs meanwhile
+        if loop.time() - sent > timeout_s:
+            raise PikubeError(f"bench lb-api: {VIP} still announced {timeout_s:g} s after delete")
+    return (loop.time() - sent) * 1000
 
 
 def write_json(path: Path, summary: Mapping[str, Any]) -> None:

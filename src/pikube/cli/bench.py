@@ -248,8 +248,9 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
     def report(r: bench_api.ApiRun) -> None:
         results.append(r)
         progress.print(
-            f"run {r.run:3d}: watch {r.api_ms:6.1f} ms, IP {r.ip_ms:6.1f} ms, "
-            f"HTTP 200 {r.http_ms:6.1f} ms"
+            f"run {r.run:3d}: watch {r.api_ms:6.1f} ms, IP {r.ip_ms:6.1f} ms (API floor "
+            f"{r.ip_floor_ms:6.1f} ms), HTTP 200 {r.http_ms:6.1f} ms, withdrawn "
+            f"{r.withdraw_ms:6.1f} ms; load {r.load:.2f}"
         )
 
     try:
@@ -262,8 +263,11 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
             lab.down()
     summary = bench_api.summarise(results)
     table = Table("figure", "p50 ms", "p99 ms", "max ms", "p50 / API floor", box=None)
-    labels = {"api_ms": "API watch event (floor)", "ip_ms": "created -> IP in status",
-              "http_ms": "created -> HTTP 200"}  # fmt: skip
+    labels = {"api_ms": "API watch event (floor)",
+              "ip_floor_ms": "API floor for the IP (watch + a status write)",
+              "ip_ms": "created -> IP in status", "http_ms": "created -> HTTP 200",
+              "withdraw_ms": "deleted -> no speaker announcing",
+              "load": "load average (not ms)"}  # fmt: skip
     for key, label in labels.items():
         figure = summary["figures"][key]
         ratio = summary["ratio_p50_to_api"].get(key)
@@ -272,7 +276,7 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
             f"{figure['p50']:.1f}",
             f"{figure['p99']:.1f}",
             f"{figure['max']:.1f}",
-            "1" if ratio is None else f"{ratio:g}",
+            ("1" if key == "api_ms" else "-") if ratio is None else f"{ratio:g}",
         )
     console = _console()
     console.print(

@@ -182,7 +182,7 @@ class Controller:
     _config_dirty: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _problems_reported: set[tuple[str, str]] = field(default_factory=set)
-    _recorder: EventRecorder = field(init=False)
+    recorder: EventRecorder = field(init=False)
     _leading: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -196,7 +196,7 @@ class Controller:
             self._changed,
             on_stale=lambda stale: self.metrics.config_stale.set(1 if stale else 0),
         )
-        self._recorder = EventRecorder(self.api, CONTROLLER_COMPONENT)
+        self.recorder = EventRecorder(self.api, CONTROLLER_COMPONENT)
 
     def _changed(self, kind: Kind, change: Change) -> None:
         if kind is SERVICES:
@@ -216,12 +216,12 @@ class Controller:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self.informer.run(), name="informer"),
-                    group.create_task(self._recorder.run(), name="events"),
+                    group.create_task(self.recorder.run(), name="events"),
                     group.create_task(self._lead(), name="lease"),
                     group.create_task(self._loop(), name="reconcile"),
                 ]
                 await stop.wait()
-                await self._recorder.drain()
+                await self.recorder.drain()
                 for task in tasks:
                     task.cancel()
         finally:
@@ -294,7 +294,7 @@ class Controller:
         if marker in self._problems_reported:
             return
         self._problems_reported.add(marker)
-        self._recorder.record(
+        self.recorder.record(
             obj, Event(EventType.WARNING, "InvalidConfiguration", f"{problem.message}; ignored")
         )
 
@@ -374,11 +374,12 @@ class Controller:
                 continue
             writes.append(self._write(semaphore, key, obj, decision, outcome))
         if writes:
-            await asyncio.gather(*writes)
+            with self.recorder.held():  # the statuses first; their Events after them
+                await asyncio.gather(*writes)
 
     def _emit(self, obj: Mapping[str, Any], decision: Decision) -> None:
         for event in decision.events:
-            self._recorder.record(obj, event)
+            self.recorder.record(obj, event)
 
     async def _write(
         self,
