@@ -29,8 +29,9 @@ from pathlib import Path
 
 from pikube.cluster.session import Session
 from pikube.cluster.spec import load_spec
-from pikube.lab import netns, sshhosts
+from pikube.lab.hosts import sshhosts
 from pikube.lab.lab import Lab
+from pikube.lab.network import netns
 
 
 def _timed(argv: list[str]) -> tuple[float, str]:

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from pikube.lab import rootfs
-from pikube.lab.pihost import cgroup_name
+from pikube.lab.hosts import rootfs
+from pikube.lab.hosts.pihost import cgroup_name
 
 HOSTS = ("master", "node01", "node02", "node03")
 V1 = Path("/sys/fs/cgroup")

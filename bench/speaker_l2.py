@@ -20,10 +20,10 @@ import statistics
 import time
 from pathlib import Path
 
-from pikube.lab import netns
 from pikube.lab.lab import Lab
-from pikube.lab.seed_service import manifests
-from pikube.lab.speakers import SpeakerFleet, lab_dir
+from pikube.lab.network import netns
+from pikube.lab.services.seed_service import manifests
+from pikube.lab.services.speakers import SpeakerFleet, lab_dir
 from pikube.lb.l2 import arp
 
 CLIENT_MAC = arp.mac_bytes("02:00:00:00:00:10")

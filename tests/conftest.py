@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from pikube.lab import netns
+from pikube.lab.hosts.processes import kill_all, marked_pids
 from pikube.lab.kubeapi.launch import KubeApi, start_in_lab
 from pikube.lab.lab import Lab
-from pikube.lab.processes import kill_all, marked_pids
-from pikube.lab.topology import lab_of_namespace
+from pikube.lab.network import netns
+from pikube.lab.network.topology import lab_of_namespace
 from tests.kube_api import KubeTarget, kube_target
 
 _SESSION_LABS: set[str] = set()

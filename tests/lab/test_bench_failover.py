@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab import netns
+from pikube.lab.network import netns
 from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab import bgp, state
-from pikube.lab.bgp import VIP4, VIP6, BgpSpeakers, Router, RouterOptions, RouterRoute
+from pikube.lab import state
 from pikube.lab.lab import Lab
+from pikube.lab.services import bgp
+from pikube.lab.services.bgp import VIP4, VIP6, BgpSpeakers, Router, RouterOptions, RouterRoute
 from tests.conftest import new_lab_name
 
 pytestmark = pytest.mark.lab

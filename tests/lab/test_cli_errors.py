@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pikube.lab import netns
 from pikube.lab.lab import Lab
+from pikube.lab.network import netns
 from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pikube.lab import sshhosts
+from pikube.lab.hosts import sshhosts
+from pikube.lab.hosts.sshhosts import Fault
 from pikube.lab.lab import Lab
-from pikube.lab.sshhosts import Fault
 from tests.conftest import new_lab_name
 
 pytestmark = pytest.mark.lab

@@ -30,10 +30,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pikube.lab import netns, sshhosts
+from pikube.lab.hosts import sshhosts
 from pikube.lab.kubernetes import builder, gobuild
 from pikube.lab.kubernetes.seedcluster import KUBECTL, ready_nodes, ssh
 from pikube.lab.lab import Lab
+from pikube.lab.network import netns
 from tests.conftest import new_lab_name
 
 pytestmark = pytest.mark.lab

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pikube.lab import netns, sshhosts
+from pikube.lab.hosts import sshhosts
 from pikube.lab.lab import Lab
+from pikube.lab.network import netns
 from tests.conftest import new_lab_name
 from tests.helpers import wait_until
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pikube.lab import netns
-from pikube.lab.processes import marked_pids
+from pikube.lab.hosts.processes import marked_pids
+from pikube.lab.network import netns
 from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
 

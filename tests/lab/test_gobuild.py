@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab.rootfs import cache_dir
+from pikube.lab.hosts.rootfs import cache_dir
 from tests.helpers import run_pikube
 
 pytestmark = [

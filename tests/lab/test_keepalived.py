@@ -15,9 +15,9 @@ from pikube.bench.failover import (
     run_once,
     wait_until,
 )
-from pikube.lab import keepalived
 from pikube.lab.lab import Lab
-from pikube.lab.seed_service import SEED_VIP, publish
+from pikube.lab.services import keepalived
+from pikube.lab.services.seed_service import SEED_VIP, publish
 
 pytestmark = pytest.mark.lab
 

@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from pikube.lab import kubeproxy, web
 from pikube.lab.lab import Lab
-from pikube.lab.seed_service import SEED_VIP, service_rules
+from pikube.lab.services import kubeproxy, web
+from pikube.lab.services.seed_service import SEED_VIP, service_rules
 from tests.lab.fetch import fetch
 
 pytestmark = pytest.mark.lab

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from pikube.lab import netns
-from pikube.lab.checks import reachability
+from pikube.lab.hosts.processes import marked_pids
 from pikube.lab.lab import Lab
-from pikube.lab.processes import marked_pids
+from pikube.lab.network import netns
+from pikube.lab.network.checks import reachability
 from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
 

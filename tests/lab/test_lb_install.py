@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pikube.lab import seed_service, sshhosts
+from pikube.lab.hosts import sshhosts
 from pikube.lab.kubernetes import appimage, binaries, seedcluster
 from pikube.lab.kubernetes.seedcluster import KUBECTL, ssh
 from pikube.lab.lab import Lab
-from pikube.lab.probe import host_of_mac, read_neighbour
+from pikube.lab.network.probe import host_of_mac, read_neighbour
+from pikube.lab.services import seed_service
 from tests.conftest import new_lab_name
 
 pytestmark = pytest.mark.lab

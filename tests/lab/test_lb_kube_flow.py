@@ -22,17 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab import netns, seed_service, state
-from pikube.lab.demo import get_from_client
+from pikube.lab import state
 from pikube.lab.kubernetes import apiserver as control_plane
 from pikube.lab.lab import Lab
-from pikube.lab.lb_kube import (
-    CONTROLLER_METRICS_PORT,
-    KubeLoadBalancer,
-    nginx_manifests,
-    seed_configuration,
-)
-from pikube.lab.probe import (
+from pikube.lab.network import netns
+from pikube.lab.network.probe import (
     ProberConfig,
     ProbeResult,
     host_of_mac,
@@ -40,7 +34,15 @@ from pikube.lab.probe import (
     start_prober,
     stop_prober,
 )
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.network.topology import HOST_INTERFACE
+from pikube.lab.services import seed_service
+from pikube.lab.services.demo import get_from_client
+from pikube.lab.services.lb_kube import (
+    CONTROLLER_METRICS_PORT,
+    KubeLoadBalancer,
+    nginx_manifests,
+    seed_configuration,
+)
 
 pytestmark = pytest.mark.lab
 

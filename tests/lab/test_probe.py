@@ -7,9 +7,9 @@ import time
 import pytest
 
 from pikube.bench.failover import wait_until
-from pikube.lab import state, web
+from pikube.lab import state
 from pikube.lab.lab import Lab
-from pikube.lab.probe import (
+from pikube.lab.network.probe import (
     NeighbourState,
     Outcome,
     ProberConfig,
@@ -22,6 +22,7 @@ from pikube.lab.probe import (
     stop_prober,
     transitions_of,
 )
+from pikube.lab.services import web
 
 pytestmark = pytest.mark.lab
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from pikube.errors import PikubeError
+from pikube.lab.hosts.processes import LogMatches, TcpListening, is_running, log_tail
 from pikube.lab.lab import Lab
-from pikube.lab.processes import LogMatches, TcpListening, is_running, log_tail
 
 pytestmark = pytest.mark.lab
 

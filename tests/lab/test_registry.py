@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pikube.lab.hosts.processes import FileExists
 from pikube.lab.kubernetes import binaries, images, registry
 from pikube.lab.lab import Lab
-from pikube.lab.processes import FileExists
 
 pytestmark = pytest.mark.lab
 

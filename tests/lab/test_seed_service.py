@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from pikube.bench.failover import ANNOUNCERS, KeepalivedBaseline, wait_until
-from pikube.lab import kubeproxy
 from pikube.lab.lab import Lab
-from pikube.lab.probe import NeighbourState, Outcome
-from pikube.lab.seed_service import SEED_VIP, look_from_client, publish, unpublish
+from pikube.lab.network.probe import NeighbourState, Outcome
+from pikube.lab.services import kubeproxy
+from pikube.lab.services.seed_service import SEED_VIP, look_from_client, publish, unpublish
 from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
 

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from pikube.lab import netns, seed_service
+from pikube.lab.hosts.processes import log_tail
 from pikube.lab.lab import Lab
-from pikube.lab.processes import log_tail
-from pikube.lab.seed_service import manifests
-from pikube.lab.speakers import (
+from pikube.lab.network import netns
+from pikube.lab.services import seed_service
+from pikube.lab.services.seed_service import manifests
+from pikube.lab.services.speakers import (
     SEED_VIP,
     SEED_VIP6,
     SpeakerFleet,

@@ -21,9 +21,9 @@ import time
 import pytest
 
 from pikube.lab.lab import Lab
-from pikube.lab.seed_service import manifests
-from pikube.lab.speakers import SEED_VIP, SpeakerFleet, lab_dir
-from pikube.lab.topology import BRIDGE
+from pikube.lab.network.topology import BRIDGE
+from pikube.lab.services.seed_service import manifests
+from pikube.lab.services.speakers import SEED_VIP, SpeakerFleet, lab_dir
 from pikube.lb.l2 import arp
 from pikube.lb.membership import protocol
 from tests.helpers import wait_until

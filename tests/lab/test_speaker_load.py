@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pikube.lab.lab import Lab
-from pikube.lab.speakers import SpeakerFleet, lab_dir
+from pikube.lab.services.speakers import SpeakerFleet, lab_dir
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.lab

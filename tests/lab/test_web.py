@@ -6,10 +6,11 @@ import ipaddress
 
 import pytest
 
-from pikube.lab import state, web
+from pikube.lab import state
+from pikube.lab.hosts.processes import is_running
 from pikube.lab.lab import Lab
-from pikube.lab.processes import is_running
-from pikube.lab.seed_service import http_body
+from pikube.lab.services import web
+from pikube.lab.services.seed_service import http_body
 from tests.lab.fetch import fetch
 
 pytestmark = pytest.mark.lab

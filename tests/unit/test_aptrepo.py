@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pikube.lab import aptrepo
+from pikube.lab.hosts import aptrepo
 from pikube.lab.kubernetes import debs
 
 

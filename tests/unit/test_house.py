@@ -63,3 +63,12 @@ def test_the_environment_is_compiled_to_bytecode() -> None:
     for module in (pydantic, pikube.cli):
         assert module.__file__ is not None
         assert Path(importlib.util.cache_from_source(module.__file__)).is_file(), module.__name__
+
+
+def test_the_lab_is_in_rooms() -> None:
+    """Decision 0163: the lab's record and orchestrator on top, everything else in a room."""
+    lab = SRC / "pikube" / "lab"
+    top = {p.name for p in lab.glob("*.py")}
+    rooms = {p.name for p in lab.iterdir() if (p / "__init__.py").is_file()}
+    assert top == {"__init__.py", "lab.py", "state.py"}
+    assert rooms == {"network", "hosts", "services", "kubeapi", "kubernetes"}

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from pikube.lab.keepalived import VrrpInstance, render_config
+from pikube.lab.services.keepalived import VrrpInstance, render_config
 
 VIP = ipaddress.IPv4Address("198.51.100.230")
 

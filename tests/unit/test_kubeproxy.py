@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from pikube.lab.kubeproxy import (
+from pikube.lab.services.kubeproxy import (
     TABLE,
     Backend,
     LoadBalancerService,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pikube.lab.hosts.processes import ProcessRecord
 from pikube.lab.kubeapi import launch
 from pikube.lab.lab import Lab, ProcessStatus
-from pikube.lab.processes import ProcessRecord
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from pikube.cli import cluster_view
 from pikube.cli import lab as lab_cli
+from pikube.lab.hosts.processes import ProcessRecord
 from pikube.lab.kubeapi import launch
 from pikube.lab.lab import Lab, LabStatus, UpReport
-from pikube.lab.processes import ProcessRecord
 
 
 @pytest.fixture

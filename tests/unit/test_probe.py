@@ -9,7 +9,7 @@ import errno
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pikube.lab.probe import (
+from pikube.lab.network.probe import (
     NeighbourState,
     Outcome,
     ProberConfig,
@@ -29,7 +29,7 @@ from pikube.lab.probe import (
     reported_since,
     run_prober,
 )
-from pikube.lab.topology import SEED_HOSTS
+from pikube.lab.network.topology import SEED_HOSTS
 
 
 def _ok(start: float, end: float | None = None, backend: str = "node02") -> ProbeResult:

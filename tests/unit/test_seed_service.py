@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from pikube.lab.seed_service import manifests, write_manifests
-from pikube.lab.topology import Topology
+from pikube.lab.network.topology import Topology
+from pikube.lab.services.seed_service import manifests, write_manifests
 
 
 def test_the_seed_objects_describe_the_pool_the_service_and_its_endpoint() -> None:

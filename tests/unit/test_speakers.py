@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from pikube.lab.lab import Lab
-from pikube.lab.speakers import SpeakerFleet
+from pikube.lab.services.speakers import SpeakerFleet
 
 
 def test_the_speaker_is_started_with_the_documented_command_line(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ import ipaddress
 import pytest
 
 from pikube.errors import PikubeError
-from pikube.lab.topology import (
+from pikube.lab.network.topology import (
     DEFAULT_POOL_FIRST,
     DEFAULT_POOL_LAST,
     SEED_HOSTS,

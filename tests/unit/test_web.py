@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pikube.lab.web import BACKEND_HEADER, WELCOME_ROOT, NginxSite, argv, render_config
+from pikube.lab.services.web import BACKEND_HEADER, WELCOME_ROOT, NginxSite, argv, render_config
 
 SITE = NginxSite(
     host="node02",

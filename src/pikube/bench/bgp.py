@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
-from pikube.lab import bgp, netns, state
-from pikube.lab.bgp import NODE_ADDRESSES, VIP4, BgpSpeakers, Router, RouterOptions
+from pikube.lab import state
 from pikube.lab.lab import Lab
+from pikube.lab.network import netns
+from pikube.lab.services import bgp
+from pikube.lab.services.bgp import NODE_ADDRESSES, VIP4, BgpSpeakers, Router, RouterOptions
 
 SCENARIOS = ("establish", "announce", "withdraw", "crash-bfd", "crash-hold")
 BFD_INTERVAL_MS = 100

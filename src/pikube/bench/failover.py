@@ -15,7 +15,7 @@ One run, for an implementation already started on node01-03:
 4. wait (bounded) until the client's ARP table names another node and the prober reports the
    service up, keep probing for a short tail, stop the prober;
 5. outage = the longest gap between successful responses from the last one before the failure
-   on (pikube.lab.probe.outage_around); failed probes = those that failed since then;
+   on (pikube.lab.network.probe.outage_around); failed probes = those that failed since then;
 6. restore the node (leftovers cleared, link up, daemon restarted).
 
 The backend is nginx on master, which never announces: it is reached by DNAT + masquerade from
@@ -40,11 +40,12 @@ from typing import Any, Protocol
 
 from pikube import helpers
 from pikube.errors import InvalidInput, PikubeError
-from pikube.lab import keepalived, netns, state
+from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, is_running
 from pikube.lab.kubeapi.launch import start_in_lab
 from pikube.lab.lab import Lab
-from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
-from pikube.lab.probe import (
+from pikube.lab.network import netns
+from pikube.lab.network.probe import (
     ProberConfig,
     failed_probes,
     is_up,
@@ -54,8 +55,10 @@ from pikube.lab.probe import (
     stop_prober,
     transitions_of,
 )
-from pikube.lab.processes import ProcessRecord, is_running
-from pikube.lab.seed_service import (
+from pikube.lab.network.topology import HOST_INTERFACE
+from pikube.lab.services import keepalived
+from pikube.lab.services.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
+from pikube.lab.services.seed_service import (
     CLIENT,
     SEED_PORT,
     SEED_VIP,
@@ -64,8 +67,7 @@ from pikube.lab.seed_service import (
     publish,
     unpublish,
 )
-from pikube.lab.speakers import SpeakerFleet
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.services.speakers import SpeakerFleet
 
 IMPLEMENTATIONS = ("pikube", "pikube-kube", "keepalived-100ms", "keepalived-1s")
 ANNOUNCERS = ("node01", "node02", "node03")

@@ -43,10 +43,12 @@ from typing import Any
 
 from pikube.errors import PikubeError
 from pikube.helpers import wait_until
-from pikube.lab import netns, seed_service, state
+from pikube.lab import state
 from pikube.lab.kubernetes import apiserver as control_plane
 from pikube.lab.lab import Lab
-from pikube.lab.lb_kube import KubeLoadBalancer, seed_configuration
+from pikube.lab.network import netns
+from pikube.lab.services import seed_service
+from pikube.lab.services.lb_kube import KubeLoadBalancer, seed_configuration
 from pikube.lb.kube.api import SERVICES, KubeClient, connect
 
 VIP = "198.51.100.230"

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from pikube.bench import failover as fo
 from pikube.bench.bgp import SCENARIOS
-from pikube.lab import seed_service
 from pikube.lab.lab import Lab
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.network.topology import HOST_INTERFACE
+from pikube.lab.services import seed_service
 
 
 def _console(stderr: bool = False, soft_wrap: bool = False) -> Console:
@@ -149,7 +149,7 @@ def bgp_command(
     crash-bfd with BFD at 100 ms x 3, crash-hold with a 9 s hold time), RUNS runs in one lab.
     """
     from pikube.bench import bgp as bench_bgp  # noqa: PLC0415
-    from pikube.lab.bgp import ROUTERS  # noqa: PLC0415
+    from pikube.lab.services.bgp import ROUTERS  # noqa: PLC0415
 
     chosen = [r.strip() for r in routers.split(",") if r.strip()]
     for r in chosen:

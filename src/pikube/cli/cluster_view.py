@@ -229,7 +229,7 @@ def _print_doctor(report: DoctorReport) -> None:
 
 def print_ssh_hosts_up(the_lab: Lab, faults: tuple[str, ...]) -> None:
     """For `pikube lab up --ssh`: boot the SSH hosts and say how to use them."""
-    from pikube.lab import sshhosts  # noqa: PLC0415 (only for --ssh)
+    from pikube.lab.hosts import sshhosts  # noqa: PLC0415 (only for --ssh)
     from pikube.lab.lab import lab_command  # noqa: PLC0415
 
     started = time.monotonic()

@@ -13,10 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from pikube.errors import PikubeError
-from pikube.lab.checks import PROBE_KINDS, Probe, reachability
+from pikube.lab.hosts.processes import LAB_ENV
 from pikube.lab.lab import DEFAULT_LAB, Lab, LabStatus, lab_command
-from pikube.lab.processes import LAB_ENV
-from pikube.lab.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST
+from pikube.lab.network.checks import PROBE_KINDS, Probe, reachability
+from pikube.lab.network.topology import DEFAULT_POOL_FIRST, DEFAULT_POOL_LAST
 
 _name_option = click.option(
     "--name",
@@ -58,7 +58,7 @@ def up(name: str, ssh: bool, faults: tuple[str, ...], kubernetes: bool) -> None:
         raise PikubeError("--kubernetes boots the Pis itself: leave out --ssh and --fault")
     the_lab = Lab(name)
     if faults:
-        from pikube.lab import sshhosts  # noqa: PLC0415 (only for --fault)
+        from pikube.lab.hosts import sshhosts  # noqa: PLC0415 (only for --fault)
 
         sshhosts.checked_ssh_hosts(the_lab, sshhosts.parse_faults(faults))  # refuses bad values now
     report = the_lab.up()
@@ -241,8 +241,8 @@ def demo(name: str, keep: bool, mode: str) -> None:
         _bgp_demo(name, keep)
         return
 
-    from pikube.lab import demo as story  # noqa: PLC0415
-    from pikube.lab.probe import host_of_mac  # noqa: PLC0415
+    from pikube.lab.network.probe import host_of_mac  # noqa: PLC0415
+    from pikube.lab.services import demo as story  # noqa: PLC0415
 
     console = _console()
     the_lab = Lab(name)
@@ -324,8 +324,8 @@ def demo(name: str, keep: bool, mode: str) -> None:
 
 
 def _bgp_demo(name: str, keep: bool) -> None:
-    from pikube.lab.bgp import VIP4  # noqa: PLC0415
-    from pikube.lab.bgp_demo import BACKEND, BgpDemo  # noqa: PLC0415
+    from pikube.lab.services.bgp import VIP4  # noqa: PLC0415
+    from pikube.lab.services.bgp_demo import BACKEND, BgpDemo  # noqa: PLC0415
 
     console = _console()
     the_lab = Lab(name)
@@ -382,7 +382,7 @@ def _bgp_demo(name: str, keep: bool) -> None:
 @_name_option
 def cluster_spec(name: str) -> None:
     """Print a cluster.yaml for the lab's SSH hosts (master + node01-03)."""
-    from pikube.lab import sshhosts  # noqa: PLC0415
+    from pikube.lab.hosts import sshhosts  # noqa: PLC0415
     from pikube.lab.lab import Lab  # noqa: PLC0415
 
     the_lab = Lab(name)

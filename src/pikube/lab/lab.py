@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import netns, state
-from pikube.lab.processes import (
+from pikube.lab import state
+from pikube.lab.hosts.processes import (
     LAB_ENV,
     ProcessRecord,
     Readiness,
@@ -28,7 +28,16 @@ from pikube.lab.processes import (
     kill_all,
     marked_pids,
 )
-from pikube.lab.topology import BRIDGE, HOST_INTERFACE, LAN_IPV4, LAN_IPV6, Host, Role, Topology
+from pikube.lab.network import netns
+from pikube.lab.network.topology import (
+    BRIDGE,
+    HOST_INTERFACE,
+    LAN_IPV4,
+    LAN_IPV6,
+    Host,
+    Role,
+    Topology,
+)
 from pikube.system import require_commands, require_root
 
 DEFAULT_LAB = "pikube"
@@ -191,7 +200,7 @@ class Lab:
             pids.discard(os.getpid())
             stopped = kill_all(pids)
             self.supervisor.reap()
-            from pikube.lab.sshhosts import down_ssh_hosts  # noqa: PLC0415 (it imports Lab)
+            from pikube.lab.hosts.sshhosts import down_ssh_hosts  # noqa: PLC0415 (it imports Lab)
 
             down_ssh_hosts(self.name)
             removed = []

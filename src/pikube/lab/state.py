@@ -20,7 +20,7 @@ from typing import Any
 
 from pikube.errors import PikubeError
 from pikube.helpers import write_atomic
-from pikube.lab.processes import ProcessRecord
+from pikube.lab.hosts.processes import ProcessRecord
 
 STATE_VERSION = 1
 

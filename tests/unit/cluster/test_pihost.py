@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pikube.lab.pihost import (
+from pikube.lab.hosts.pihost import (
     BOARDS,
     Firmware,
     inside_mounts,

@@ -28,13 +28,13 @@ from typing import Any
 from pikube.errors import PikubeError
 from pikube.helpers import write_atomic
 from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening
 from pikube.lab.kubeapi import openapi_source, pki
 from pikube.lab.kubeapi.defaults import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from pikube.lab.kubeapi.seed import node
 from pikube.lab.kubeapi.store import format_time
 from pikube.lab.lab import Lab, ProcessStatus, lab_command
-from pikube.lab.processes import ProcessRecord, TcpListening
-from pikube.lab.topology import Role
+from pikube.lab.network.topology import Role
 
 API_PORT = 6443
 API_HOST = "master"

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.lab.hosts.rootfs import cache_dir
 from pikube.lab.kubeapi.discovery import KUBERNETES_VERSION
 from pikube.lab.kubeapi.resources import BUILTIN_TYPES, ResourceType
-from pikube.lab.rootfs import cache_dir
 
 MODULE = "k8s.io/kubernetes"
 SPEC_PATH = "api/openapi-spec"

@@ -43,8 +43,8 @@ from pikube.errors import PikubeError
 from pikube.lab.kubeapi import pki
 
 if TYPE_CHECKING:
+    from pikube.lab.hosts.processes import ProcessRecord
     from pikube.lab.lab import Lab
-    from pikube.lab.processes import ProcessRecord
 
 SERVICE_CIDR = "10.96.0.0/12"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's cluster IP, in the serving certificate
@@ -404,7 +404,7 @@ def start_in_lab(lab: Lab, ready_timeout_s: float = 120.0) -> LabControlPlane:
     under the lab's supervisor, an admin kubeconfig for that address, and a Ready Node for
     master and each worker."""
     from pikube.lab import state  # noqa: PLC0415
-    from pikube.lab.processes import TcpListening  # noqa: PLC0415
+    from pikube.lab.hosts.processes import TcpListening  # noqa: PLC0415
 
     master = lab.topology.host(LAB_HOST)
     address = str(master.ipv4)
@@ -442,7 +442,7 @@ def restart_apiserver_in_lab(
     resourceVersion answers 410 Gone."""
     import signal  # noqa: PLC0415
 
-    from pikube.lab.processes import TcpListening  # noqa: PLC0415
+    from pikube.lab.hosts.processes import TcpListening  # noqa: PLC0415
 
     lab.supervisor.signal(plane.apiserver, signal.SIGKILL)
     lab.supervisor.wait(plane.apiserver, 10)
@@ -492,7 +492,7 @@ def register_nodes(lab: Lab, plane: LabControlPlane) -> list[str]:
     registration carries it)."""
     from pikube.lab.kubeapi.seed import node  # noqa: PLC0415
     from pikube.lab.kubeapi.store import format_time  # noqa: PLC0415
-    from pikube.lab.topology import Role  # noqa: PLC0415
+    from pikube.lab.network.topology import Role  # noqa: PLC0415
 
     now = format_time(datetime.now(UTC))
     items = []

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pikube import __version__
 from pikube.errors import PikubeError
-from pikube.lab import rootfs
+from pikube.lab.hosts import rootfs
 from pikube.lab.kubernetes import images, registry
 from pikube.lab.kubernetes.debsource import DebianSource, run_tool
 from pikube.lab.kubernetes.images import (

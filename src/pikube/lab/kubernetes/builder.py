@@ -14,7 +14,8 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pikube.lab import sshhosts, state
+from pikube.lab import state
+from pikube.lab.hosts import sshhosts
 from pikube.lab.kubernetes import appimage, registry, seedcluster
 from pikube.lab.lab import Lab
 from pikube.system import require_commands

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import rootfs
+from pikube.lab.hosts import rootfs
 
 
 def run_tool(argv: list[str], what: str, timeout_s: float = 600) -> str:

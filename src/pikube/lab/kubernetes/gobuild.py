@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from pikube.errors import InvalidInput, PikubeError
+from pikube.lab.hosts.rootfs import cache_dir, cache_lock
 from pikube.lab.kubernetes.components import (
     BY_NAME,
     COMPONENTS,
@@ -41,7 +42,6 @@ from pikube.lab.kubernetes.components import (
     entry_name,
     go_toolchain,
 )
-from pikube.lab.rootfs import cache_dir, cache_lock
 from pikube.system import require_commands
 
 WRAPPER_FILES = ("go.mod", "go.sum", "tools.go")

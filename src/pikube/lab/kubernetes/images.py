@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from pikube.errors import PikubeError
-from pikube.lab import rootfs
+from pikube.lab.hosts import rootfs
 from pikube.lab.kubernetes.components import BY_NAME
 from pikube.lab.kubernetes.debsource import DebianSource, dpkg_architecture, run_tool
 

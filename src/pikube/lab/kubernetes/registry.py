@@ -29,11 +29,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pikube.errors import PikubeError
-from pikube.lab import rootfs, state
+from pikube.lab import state
+from pikube.lab.hosts import rootfs
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening
 from pikube.lab.kubernetes import binaries, images
 from pikube.lab.kubernetes.images import ImageLayout
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.system import require_commands
 
 REGISTRY_PROCESS = "registry"

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import pihost, sshhosts, state
+from pikube.lab import state
+from pikube.lab.hosts import pihost, sshhosts
 from pikube.lab.kubernetes import registry
 from pikube.lab.lab import Lab
 from pikube.system import require_commands

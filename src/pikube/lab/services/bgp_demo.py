@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 
 from pikube.bench.bgp import Watch
-from pikube.lab import bgp, seed_service, state
-from pikube.lab.bgp import VIP4, BgpSpeakers, Frr, RouterOptions
-from pikube.lab.demo import get_from_client
+from pikube.lab import state
 from pikube.lab.lab import Lab
+from pikube.lab.services import bgp, seed_service
+from pikube.lab.services.bgp import VIP4, BgpSpeakers, Frr, RouterOptions
+from pikube.lab.services.demo import get_from_client
 
 BACKEND = "master"  # never announces, so a node's crash does not take the service with it
 BFD_INTERVAL_MS = 100

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.lab.hosts.processes import FileExists, ProcessRecord, TcpListening
 from pikube.lab.lab import Lab
-from pikube.lab.processes import FileExists, ProcessRecord, TcpListening
-from pikube.lab.topology import LAN_IPV4, NAMESPACE_PREFIX
+from pikube.lab.network.topology import LAN_IPV4, NAMESPACE_PREFIX
 
 ROUTER_ASN = 64496
 NODE_ASN = 64497

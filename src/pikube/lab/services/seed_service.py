@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
-from pikube.lab import kubeproxy, netns, web
+from pikube.lab.hosts.processes import ProcessRecord
 from pikube.lab.lab import Lab
-from pikube.lab.probe import (
+from pikube.lab.network import netns
+from pikube.lab.network.probe import (
     NeighbourEntry,
     ProbeResult,
     host_of_mac,
@@ -35,8 +36,7 @@ from pikube.lab.probe import (
     probe_once,
     read_neighbour,
 )
-from pikube.lab.processes import ProcessRecord
-from pikube.lab.topology import (
+from pikube.lab.network.topology import (
     DEFAULT_POOL_FIRST,
     DEFAULT_POOL_LAST,
     LAN_IPV6,
@@ -44,6 +44,7 @@ from pikube.lab.topology import (
     Role,
     Topology,
 )
+from pikube.lab.services import kubeproxy, web
 
 SEED_VIP = DEFAULT_POOL_FIRST  # the seed's 192.168.68.230
 SEED_PORT = 80

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import rootfs
+from pikube.lab.hosts import rootfs
 from pikube.lab.kubernetes import binaries, debs, gobuild
 from pikube.system import require_commands
 

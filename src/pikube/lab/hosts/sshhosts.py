@@ -27,11 +27,12 @@ import asyncssh
 
 from pikube.errors import InvalidInput, PikubeError
 from pikube.helpers import write_atomic
-from pikube.lab import aptrepo, pihost, rootfs, state
+from pikube.lab import state
+from pikube.lab.hosts import aptrepo, pihost, rootfs
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening
 from pikube.lab.kubernetes import debs, registry
 from pikube.lab.lab import Lab, lab_command
-from pikube.lab.processes import ProcessRecord, TcpListening
-from pikube.lab.topology import Role
+from pikube.lab.network.topology import Role
 from pikube.system import require_commands
 
 REPO_PROCESS = "apt-repository"
@@ -184,7 +185,7 @@ def up_ssh_hosts(
 
 def _power_on(lab: Lab, host: str) -> ProcessRecord:
     directory = host_dir(lab.name, host)
-    argv = [sys.executable, "-m", "pikube.lab.pihost", str(directory)]
+    argv = [sys.executable, "-m", "pikube.lab.hosts.pihost", str(directory)]
     return lab.start(host, HOST_PROCESS, argv)
 
 

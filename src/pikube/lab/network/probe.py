@@ -1,7 +1,7 @@
 """The client's view of a service: an HTTP prober, the analysis of its results, the ARP table.
 
 Owns:
-- the prober, a small process run in a lab host (`python -m pikube.lab.probe ...`): every
+- the prober, a small process run in a lab host (`python -m pikube.lab.network.probe ...`): every
   `interval_ms` it starts a fresh TCP connect + `GET /` to the target, each bounded by
   `timeout_ms`, probes overlapping when one is slow, and it stops after `max_duration_s` or on
   SIGTERM/SIGINT. It records each probe's start and end (CLOCK_MONOTONIC, which every
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pikube.helpers import write_atomic
-from pikube.lab.processes import LogMatches, ProcessRecord
-from pikube.lab.topology import Host
+from pikube.lab.hosts.processes import LogMatches, ProcessRecord
+from pikube.lab.network.topology import Host
 
 if TYPE_CHECKING:
     from pikube.lab.lab import Lab
@@ -360,7 +360,7 @@ async def _main_async(config: ProberConfig, out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m pikube.lab.probe",
+        prog="python -m pikube.lab.network.probe",
         description="Probe http://ADDRESS:PORT/ every interval; write JSON results on exit.",
     )
     parser.add_argument("--address", required=True)
@@ -388,7 +388,7 @@ def prober_argv(config: ProberConfig, out: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "pikube.lab.probe",
+        "pikube.lab.network.probe",
         "--address",
         config.address,
         "--port",
@@ -476,7 +476,7 @@ def neighbour_state(nud: int) -> NeighbourState:
 def read_neighbour(namespace: str, address: str) -> NeighbourEntry | None:
     """The kernel's neighbour entry for `address` in a namespace, read via netlink, or None."""
     # Imported here: pyroute2 costs ~0.4 s to import, which the prober process must not pay.
-    from pikube.lab import netns  # noqa: PLC0415
+    from pikube.lab.network import netns  # noqa: PLC0415
 
     wanted = ipaddress.ip_address(address)
     with netns.route_socket(namespace) as ipr:

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening, is_running, log_tail
 from pikube.lab.kubeapi.launch import admin_request
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening, is_running, log_tail
-from pikube.lab.seed_service import CLIENT, http_body
+from pikube.lab.services.seed_service import CLIENT, http_body
 
 CONTROLLER_HOST = "master"
 CONTROLLER_METRICS_PORT = 7472
 SPEAKER_METRICS_PORT = 7472
 WORKERS = ("node01", "node02", "node03")
-CRD_DIR = Path(__file__).resolve().parents[1] / "data" / "crds"
+CRD_DIR = Path(__file__).resolve().parents[2] / "data" / "crds"
 NAMESPACE = "metallb-system"
 
 

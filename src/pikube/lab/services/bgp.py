@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from pikube.errors import PikubeError
-from pikube.lab import netns, seed_service, state
+from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening
-from pikube.lab.routers import (
+from pikube.lab.network import netns
+from pikube.lab.network.topology import HOST_INTERFACE
+from pikube.lab.services import seed_service
+from pikube.lab.services.routers import (
     GOBGP_API,
     NODE_ADDRESSES,
     NODE_ASN,
@@ -57,7 +60,6 @@ from pikube.lab.routers import (
     RouterRoute,
     upstream_namespace,
 )
-from pikube.lab.topology import HOST_INTERFACE
 from pikube.system import require_commands
 
 # The lab's BGP names live in routers.py; bgp.py keeps offering them to its users.

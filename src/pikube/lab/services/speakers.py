@@ -18,10 +18,11 @@ from typing import Any
 
 from pikube.errors import PikubeError
 from pikube.helpers import METRICS_PORT
-from pikube.lab import seed_service, state
+from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening, is_running, log_tail
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening, is_running, log_tail
-from pikube.lab.seed_service import http_body
+from pikube.lab.services import seed_service
+from pikube.lab.services.seed_service import http_body
 
 SEED_VIP = "198.51.100.230"
 SEED_VIP6 = "2001:db8:68::230"

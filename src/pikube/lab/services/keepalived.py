@@ -8,7 +8,7 @@ and reads which nodes currently hold the VIP.
 keepalived puts the VIP on the master's eth0, so the kernel answers ARP for it there and
 keepalived sends gratuitous ARPs on takeover; that is how VRRP works, and it is what pikube's
 speaker is measured against. Traffic reaching the VIP is handed to the service by the
-kube-proxy rules (pikube.lab.kubeproxy), exactly as for pikube.
+kube-proxy rules (pikube.lab.services.kubeproxy), exactly as for pikube.
 
 Process model: `keepalived -n` stays in the foreground (the PID the supervisor records) and
 forks a VRRP child in the same process group; a crash must therefore SIGKILL the group. After
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.errors import PikubeError
-from pikube.lab import netns, state
+from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, is_running
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, is_running
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.network import netns
+from pikube.lab.network.topology import HOST_INTERFACE
 from pikube.system import require_commands
 
 PROCESS_NAME = "keepalived"

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 
 from pikube.lab.lab import Lab
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.network.topology import HOST_INTERFACE
 from pikube.system import require_commands
 
 _RTT = re.compile(r"= [\d.]+/([\d.]+)/")

@@ -1,6 +1,6 @@
 """One lab SSH host as a Raspberry Pi: its "hardware", firmware and power button.
 
-Run as `python -m pikube.lab.pihost HOSTDIR` inside the host's network namespace (the lab
+Run as `python -m pikube.lab.hosts.pihost HOSTDIR` inside the host's network namespace (the lab
 supervisor does that). It boots the host: real systemd as PID 1 in fresh mount, UTS, IPC, PID
 and cgroup namespaces, on an overlay of the cached Debian root (rootfs.py) with the host's own
 upper layer, and its own boot partition mounted at /boot/firmware. systemd starts sshd and the

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord, TcpListening
 from pikube.lab.lab import Lab
-from pikube.lab.processes import ProcessRecord, TcpListening
 from pikube.system import require_commands
 
 # Debian's nginx-common ships the upstream welcome page ("Welcome to nginx!") here; it is the

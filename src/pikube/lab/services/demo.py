@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 from pikube.errors import PikubeError
 from pikube.helpers import wait_until
-from pikube.lab import netns, seed_service, state
+from pikube.lab import state
+from pikube.lab.hosts.processes import ProcessRecord
 from pikube.lab.kubeapi.launch import start_in_lab
 from pikube.lab.lab import Lab
-from pikube.lab.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
-from pikube.lab.probe import (
+from pikube.lab.network import netns
+from pikube.lab.network.probe import (
     NeighbourEntry,
     ProberConfig,
     failed_probes,
@@ -32,8 +33,9 @@ from pikube.lab.probe import (
     stop_prober,
     transitions_of,
 )
-from pikube.lab.processes import ProcessRecord
-from pikube.lab.topology import HOST_INTERFACE
+from pikube.lab.network.topology import HOST_INTERFACE
+from pikube.lab.services import seed_service
+from pikube.lab.services.lb_kube import KubeLoadBalancer, nginx_manifests, seed_configuration
 
 VIP = seed_service.SEED_VIP
 
