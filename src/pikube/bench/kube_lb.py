@@ -290,10 +290,20 @@ def inflict(lab: Lab, impl: fo.Implementation, node: str, scenario: fo.Scenario)
     netns.set_link_state(lab.namespace(node), HOST_INTERFACE, up=False)
 
 
+def link_up(lab: Lab, node: str) -> None:
+    """The node's eth0 up again, with its default route: the link's going down took the route
+    with it, and the Pi's network service puts it back when the carrier returns (the API's
+    service IP, 10.96.0.1, needs it)."""
+    netns.set_link_state(lab.namespace(node), HOST_INTERFACE, up=True)
+    gateway = str(lab.topology.gateway.ipv4)
+    argv = ["ip", "route", "replace", "default", "via", gateway, "dev", HOST_INTERFACE]
+    lab.run(node, [*argv, "proto", "static"], timeout_s=10)
+
+
 def recover(lab: Lab, impl: fo.Implementation, node: str, scenario: fo.Scenario) -> None:
     assert isinstance(impl, PodSpeakers)
     if scenario.downs_link:
-        netns.set_link_state(lab.namespace(node), HOST_INTERFACE, up=True)
+        link_up(lab, node)
     if scenario is fo.Scenario.CRASH:  # a fresh Pod: no restart back-off into the next run
         pod = _pod_on(lab, impl.install, node)
         kubectl(lab, f"-n {NAMESPACE} delete pod {pod} --wait=false")
@@ -419,10 +429,15 @@ def run_bench(
         speakers = PodSpeakers(lab, INSTALLS[name])
         for scenario in fo.Scenario:
             for run in range(1, settings.runs + 1):
-                result = fo.run_once(
-                    lab, speakers, scenario, run, settings,
-                    inflict=inflict, recover=recover, owner_may_return_s=5.0,
-                )  # fmt: skip
+                try:
+                    result = fo.run_once(
+                        lab, speakers, scenario, run, settings,
+                        inflict=inflict, recover=recover, owner_may_return_s=5.0,
+                    )  # fmt: skip
+                except BaseException:
+                    for node in ANNOUNCERS:  # a failed run leaves no node cut off
+                        link_up(lab, node)
+                    raise
                 results.failover.append(result)
                 say(
                     f"{name} {scenario.value} run {run}: outage {result.outage_ms:.1f} ms "

@@ -352,8 +352,19 @@ def seed_story(name: str, keep: bool) -> None:
 )
 @click.option("--name", "-n", default="benchk8s", show_default=True, help="Lab name for the run.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="The lab is already up with Kubernetes (`pikube lab up --kubernetes`): use it as it is.",
+)
 def kube_lb(
-    impls: str, runs: int, create_runs: int, json_path: Path | None, name: str, keep: bool
+    impls: str,
+    runs: int,
+    create_runs: int,
+    json_path: Path | None,
+    name: str,
+    keep: bool,
+    reuse: bool,
 ) -> None:
     """pikube and MetalLB v0.14.9 on the lab's real Kubernetes, in one run.
 
@@ -367,15 +378,16 @@ def kube_lb(
     from pikube.lab.kubernetes import appimage, metallb, seedcluster  # noqa: PLC0415
 
     names = kube_lb.parse_impls(impls)
-    settings = fo.BenchSettings(runs=runs)
+    settings = fo.BenchSettings(runs=runs, timeout_ms=250, settle_timeout_s=60.0)
     progress = _console(stderr=True, soft_wrap=True)
     lab = Lab(name)
     results = kube_lb.Results()
     started = time.monotonic()
     try:
-        lab.up()
         image = appimage.ensure_image()
-        seedcluster.up_kubernetes(lab, say=progress.print)
+        if not reuse:
+            lab.up()
+            seedcluster.up_kubernetes(lab, say=progress.print)
         appimage.serve_image(lab, image)
         metallb.serve_images(lab)
         kube_lb.run_bench(lab, names, settings, create_runs, results, say=progress.print)
