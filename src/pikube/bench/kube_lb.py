@@ -168,8 +168,9 @@ def speaker_pods(lab: Lab, install: Install) -> list[dict[str, Any]]:
 
 
 def speakers_ready(lab: Lab, install: Install) -> bool:
-    """Every node's speaker Pod Ready, none on its way out."""
-    pods = speaker_pods(lab, install)
+    """Every announcer's speaker Pod Ready, none on its way out (master's is not counted:
+    it never announces, and its liveness probe can fail on a loaded machine)."""
+    pods = [p for p in speaker_pods(lab, install) if p["spec"].get("nodeName") in ANNOUNCERS]
     nodes = set()
     for pod in pods:
         if "deletionTimestamp" in pod["metadata"]:
@@ -217,7 +218,7 @@ def remove(lab: Lab, name: str) -> None:
     chosen = INSTALLS[name]
     kubectl(
         lab,
-        f"-n {NAMESPACE} delete deployment {chosen.controller} daemonset {chosen.speaker} "
+        f"-n {NAMESPACE} delete deployment/{chosen.controller} daemonset/{chosen.speaker} "
         "--wait=false",
     )
 
@@ -256,12 +257,9 @@ class PodSpeakers:
 
     def settled(self) -> bool:
         now = time.monotonic()
-        current = self.owner()
-        ok = (
-            current is not None
-            and seed_service.http_from(self.lab, seed_service.CLIENT, VIP, 80, 0.5).ok
-            and speakers_ready(self.lab, self.install)
-        )
+        served = seed_service.http_from(self.lab, seed_service.CLIENT, VIP, 80, 0.5).ok
+        current = self.owner()  # after the request: it refreshed the client's ARP entry
+        ok = served and current is not None and speakers_ready(self.lab, self.install)
         if not ok or current != self._owner_since[0]:
             self._owner_since = (current if ok else None, now)
             return False

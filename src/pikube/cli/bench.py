@@ -378,7 +378,7 @@ def kube_lb(
     from pikube.lab.kubernetes import appimage, metallb, seedcluster  # noqa: PLC0415
 
     names = kube_lb.parse_impls(impls)
-    settings = fo.BenchSettings(runs=runs, timeout_ms=250, settle_timeout_s=60.0)
+    settings = fo.BenchSettings(runs=runs, timeout_ms=250, settle_timeout_s=120.0)
     progress = _console(stderr=True, soft_wrap=True)
     lab = Lab(name)
     results = kube_lb.Results()
