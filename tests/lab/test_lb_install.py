@@ -210,8 +210,13 @@ def test_the_service_gets_the_pools_first_ip_and_the_client_gets_200(installed: 
     wait_for("HTTP 200 from the client", lambda: http_ok(installed), 60)
     announcer = owner(installed)
     assert announcer in WORKERS
-    statuses = json.loads(kubectl(installed, "-n metallb-system get servicel2statuses -o json"))
-    assert [s["status"]["node"] for s in statuses["items"]] == [announcer]
+
+    def status_nodes() -> list[str]:
+        out = kubectl(installed, "-n metallb-system get servicel2statuses -o json")
+        return [s.get("status", {}).get("node") for s in json.loads(out)["items"]]
+
+    # MetalLB's speaker left one of its own (owned by its Pod): gone with it, then pikube's.
+    wait_for("one ServiceL2Status, the announcer's", lambda: status_nodes() == [announcer], 30)
 
 
 def test_a_bad_pool_is_refused_at_apply_naming_the_field(installed: Lab) -> None:

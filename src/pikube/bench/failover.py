@@ -433,7 +433,8 @@ def run_once(
         timeout_ms=settings.timeout_ms,
         max_duration_s=settings.recovery_timeout_s + settings.settle_timeout_s + 10,
     )
-    prober = start_prober(lab, CLIENT, f"probe-{impl.name}-{scenario.value}-{run}", config, out)
+    name = f"probe-{impl.name}-{scenario.value}-{run}"
+    prober = start_prober(lab, CLIENT, name, config, out, ready_timeout_s=settings.settle_timeout_s)
     try:
         time.sleep(settings.baseline_s)  # a baseline of successes before the failure
         failure_s = time.monotonic()

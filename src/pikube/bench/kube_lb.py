@@ -327,7 +327,7 @@ def switch(
     before = owner(lab) or "?"
     out = state.lab_dir(lab.name) / "bench" / "probes" / f"{out_name}.json"
     config = ProberConfig(address=VIP, port=80, interval_ms=10, timeout_ms=50, max_duration_s=600)
-    prober = start_prober(lab, seed_service.CLIENT, out_name, config, out)
+    prober = start_prober(lab, seed_service.CLIENT, out_name, config, out, ready_timeout_s=60)
     try:
         time.sleep(0.2)
         started = time.monotonic()
