@@ -63,7 +63,7 @@ NAMESPACE = "metallb-system"
 VIP = str(seed_service.SEED_VIP)
 ANNOUNCERS = ("node01", "node02", "node03")
 SETTLE_QUIET_S = 3.0  # one owner and every speaker ready for this long: settled
-_KUBECTL_TIMEOUT_S = 120.0
+_KUBECTL_TIMEOUT_S = 300.0  # `rollout status --timeout=240s` on a loaded machine
 
 
 @dataclass(frozen=True)
