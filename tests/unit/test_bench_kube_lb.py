@@ -7,6 +7,7 @@ import yaml
 
 from pikube.bench import kube_lb
 from pikube.errors import InvalidInput
+from tests.helpers import run_pikube
 
 
 def test_impls_are_parsed_in_order_without_repeats() -> None:
@@ -39,3 +40,11 @@ def test_the_speaker_processes_are_told_apart() -> None:
 def test_the_rendered_pikube_manifest_is_installed() -> None:
     kinds = {d["kind"] for d in yaml.safe_load_all(kube_lb.pikube_manifest()) if d}
     assert {"DaemonSet", "Deployment", "CustomResourceDefinition"} <= kinds
+
+
+def test_an_unknown_implementation_is_a_one_line_error_before_any_lab() -> None:
+    result = run_pikube("bench", "kube-lb", "--impl", "bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "pikube: error: --impl: unknown implementation 'bogus' (choose from metallb, pikube)"
+    )
