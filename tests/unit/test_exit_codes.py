@@ -116,6 +116,7 @@ CASES = [
     ("bench bgp --router nosuch", 2),
     ("bench lb-api --runs 0", 2),
     ("bench cluster --runs 0", 2),
+    ("bench kube-lb --impl nosuch", 2),
     ("bench seed-story --name Bad_Name", 2),
 ]
 

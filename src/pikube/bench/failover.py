@@ -414,7 +414,14 @@ def run_once(
     settings: BenchSettings,
     *,
     vip: ipaddress.IPv4Address = SEED_VIP,
+    inflict: Callable[[Lab, Implementation, str, Scenario], None] = fail,
+    recover: Callable[[Lab, Implementation, str, Scenario], None] = restore,
+    owner_may_return_s: float | None = None,
 ) -> RunResult:
+    """One run (see the module docstring). `inflict` and `recover` fail and restore the owner
+    (default: the lab-process daemons' way). With `owner_may_return_s`, a run whose daemon
+    comes back by itself (a Pod its DaemonSet replaces) also ends when the client has been
+    served that long after the failure, whoever owns the IP by then."""
     label = f"{impl.name} {scenario.value} run {run}"
     wait_until(impl.settled, settings.settle_timeout_s, f"{label}: the system settling")
     old = impl.owner()
@@ -428,15 +435,21 @@ def run_once(
         timeout_ms=settings.timeout_ms,
         max_duration_s=settings.recovery_timeout_s + settings.settle_timeout_s + 10,
     )
-    prober = start_prober(lab, CLIENT, f"probe-{impl.name}-{scenario.value}-{run}", config, out)
+    name = f"probe-{impl.name}-{scenario.value}-{run}"
+    prober = start_prober(lab, CLIENT, name, config, out, ready_timeout_s=settings.settle_timeout_s)
     try:
         time.sleep(settings.baseline_s)  # a baseline of successes before the failure
         failure_s = time.monotonic()
-        fail(lab, impl, old, scenario)
+        inflict(lab, impl, old, scenario)
 
         def recovered() -> bool:
             new = impl.owner()
-            return new is not None and new != old and is_up(transitions_of(prober))
+            if new is None or not is_up(transitions_of(prober)):
+                return False
+            returned = owner_may_return_s is not None and (
+                time.monotonic() - failure_s > owner_may_return_s
+            )
+            return new != old or returned
 
         wait_until(recovered, settings.recovery_timeout_s, f"{label}: the VIP moving off {old}")
         time.sleep(settings.tail_s)  # keep measuring after recovery: a relapse counts too
@@ -462,7 +475,7 @@ def run_once(
         old_owner=old,
         new_owner=new,
     )
-    restore(lab, impl, old, scenario)
+    recover(lab, impl, old, scenario)
     return result
 
 

@@ -106,14 +106,14 @@ def summarise(runs: Sequence[ApiRun]) -> dict[str, Any]:
     }
 
 
-def service_body() -> dict[str, Any]:
+def service_body(selector: str = SERVICE) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": SERVICE, "namespace": NAMESPACE},
         "spec": {
             "type": "LoadBalancer",
-            "selector": {"app": SERVICE},
+            "selector": {"app": selector},
             "ports": [{"name": "http", "port": 80, "targetPort": 80}],
         },
     }
@@ -133,8 +133,9 @@ async def _http_ok(timeout_s: float = 0.05) -> bool:
         return False
 
 
-async def measure_once(api: KubeClient, run: int) -> ApiRun:
-    """One run, from inside the client's namespace."""
+async def measure_once(api: KubeClient, run: int, selector: str = SERVICE) -> ApiRun:
+    """One run, from inside the client's namespace (the Service selects Pods labelled
+    app=`selector`)."""
     loop = asyncio.get_running_loop()
     seen: dict[str, float] = {}
     listed = await api.request(
@@ -166,7 +167,7 @@ async def measure_once(api: KubeClient, run: int) -> ApiRun:
     # From the moment the create is sent: the real API server's watch can deliver the new
     # Service before the create's own answer arrives.
     created = loop.time()
-    await api.request("POST", SERVICES.path(NAMESPACE), body=service_body())
+    await api.request("POST", SERVICES.path(NAMESPACE), body=service_body(selector))
     await asyncio.wait_for(asyncio.gather(watcher, http()), 30)
     write_ms = await asyncio.wait_for(watched_write(api, latest), 30)
     return ApiRun(

@@ -376,3 +376,93 @@ def seed_story(name: str, keep: bool) -> None:
     finally:
         if not keep:
             lab.down()
+
+
+@bench.command(name="kube-lb")
+@click.option(
+    "--impl",
+    "impls",
+    default="metallb,pikube",
+    show_default=True,
+    help="Comma-separated: metallb, pikube (the first is installed fresh, each next one is "
+    "switched to, and the last back to the first).",
+)
+@click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Failover runs per scenario.")  # fmt: skip
+@click.option("--create-runs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Service create runs per implementation.")  # fmt: skip
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+@click.option("--name", "-n", default="benchk8s", show_default=True, help="Lab name for the run.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="The lab is already up with Kubernetes (`pikube lab up --kubernetes`): use it as it is.",
+)
+def kube_lb(
+    impls: str,
+    runs: int,
+    create_runs: int,
+    json_path: Path | None,
+    name: str,
+    keep: bool,
+    reuse: bool,
+) -> None:
+    """pikube and MetalLB v0.14.9 on the lab's real Kubernetes, in one run.
+
+    Each installed as its users do (MetalLB: its own metallb-native.yaml and images built from
+    its Go module; pikube: its rendered manifest and image); the seed's pool, L2Advertisement
+    and nginx Service (nginx on master). Per implementation: failover (crash, graceful,
+    link-down of the IP's owner), create-to-IP and create-to-HTTP-200; and the client's outage
+    during each switch from one to the other.
+    """
+    from pikube.bench import kube_lb  # noqa: PLC0415
+    from pikube.lab.kubernetes import appimage, metallb, seedcluster  # noqa: PLC0415
+
+    names = kube_lb.parse_impls(impls)
+    settings = fo.BenchSettings(runs=runs, timeout_ms=250, settle_timeout_s=120.0)
+    progress = _console(stderr=True, soft_wrap=True)
+    lab = Lab(name)
+    results = kube_lb.Results()
+    started = time.monotonic()
+    try:
+        image = appimage.ensure_image()
+        if not reuse:
+            lab.up()
+            seedcluster.up_kubernetes(lab, say=progress.print)
+        appimage.serve_image(lab, image)
+        metallb.serve_images(lab)
+        kube_lb.run_bench(lab, names, settings, create_runs, results, say=progress.print)
+    finally:
+        summary = kube_lb.summarise(results, runs)
+        if json_path is not None:
+            kube_lb.write_json(json_path, summary)
+        if not keep:
+            lab.down()
+    console = _console()
+    console.print(
+        f"pikube and MetalLB on the lab's real Kubernetes ({runs} failover runs per scenario, "
+        f"{create_runs} creates; {time.monotonic() - started:.0f} s; load average "
+        f"{summary['load_average']})"
+    )
+    table = Table("implementation", "scenario", "p50 ms", "max ms", "outages ms", box=None)
+    for row in fo.table_rows(summary["failover"]):
+        table.add_row(*row[:5])
+    console.print(table)
+    create = Table("implementation", "figure", "p50 ms", "p99 ms", box=None)
+    for impl, figures in summary["create"].items():
+        for key, label in (("ip_ms", "created -> IP"), ("http_ms", "created -> HTTP 200")):
+            create.add_row(impl, label, f"{figures[key]['p50']:.0f}", f"{figures[key]['p99']:.0f}")
+    console.print(create)
+    for s in summary["switches"]:
+        console.print(
+            f"switch {s['old']} -> {s['new']}: client outage {s['outage_ms']:.0f} ms "
+            f"({s['failed_probes']} failed probes), {s['seconds']:.0f} s until settled"
+        )
+    if json_path is not None:
+        console.print(f"JSON written to {json_path}")

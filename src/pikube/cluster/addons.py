@@ -4,7 +4,9 @@
   sha256 is the spec's (`flannel.sha256`); the one field the builder edits is the `Network` of
   the ConfigMap's net-conf.json, set to `networking.pod_cidr` (a one-line edit `plan` shows).
 - the load balancer: pikube's install manifest from the package data (CRDs, RBAC, controller,
-  speaker), then the spec's IPAddressPool and L2Advertisement (or BGPAdvertisement).
+  speaker), or with `implementation: metallb` MetalLB's own metallb-native.yaml (unmodified,
+  pinned by its sha256 like flannel's), then the spec's IPAddressPool and L2Advertisement (or
+  BGPAdvertisement).
 - the seed's nginx: a Deployment and a `type: LoadBalancer` Service.
 
 Each add-on is applied with `kubectl apply` on the control plane (its text on stdin) and
@@ -23,7 +25,7 @@ from importlib import resources
 
 import yaml
 
-from pikube.cluster.spec import ClusterSpec, LoadBalancerMode
+from pikube.cluster.spec import ClusterSpec, LoadBalancerImplementation, LoadBalancerMode
 from pikube.errors import InvalidInput
 
 RECORD_NAMESPACE = "kube-system"
@@ -43,6 +45,14 @@ LB_MANIFEST_RESOURCE = ("pikube.data", "deploy/pikube.yaml")
 # libyaml's loader when PyYAML has it: every plan reads the add-ons' objects (the load
 # balancer's manifest is 36 KB), which pure-Python parsing makes most of a second's CPU.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# load_balancer.implementation: metallb: MetalLB's own release manifest, unmodified; by default
+# v0.14.9's (the release pikube is compared with), pinned by the sha256 of that file.
+METALLB_VERSION = "v0.14.9"
+METALLB_RELEASE_URL = (
+    "https://raw.githubusercontent.com/metallb/metallb/{version}/config/manifests/"
+    "metallb-native.yaml"
+)
+METALLB_SHA256 = "951065e85692aa106f1bb5d5a487d9306154923a794ab1d82122881cbaf588e4"
 
 
 def sha256(text: str) -> str:
@@ -142,6 +152,38 @@ def lb_manifest() -> str | None:
         return None
 
 
+def uses_metallb(spec: ClusterSpec) -> bool:
+    lb = spec.load_balancer
+    return lb is not None and lb.implementation is LoadBalancerImplementation.METALLB
+
+
+def metallb_source(spec: ClusterSpec) -> str:
+    """Where MetalLB's manifest is read from: load_balancer.manifest, or v0.14.9's release."""
+    lb = spec.load_balancer
+    assert lb is not None
+    return lb.manifest or METALLB_RELEASE_URL.format(version=METALLB_VERSION)
+
+
+def metallb_addon(spec: ClusterSpec, manifest: str) -> Addon:
+    """MetalLB's manifest as it is, refused unless its sha256 is the spec's (by default, with
+    the default manifest, v0.14.9's)."""
+    lb = spec.load_balancer
+    assert lb is not None
+    source = metallb_source(spec)
+    want = lb.sha256 or (METALLB_SHA256 if lb.manifest is None else None)
+    got = sha256(manifest)
+    if want is None:
+        raise InvalidInput(
+            f"load_balancer.sha256: not set; the manifest at {source} has sha256 {got}: check "
+            "it and put it in the spec to pin it"
+        )
+    if got != want.lower():
+        raise InvalidInput(
+            f"load_balancer.sha256: the manifest at {source} has sha256 {got}, the spec pins {want}"
+        )
+    return Addon("load-balancer", manifest, f"MetalLB from {source} (unmodified)")
+
+
 def pool_manifest(spec: ClusterSpec) -> str:
     lb = spec.load_balancer
     assert lb is not None
@@ -198,15 +240,24 @@ def demo_manifest(spec: ClusterSpec) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in (deployment, service))
 
 
-def addons(spec: ClusterSpec, flannel_text: str, lb_text: str | None) -> list[Addon]:
+def addons(
+    spec: ClusterSpec, flannel_text: str, lb_text: str | None, metallb_text: str | None = None
+) -> list[Addon]:
     """Every add-on the spec asks for, in the order they are applied. The load balancer and
-    its pool need pikube's manifest (`lb_text`); without it they are left out (see
-    `missing_load_balancer`)."""
+    its pool need pikube's manifest (`lb_text`) or, with `implementation: metallb`, MetalLB's
+    (`metallb_text`); without it they are left out (see `missing_load_balancer`)."""
     result = [flannel_addon(spec, flannel_text)]
-    if spec.load_balancer is not None and lb_text is not None:
+    if uses_metallb(spec):
+        if metallb_text is not None:
+            result.append(metallb_addon(spec, metallb_text))
+            lb_text = metallb_text
+        else:
+            lb_text = None
+    elif spec.load_balancer is not None and lb_text is not None:
         result.append(
             Addon("load-balancer", lb_text, "pikube's load balancer (controller, speaker)")
         )
+    if spec.load_balancer is not None and lb_text is not None:
         mode = spec.load_balancer.mode.value
         result.append(
             Addon("pool", pool_manifest(spec), f"the pool {spec.load_balancer.pool} ({mode})")
@@ -224,7 +275,7 @@ def addons(spec: ClusterSpec, flannel_text: str, lb_text: str | None) -> list[Ad
 
 def missing_load_balancer(spec: ClusterSpec, lb_text: str | None) -> str | None:
     """Why the load balancer the spec asks for is not installed, or None."""
-    if spec.load_balancer is None or lb_text is not None:
+    if spec.load_balancer is None or lb_text is not None or uses_metallb(spec):
         return None
     return (
         "load_balancer: this build of pikube has no install manifest "

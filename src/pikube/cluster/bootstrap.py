@@ -52,15 +52,19 @@ class _Stopped(Exception):
 
 
 def read_flannel_manifest(spec: ClusterSpec) -> str:
-    source = spec.flannel.source(spec.versions.flannel)
+    return read_manifest(spec.flannel.source(spec.versions.flannel), "flannel.manifest")
+
+
+def read_manifest(source: str, field: str) -> str:
+    """A release manifest from an URL or a local file; `field` names the spec's setting."""
     if source.startswith(("https://", "http://")):
         try:
             with urllib.request.urlopen(source, timeout=FETCH_TIMEOUT_S) as response:
                 data: bytes = response.read(4 << 20)
         except (urllib.error.URLError, OSError) as exc:
             raise InvalidInput(
-                f"flannel.manifest: cannot fetch {source} ({exc}); for an offline site, put the "
-                "file next to the spec and set flannel.manifest to its path"
+                f"{field}: cannot fetch {source} ({exc}); for an offline site, put the "
+                f"file next to the spec and set {field} to its path"
             ) from None
         return data.decode()
     path = Path(source).expanduser()
@@ -68,13 +72,17 @@ def read_flannel_manifest(spec: ClusterSpec) -> str:
         # Bounded as every input file (pikube.inputs): /dev/zero is refused, not read for ever.
         return InputBudget(MANIFESTS_LIMIT_BYTES, "flannel's manifest").read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"flannel.manifest: cannot read {path}: {exc}") from None
+        raise InvalidInput(f"{field}: cannot read {path}: {exc}") from None
 
 
 def wanted_addons(spec: ClusterSpec) -> tuple[list[Addon], list[str]]:
     """The add-ons the spec asks for, and notes about what is left out."""
     lb_text = addons_module.lb_manifest()
-    wanted = addons_module.addons(spec, read_flannel_manifest(spec), lb_text)
+    metallb_text = None
+    if addons_module.uses_metallb(spec):
+        source = addons_module.metallb_source(spec)
+        metallb_text = read_manifest(source, "load_balancer.manifest")
+    wanted = addons_module.addons(spec, read_flannel_manifest(spec), lb_text, metallb_text)
     missing = addons_module.missing_load_balancer(spec, lb_text)
     return wanted, [missing] if missing else []
 
@@ -517,7 +525,9 @@ async def http_check(run: _Run, plane: str, service: Mapping[str, Any] | None = 
     """Wait until nginx answers HTTP 200 where its Service is reachable (from this machine);
     `service` is the Service as just read, if it was."""
     spec = run.spec
-    lb = spec.load_balancer is not None and addons_module.lb_manifest() is not None
+    lb = spec.load_balancer is not None and (
+        addons_module.uses_metallb(spec) or addons_module.lb_manifest() is not None
+    )
     workers = [n.address for n in kubeadm.workers(spec)] or [kubeadm.control_plane(spec).address]
     deadline = time.monotonic() + HTTP_TIMEOUT_S
     command = (

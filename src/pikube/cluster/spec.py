@@ -138,16 +138,33 @@ class LoadBalancerImplementation(enum.Enum):
 class LoadBalancer(_Model):
     implementation: LoadBalancerImplementation = Field(
         default=LoadBalancerImplementation.PIKUBE,
-        description="pikube (its install manifest, shipped with pikube); metallb: not yet",
+        description=(
+            "pikube (its install manifest, shipped with pikube) or metallb (MetalLB's own "
+            "metallb-native.yaml, unmodified: see manifest and sha256)"
+        ),
     )
     mode: LoadBalancerMode = LoadBalancerMode.LAYER2
     pool: str = Field(description="first-last address range, or a CIDR")
+    manifest: str | None = Field(
+        default=None,
+        description=(
+            "metallb only: its metallb-native.yaml, a local file or an https URL; null: "
+            "MetalLB v0.14.9's on GitHub"
+        ),
+    )
+    sha256: str | None = Field(
+        default=None,
+        description=(
+            "metallb only: the manifest's sha256; null with manifest null: v0.14.9's; apply "
+            "refuses another (and says the one it got)"
+        ),
+    )
 
-    @field_validator("implementation")
+    @field_validator("sha256")
     @classmethod
-    def _supported(cls, value: LoadBalancerImplementation) -> LoadBalancerImplementation:
-        if value is LoadBalancerImplementation.METALLB:
-            raise ValueError("metallb is not supported yet: use pikube (MetalLB-compatible)")
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be 64 hexadecimal digits")
         return value
 
     @field_validator("pool")
@@ -555,7 +572,7 @@ flannel:
   sha256: null
 
 load_balancer:
-  implementation: pikube                # pikube (MetalLB-compatible); metallb: not yet
+  implementation: pikube                # pikube (MetalLB-compatible) | metallb (its own manifest)
   mode: layer2                          # layer2 (ARP/NDP) | bgp (add your BGPPeer with kubectl)
   pool: 192.168.68.230-192.168.68.250   # the seed's IPAddressPool
 

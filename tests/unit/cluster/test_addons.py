@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pikube.cluster import addons
-from pikube.cluster.spec import ClusterSpec
+from pikube.cluster.spec import ClusterSpec, LoadBalancerImplementation
 from pikube.errors import InvalidInput
 from tests.unit.cluster.test_stages import FLANNEL
 
@@ -91,3 +91,32 @@ def test_kubectl_names_are_read_as_kind_and_name() -> None:
 def test_the_record_command_has_every_digest() -> None:
     command = addons.record_command({"flannel": "aa", "demo-app": "bb"})
     assert "--from-literal=demo-app=bb --from-literal=flannel=aa" in command
+
+
+METALLB = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: metallb-system\n"
+
+
+def _metallb(spec: ClusterSpec, **lb: object) -> ClusterSpec:
+    assert spec.load_balancer is not None
+    update = {"implementation": LoadBalancerImplementation.METALLB, **lb}
+    return spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(update=update)})
+
+
+def test_metallb_is_its_own_manifest_pinned_by_its_sha256(spec: ClusterSpec) -> None:
+    spec = _with(spec, sha256=addons.sha256(FLANNEL))
+    default = _metallb(spec)
+    assert addons.metallb_source(default).endswith("/v0.14.9/config/manifests/metallb-native.yaml")
+    pins = addons.METALLB_SHA256
+    with pytest.raises(InvalidInput, match=rf"load_balancer\.sha256: .* the spec pins {pins}"):
+        addons.addons(default, FLANNEL, None, METALLB)
+    with pytest.raises(
+        InvalidInput, match=r"load_balancer\.sha256: not set; the manifest at m\.yaml"
+    ):
+        addons.addons(_metallb(spec, manifest="m.yaml"), FLANNEL, None, METALLB)
+    pinned = _metallb(spec, manifest="m.yaml", sha256=addons.sha256(METALLB))
+    wanted = addons.addons(pinned, FLANNEL, "pikube's manifest: not used", METALLB)
+    assert [a.name for a in wanted] == ["flannel", "load-balancer", "pool", "demo-app"]
+    assert wanted[1].manifest == METALLB
+    assert wanted[1].summary == "MetalLB from m.yaml (unmodified)"
+    assert addons.missing_load_balancer(pinned, None) is None
+    assert not addons.uses_metallb(spec)

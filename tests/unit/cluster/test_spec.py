@@ -182,12 +182,16 @@ def test_plan_names_no_unused_field() -> None:
     assert not_yet_used(parse_spec(_seed(), "cluster.yaml")) == []
 
 
-def test_metallb_is_refused_naming_the_field() -> None:
+def test_metallb_is_accepted_and_its_pin_must_be_a_sha256() -> None:
     data = _seed()
     lb = data["load_balancer"]
     assert isinstance(lb, dict)
     lb["implementation"] = "metallb"
-    with pytest.raises(PikubeError, match=r"cluster.yaml: load_balancer.implementation: metallb"):
+    parsed = parse_spec(data, "cluster.yaml").load_balancer
+    assert parsed is not None
+    assert parsed.implementation.value == "metallb"
+    lb["sha256"] = "abc"
+    with pytest.raises(PikubeError, match=r"cluster.yaml: load_balancer.sha256: must be 64 hex"):
         parse_spec(data, "cluster.yaml")
 
 

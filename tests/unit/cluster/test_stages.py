@@ -10,7 +10,7 @@ import pytest
 
 from pikube.cluster import addons, kubeadm, stages
 from pikube.cluster.kubeadm import ApiFacts, KubeFacts, NodeStatus
-from pikube.cluster.spec import ClusterSpec
+from pikube.cluster.spec import ClusterSpec, LoadBalancerImplementation
 from pikube.cluster.stages import Stdin
 
 FLANNEL = """\
@@ -252,3 +252,25 @@ def test_the_pool_is_applied_again_until_the_load_balancers_webhook_accepts_it(
     assert f"-ge {stages.WEBHOOK_RETRIES}" in pool
     assert 'rm -f "$f"' in pool
     assert "until" not in commands["addon-demo-app"][0]  # nginx is not the webhook's business
+
+
+def test_with_metallb_its_manifest_is_applied_then_the_pool_until_its_webhook_accepts(
+    pinned: ClusterSpec,
+) -> None:
+    assert pinned.load_balancer is not None
+    lb = pinned.load_balancer.model_copy(
+        update={"implementation": LoadBalancerImplementation.METALLB}
+    )
+    spec = pinned.model_copy(update={"load_balancer": lb})
+    metallb = "kind: Namespace\napiVersion: v1\nmetadata: {name: metallb-system}\n"
+    spec = spec.model_copy(
+        update={"load_balancer": lb.model_copy(update={"sha256": addons.sha256(metallb)})}
+    )
+    wanted = addons.addons(spec, FLANNEL, None, metallb)
+    plan = stages.cluster_plan(spec, dict.fromkeys(ALL, FRESH), ApiFacts(), {}, wanted, {},
+                               frozenset())  # fmt: skip
+    steps = {s.id: s for s in plan.steps if s.id.startswith("addon-")}
+    assert list(steps) == ["addon-flannel", "addon-load-balancer", "addon-pool", "addon-demo-app"]
+    assert steps["addon-load-balancer"].summary.startswith("kubectl apply MetalLB from https://")
+    assert steps["addon-load-balancer"].addon == "load-balancer"
+    assert "until " in steps["addon-pool"].commands[0]

@@ -368,9 +368,12 @@ def _prepare_disk(
     )
     # containerd's registry hosts: registry.k8s.io and docker.io come from the router's
     # registry (read once containerd's CRI config_path names the directory).
-    # ghcr.io (pikube's own image) from the app registry, when a test serves it there.
+    # ghcr.io (pikube's own image) from the app registry, when a test serves it there;
+    # quay.io (MetalLB's images) from the MetalLB registry, when a comparison serves them.
     mirrors = registry.containerd_mirror_files(
-        registry.mirror_url(lab), app_mirror_url=registry.app_mirror_url(lab)
+        registry.mirror_url(lab),
+        app_mirror_url=registry.app_mirror_url(lab),
+        metallb_mirror_url=registry.metallb_mirror_url(lab),
     )
     for path, text in mirrors.items():
         _write(upper / path.lstrip("/"), text)

@@ -50,6 +50,11 @@ UPSTREAM_SERVERS = {
 APP_REGISTRY_PROCESS = "registry-app"
 APP_REGISTRY_PORT = 5001
 APP_UPSTREAM_SERVERS = {"ghcr.io": "https://ghcr.io"}
+# MetalLB's images (quay.io/metallb/...), built from its Go module to measure pikube against it,
+# by a third registry from their own storage (metallb.py): only the labs that compare use them.
+METALLB_REGISTRY_PROCESS = "registry-metallb"
+METALLB_REGISTRY_PORT = 5002
+METALLB_UPSTREAM_SERVERS = {"quay.io": "https://quay.io"}
 CRI_REGISTRY_SECTION = '[plugins."io.containerd.grpc.v1.cri".registry]'
 _PUSH_TIMEOUT_S = 600.0
 _START_TIMEOUT_S = 20.0
@@ -92,10 +97,14 @@ server = "{upstream}"
 
 
 def containerd_mirror_files(
-    mirror_url: str, certs_dir: str = CERTS_DIR, app_mirror_url: str | None = None
+    mirror_url: str,
+    certs_dir: str = CERTS_DIR,
+    app_mirror_url: str | None = None,
+    metallb_mirror_url: str | None = None,
 ) -> dict[str, str]:
     """path -> content of the hosts.toml files a lab Pi gets (with `app_mirror_url`, also the
-    registry pikube's own image is named in, served by the app registry)."""
+    registry pikube's own image is named in, served by the app registry; with
+    `metallb_mirror_url`, quay.io for MetalLB's images)."""
     files = {
         f"{certs_dir}/{name}/hosts.toml": hosts_toml(server, mirror_url)
         for name, server in sorted(UPSTREAM_SERVERS.items())
@@ -103,6 +112,9 @@ def containerd_mirror_files(
     if app_mirror_url is not None:
         for name, server in sorted(APP_UPSTREAM_SERVERS.items()):
             files[f"{certs_dir}/{name}/hosts.toml"] = hosts_toml(server, app_mirror_url)
+    if metallb_mirror_url is not None:
+        for name, server in sorted(METALLB_UPSTREAM_SERVERS.items()):
+            files[f"{certs_dir}/{name}/hosts.toml"] = hosts_toml(server, metallb_mirror_url)
     return files
 
 
@@ -137,6 +149,10 @@ def mirror_url(lab: Lab) -> str:
 
 def app_mirror_url(lab: Lab) -> str:
     return f"http://{lab.topology.gateway.ipv4}:{APP_REGISTRY_PORT}"
+
+
+def metallb_mirror_url(lab: Lab) -> str:
+    return f"http://{lab.topology.gateway.ipv4}:{METALLB_REGISTRY_PORT}"
 
 
 def upload_target(location: str, digest: str) -> str:
