@@ -212,10 +212,6 @@ def test_the_service_gets_the_pools_first_ip_and_the_client_gets_200(installed: 
     assert owner(installed) in WORKERS
 
 
-@pytest.mark.xfail(
-    reason="after the switch from MetalLB pikube's announcer sometimes writes no ServiceL2Status "
-    "(2 of 3 runs on a loaded machine, not yet explained; a fresh pikube install writes it)"
-)
 def test_the_announcer_writes_its_servicel2status_after_the_switch(installed: Lab) -> None:
     announcer = owner(installed)
 

@@ -132,6 +132,7 @@ class KubeSource:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
+    _seen: set[str] = field(default_factory=set)  # of those, the ones the informer has shown
     _pending: list[tuple[Kind, Change]] = field(default_factory=list)  # for the builder
 
     def bind(self, metrics: SpeakerMetricsLike) -> None:
@@ -242,6 +243,7 @@ class KubeSource:
             key = f"{labels.get(SERVICE_NAMESPACE_LABEL)}/{labels.get(SERVICE_NAME_LABEL)}"
             mine = labels.get(NODE_LABEL) == self.node
             (existing if mine else others).setdefault(key, []).append(obj)
+        self._forget_deleted({o["metadata"]["name"] for objs in existing.values() for o in objs})
         services = self.informer.objects(SERVICES)
         for key in sorted(announced):
             if key in existing or key in self._reported:
@@ -285,6 +287,18 @@ class KubeSource:
                     await api.request("DELETE", SERVICE_L2_STATUSES.path(self.namespace, name))
         for key in list(self._reported):
             if key not in announced:
+                self._seen.discard(self._reported.pop(key))
+
+    def _forget_deleted(self, present: set[str]) -> None:
+        """A status this node wrote and the API no longer has is written again (as MetalLB's
+        status controller does): deleted by hand, or by MetalLB's speaker on the same node while
+        a migration overlaps them. Forgotten once the informer has shown it and shows it no
+        more (a status just created may not have reached the informer yet)."""
+        for key, name in list(self._reported.items()):
+            if name in present:
+                self._seen.add(name)
+            elif name in self._seen:
+                self._seen.discard(name)
                 del self._reported[key]
 
 
