@@ -26,15 +26,25 @@ class Family:
     kind: str  # "counter" or "gauge"
     labels: tuple[str, ...] = ()
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
+    # Called after `set` or `remove` changed a value (a reader that would otherwise poll).
+    watchers: list[Callable[[], None]] = field(default_factory=list)
 
     def inc(self, *label_values: str, amount: float = 1.0) -> None:
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
 
     def set(self, value: float, *label_values: str) -> None:
+        changed = self.values.get(label_values) != value
         self.values[label_values] = value
+        if changed:
+            self._changed()
 
     def remove(self, *label_values: str) -> None:
-        self.values.pop(label_values, None)
+        if self.values.pop(label_values, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def get(self, *label_values: str) -> float:
         return self.values.get(label_values, 0.0)

@@ -69,7 +69,10 @@ NODE_LABEL = "metallb.io/node"
 SERVICE_NAME_LABEL = "metallb.io/service-name"
 SERVICE_NAMESPACE_LABEL = "metallb.io/service-namespace"
 PROTOCOL_LAYER2 = "layer2"
-REPORT_INTERVAL_S = 0.1
+# ServiceL2Statuses are reconciled when what this node announces or the statuses change, and
+# at least this often (no 10-per-second polling: each wake-up costs an idle speaker CPU).
+REPORT_SAFETY_S = 10.0
+REPORT_RETRY_S = 1.0  # after an API error
 # What the desired state is made of (ServiceL2Statuses are what the source writes back).
 BUILDER_KINDS = (SERVICES, ENDPOINT_SLICES, NODES, NAMESPACES, IP_ADDRESS_POOLS, L2_ADVERTISEMENTS)
 
@@ -130,6 +133,7 @@ class KubeSource:
     _metrics: SpeakerMetricsLike | None = None
     _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _report_wake: asyncio.Event = field(default_factory=asyncio.Event)
     _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
     _seen: set[str] = field(default_factory=set)  # of those, the ones the informer has shown
@@ -138,6 +142,7 @@ class KubeSource:
     def bind(self, metrics: SpeakerMetricsLike) -> None:
         """The speaker's metrics: where to export the API client's gauges, and what it announces."""
         self._metrics = metrics
+        metrics.announced.watchers.append(self._report_wake.set)
         r = metrics.registry
         self._client = ClientMetrics.on(r)
 
@@ -147,6 +152,8 @@ class KubeSource:
         if kind in BUILDER_KINDS:
             self._pending.append((kind, change))
             self._wake.set()
+        elif kind is SERVICE_L2_STATUSES:
+            self._report_wake.set()
 
     def _set_stale(self, stale: bool) -> None:
         report_stale(self._client, stale)
@@ -225,13 +232,17 @@ class KubeSource:
     async def _report_loop(self, api: KubeClient, recorder: EventRecorder) -> None:
         owner = await self._owner(api)
         while True:
+            self._report_wake.clear()
             try:
                 await self._report(api, recorder, owner)
             except Exception as exc:
                 if self._client is not None:
                     self._client.update_errors.inc()
                 log.debug("ServiceL2Status not updated: %s", exc)
-            await asyncio.sleep(REPORT_INTERVAL_S)
+                await asyncio.sleep(REPORT_RETRY_S)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_wake.wait(), REPORT_SAFETY_S)
 
     async def _report(self, api: KubeClient, recorder: EventRecorder, owner: Obj | None) -> None:
         assert self.informer is not None
