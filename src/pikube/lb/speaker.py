@@ -217,6 +217,7 @@ class _Interface:
         settings: SpeakerSettings,
         metrics: SpeakerMetrics,
         on_foreign_claim: Callable[[bytes, bytes], None],
+        on_peer_answer: Callable[[bytes], None],
     ) -> None:
         name = self.name
         try:
@@ -229,7 +230,9 @@ class _Interface:
                 settings.node,
             )
             return
-        self.announcer = InterfaceAnnouncer(self.link, metrics, on_foreign_claim)
+        self.announcer = InterfaceAnnouncer(
+            self.link, metrics, on_foreign_claim, on_peer_answer=on_peer_answer
+        )
         self.announcer.open(loop)
         self.heartbeat = HeartbeatSocket(name, settings.port, links.ipv4_address(name))
         if not links.is_usable(name):
@@ -278,6 +281,7 @@ class Speaker:
             ev.Release: self._release,
             ev.Announce: self._announce,
             ev.Probe: self._probe,
+            ev.ProbePeer: self._probe_peer,
             ev.EndProbe: self._end_probe,
             ev.ApplyBridges: self._apply_bridges,
             ev.Took: self.metrics.took,
@@ -476,6 +480,11 @@ class Speaker:
         for announcer in self._announcers(action.interfaces):
             announcer.probe(action.ip)
 
+    def _probe_peer(self, action: ev.ProbePeer) -> None:
+        ip = socket.inet_aton(action.address)
+        for announcer in self._announcers(action.interfaces):
+            announcer.probe_peer(ip, action.probes)
+
     def _end_probe(self, action: ev.EndProbe) -> None:
         for announcer in self._announcers():
             announcer.watched.difference_update(action.ips)
@@ -500,10 +509,15 @@ class Speaker:
 
     def _open_interface(self, name: str) -> None:
         assert self._loop is not None
-        self._interfaces[name].open(self._loop, self.settings, self.metrics, self._on_foreign_claim)
+        self._interfaces[name].open(
+            self._loop, self.settings, self.metrics, self._on_foreign_claim, self._on_peer_answer
+        )
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
         self._handle(ev.ForeignClaim(self.clock(), ip, mac))
+
+    def _on_peer_answer(self, ip: bytes) -> None:
+        self._handle(ev.PeerAnswered(self.clock(), socket.inet_ntoa(ip)))
 
     def _on_link_events(self, sock: socket.socket) -> None:
         while True:
