@@ -35,7 +35,7 @@ from pikube.lb.l2 import events as ev
 from pikube.lb.l2.bridge import BridgeEntry
 from pikube.lb.l2.decide import evaluate, foreign_claim
 from pikube.lb.l2.lifecycle import IPState, TargetLife, packed, text_ip
-from pikube.lb.l2.liveness import CONFIRM_S, PROBES, Liveness
+from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
@@ -122,7 +122,7 @@ class SpeakerCore:
             case ev.ForeignClaim(now, ip, mac):
                 foreign_claim(self, now, ip, mac, out)
             case ev.PeerAnswered(now, address):
-                self.liveness.answer(address)
+                self.liveness.answer(now, address)
             case ev.Leave(now):
                 self.leaving = True
                 self._heartbeat = None
@@ -140,7 +140,7 @@ class SpeakerCore:
         if self._expire(now, out) or changed:
             self._evaluate(now, out)
         out.append(self._send(now))
-        self._ask_late(now, out)
+        self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
         # A peer that missed a heartbeat gets a precise wake-up at its deadline, so that its
         # death is noticed at once rather than at the next tick.
         late = now - self.settings.interval_ms * 1.5 / 1000.0
@@ -156,7 +156,7 @@ class SpeakerCore:
             self._watch_at = float("inf")
         grace_end = self.started_at + self.settings.startup_grace_s
         gone = self._expire(now, out)
-        gone = self._unanswered(now, out) or gone
+        gone = self.liveness.confirm(now, self.view, out) or gone
         due = (
             gone
             or changed
@@ -187,26 +187,7 @@ class SpeakerCore:
             del self.bridges[entry]
         if expired:
             out.append(ev.ApplyBridges(tuple(self.bridges)))
-        self._ask_late(now, out)
-
-    def _ask_late(self, now: float, out: list[ev.Action]) -> None:
-        """Probe the kernels of peers that are late (in a wake-up we have anyway)."""
-        if not self.settings.confirm_s or not self.view.peers:
-            return
-        interfaces = self.up_interfaces()
-        if not interfaces:
-            return
-        for _node, address in self.liveness.late(now, self.view.peers, self.peer_addresses):
-            out.append(ev.ProbePeer(address, interfaces, PROBES))
-
-    def _unanswered(self, now: float, out: list[ev.Action]) -> bool:
-        """Drop late peers whose kernel did not answer in time: their link is gone."""
-        gone = self.liveness.dead(now, self.view.peers)
-        for node in gone:
-            self.view.drop(node)
-            text = f"peer {node} is dead (late, and its link does not answer)"
-            out.append(ev.Note(logging.WARNING, text))
-        return bool(gone)
+        self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
 
     def wake_at(self, now: float) -> float:
         """When the core must next hear `TimerFired` (peers' deadlines are watched by ticks).

@@ -21,9 +21,11 @@ Nothing here runs while every peer is on time: it costs an idle speaker no wake-
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from pikube.lb.membership.protocol import Peer
+from pikube.lb.l2 import events as ev
+from pikube.lb.membership.protocol import Peer, View
 
 SUSPECT = 1.1  # a peer silent this many of its own intervals is late
 CONFIRM_S = 0.015  # how long its kernel has to answer
@@ -36,12 +38,36 @@ class _Asked:
     heard_s: float  # the peer's last heartbeat when we asked: a newer one settles it
     until_s: float  # no answer by then: dead
     answered: bool = False
+    answered_s: float = 0.0
 
 
 @dataclass
 class Liveness:
-    confirm_s: float = CONFIRM_S
+    confirm_s: float = CONFIRM_S  # 0: never ask
     asked: dict[str, _Asked] = field(default_factory=dict)  # node: the open question
+
+    def ask(
+        self,
+        now: float,
+        peers: dict[str, Peer],
+        addresses: dict[str, str],
+        interfaces: tuple[str, ...],
+        out: list[ev.Action],
+    ) -> None:
+        """Probe the kernels of late peers (in a wake-up the speaker has anyway)."""
+        if not self.confirm_s or not peers or not interfaces:
+            return
+        for _node, address in self.late(now, peers, addresses):
+            out.append(ev.ProbePeer(address, interfaces, PROBES))
+
+    def confirm(self, now: float, view: View, out: list[ev.Action]) -> bool:
+        """Drop late peers whose kernel did not answer in time (their link is gone): any?"""
+        gone = self.dead(now, view.peers)
+        for node in gone:
+            view.drop(node)
+            text = f"peer {node} is dead (late, and its link does not answer)"
+            out.append(ev.Note(logging.WARNING, text))
+        return bool(gone)
 
     def late(
         self, now: float, peers: dict[str, Peer], addresses: dict[str, str]
@@ -54,7 +80,11 @@ class Liveness:
                 continue
             asked = self.asked.get(node)
             if asked is not None and asked.heard_s == heard:
-                continue  # asked already about this silence (answered or not)
+                # Asked already about this silence: wait for the answer; once answered, ask
+                # again an interval later (the link may have gone since).
+                again = asked.answered_s + peer.heartbeat.interval_ms / 1000.0
+                if not asked.answered or now < again:
+                    continue
             address = addresses.get(node)
             if address is None:
                 continue
@@ -62,12 +92,12 @@ class Liveness:
             found.append((node, address))
         return found
 
-    def answer(self, address: str) -> bool:
+    def answer(self, now: float, address: str) -> bool:
         """The kernel at `address` answered: True if a question was open for it."""
         hit = False
         for asked in self.asked.values():
             if asked.address == address and not asked.answered:
-                asked.answered = True
+                asked.answered, asked.answered_s = True, now
                 hit = True
         return hit
 

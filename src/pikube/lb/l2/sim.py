@@ -340,18 +340,7 @@ class Simulation:
                         answer = (action.ip, self.macs[other.name])
                         self._push(now + 2 * self._delay(), _ARP, node.name, 0, answer)
             elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
-                # The peer's kernel answers while its link is up, its daemon alive or not;
-                # the probe and the answer cross the network as heartbeats do.
-                other = self.nodes[action.address]  # the simulation's addresses are names
-                if (
-                    other.link_up
-                    and not self._blocked(node.name, other.name)
-                    and not self._blocked(other.name, node.name)
-                    and not (self._lost() and self._lost())  # two probes
-                    and not self._lost()
-                ):
-                    answer = (b"", other.name.encode())
-                    self._push(now + 2 * self._delay(), _ANSWER, node.name, node.epoch, answer)
+                _answer_probe(self, node, action.address, now)
             elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
                 for client in self.clients:
                     client.hears(action.ip, now + self._delay(), node.name)
@@ -387,6 +376,21 @@ class Simulation:
 
     def _quiescent(self) -> bool:
         return invariants.quiescent(self)
+
+
+def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> None:
+    """The peer's kernel answers a liveness probe while its link is up, its daemon alive or
+    not; the probes (two) and the answer cross the network as heartbeats do."""
+    other = sim.nodes[address]  # the simulation's addresses are node names
+    if (
+        other.link_up
+        and not sim._blocked(node.name, other.name)
+        and not sim._blocked(other.name, node.name)
+        and not (sim._lost() and sim._lost())
+        and not sim._lost()
+    ):
+        answer = (b"", other.name.encode())
+        sim._push(now + 2 * sim._delay(), _ANSWER, node.name, node.epoch, answer)
 
 
 def run(schedule: Schedule) -> Violation | None:
