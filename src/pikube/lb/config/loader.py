@@ -96,21 +96,22 @@ def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_documents(paths: Iterable[str | Path]) -> list[tuple[object, Origin]]:
-    """Every YAML document of the given files and directories, with its origin. `-` is stdin."""
-    docs: list[tuple[object, Origin]] = []
+    """Every YAML document of the given files and directories, with its origin. `-` is stdin.
+    Every file is read (within the size limit) before any is parsed, so an input over the
+    limit is refused before parsing costs anything."""
+    texts: list[tuple[str, str]] = []
     budget = InputBudget(MANIFESTS_LIMIT_BYTES, "manifests")
     for raw in paths:
         if str(raw) == "-":
-            docs.extend(documents_from_text(budget.read_stdin(), "<stdin>"))
+            texts.append((budget.read_stdin(), "<stdin>"))
             continue
         for path in manifest_files([raw]):
             try:
-                text = budget.read_text(path)
+                texts.append((budget.read_text(path), str(path)))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise ConfigError(f"cannot read it: {reason}", origin=str(path)) from None
-            docs.extend(documents_from_text(text, str(path)))
-    return docs
+    return [doc for text, origin in texts for doc in documents_from_text(text, origin)]
 
 
 def load_manifests(paths: Iterable[str | Path]) -> ClusterResources:
