@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pikube.lb.l2 import events as ev
 from pikube.lb.membership.protocol import Peer, View
 
+INF = float("inf")
 SUSPECT = 1.1  # a peer silent this many of its own intervals is late
 CONFIRM_S = 0.015  # how long its kernel has to answer
 PROBES = 2  # frames per probe, sent together: one lost frame does not kill a live peer
@@ -120,8 +121,10 @@ class Liveness:
             self.asked.pop(node, None)
 
     def next_at(self) -> float:
-        """When an open question times out (inf: none is open)."""
-        return min((a.until_s for a in self.asked.values() if not a.answered), default=float("inf"))
+        """When an open question times out (inf: none is open). Asked after every event."""
+        if not self.asked:
+            return INF
+        return min((a.until_s for a in self.asked.values() if not a.answered), default=INF)
 
     @property
     def pending(self) -> bool:
