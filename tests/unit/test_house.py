@@ -19,7 +19,6 @@ KNOWN_OVER = {
     "pikube/lb/ipam.py:Allocator": 515,
     "pikube/lab/kubeapi/server.py": 668,
     "pikube/lab/kubeapi/server.py:ApiServer": 451,
-    "pikube/lb/bgp/fsm.py:Session": 364,
     "pikube/lb/controller.py:Controller": 311,
 }
 
