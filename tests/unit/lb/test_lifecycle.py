@@ -326,7 +326,8 @@ def test_a_peer_that_missed_a_heartbeat_gets_a_wake_up_at_its_deadline() -> None
     assert of(ev.ProbePeer, asked) == [ev.ProbePeer("198.51.100.22", ("eth0",), 2)]
     core.handle(ev.PeerAnswered(1.101, "198.51.100.22"))  # its link is there: just late
     assert core.wake_at(1.101) == pytest.approx(1.0 + DETECT_S)
-    assert not of(ev.ProbePeer, core.handle(ev.Tick(1.15)))  # one question per silence
+    assert not of(ev.ProbePeer, core.handle(ev.Tick(1.12)))  # answered 19 ms ago
+    assert of(ev.ProbePeer, core.handle(ev.Tick(1.16)))  # still silent: asked again
     actions = core.handle(ev.TimerFired(1.0 + DETECT_S))
     assert not core.view.peers
     assert any(isinstance(a, ev.Note) and "node02 is dead" in a.text for a in actions)

@@ -82,8 +82,9 @@ class Liveness:
             asked = self.asked.get(node)
             if asked is not None and asked.heard_s == heard:
                 # Asked already about this silence: wait for the answer; once answered, ask
-                # again an interval later (the link may have gone since).
-                again = asked.answered_s + peer.heartbeat.interval_ms / 1000.0
+                # again half an interval later, i.e. at the next tick (the link may have gone
+                # since: a peer late under load, then unplugged, must not wait for the rest).
+                again = asked.answered_s + peer.heartbeat.interval_ms / 2000.0
                 if not asked.answered or now < again:
                     continue
             address = addresses.get(node)
