@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +102,9 @@ def test_link_down_stops_the_owner_at_once_and_its_return_moves_nothing(
     netns.set_link_state(lab.namespace(owner), "eth0", up=False)
     wait_until(lambda: fleet.status(owner)["announcing"] == [], 2, "the owner to stop claiming")
     new_owner = another_owner(fleet, owner)
+    # Found dead by asking its link (l2/liveness), not after the full detection time.
+    log = Path(fleet.records[new_owner].log_path).read_text()
+    assert f"peer {owner} is dead (late, and its link does not answer)" in log
     netns.set_link_state(lab.namespace(owner), "eth0", up=True)
     wait_until(lambda: rejoined(fleet, new_owner, owner), 5, f"{owner} to rejoin")
     assert fleet.owners() == [new_owner]  # no failback

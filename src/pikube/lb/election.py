@@ -45,6 +45,13 @@ def rank(node: str, key: str) -> bytes:
     return hashlib.sha256(f"{node}#{key}".encode()).digest()
 
 
+@functools.lru_cache(maxsize=65536)
+def _ranked(pool: frozenset[str], key: str) -> tuple[str, ...]:
+    """`pool` in the order of their rank for `key` (the same few pools come back every
+    evaluation)."""
+    return tuple(sorted(pool, key=lambda n: rank(n, key)))
+
+
 def elect(
     targets: Iterable[Target],
     live: Iterable[str],
@@ -62,10 +69,10 @@ def elect(
             claimed_by.setdefault(key, []).append(node)
 
     ordered = sorted(targets, key=lambda t: t.key)
-    candidates: dict[str, list[str]] = {}
+    candidates: dict[str, tuple[str, ...]] = {}
     for target in ordered:
         pool = live_nodes if target.eligible is None else live_nodes & target.eligible
-        candidates[target.key] = sorted(pool, key=lambda n: rank(n, target.key))
+        candidates[target.key] = _ranked(pool, target.key)
     placed_nodes = {n for c in candidates.values() for n in c}
     share = len(ordered) / len(placed_nodes) if placed_nodes else 0.0
     cap = max(math.ceil(share), math.floor(LOAD_BOUND * share))

@@ -37,44 +37,49 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from pikube.lb.ipam_requests import (
+    ADDRESS_POOL,
+    ALLOW_SHARED_IP,
+    ANNOTATION_PREFIX,
+    LEGACY_ANNOTATION_PREFIX,
+    LOAD_BALANCER_IPS,
+    Allocation,
+    Entry,
+    Families,
+    IntervalSet,
+    IPUse,
+    ServiceError,
+    annotation,
+    backend_key,
+    check_families,
+    sort_for_processing,
+    wants_of,
+)
 from pikube.lb.model import (
     NAMESPACE_NAME_LABEL,
     ClusterResources,
-    ExternalTrafficPolicy,
     IPAddress,
     IPAddressPool,
-    IPFamilyPolicy,
     Namespace,
-    Protocol,
     Service,
     ServiceType,
     any_selector_matches,
 )
 
-ANNOTATION_PREFIX = "metallb.io/"
-LEGACY_ANNOTATION_PREFIX = "metallb.universe.tf/"
-LOAD_BALANCER_IPS = "loadBalancerIPs"
-ADDRESS_POOL = "address-pool"
-ALLOW_SHARED_IP = "allow-shared-ip"
-
-
-def annotation(service: Service, name: str) -> str | None:
-    """A MetalLB annotation of the service: `metallb.io/NAME`, else the legacy prefix."""
-    for prefix in (ANNOTATION_PREFIX, LEGACY_ANNOTATION_PREFIX):
-        value = service.annotations.get(prefix + name)
-        if value is not None:
-            return value
-    return None
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """The IPs of one service (one per family, the preferred family first) and their pool."""
-
-    ips: tuple[IPAddress, ...]
-    pool: str
+__all__ = [
+    "ADDRESS_POOL",
+    "ALLOW_SHARED_IP",
+    "ANNOTATION_PREFIX",
+    "LEGACY_ANNOTATION_PREFIX",
+    "LOAD_BALANCER_IPS",
+    "Allocation",
+    "AllocationResult",
+    "Allocator",
+    "allocate",
+    "annotation",
+]
 
 
 @dataclass(frozen=True)
@@ -112,239 +117,6 @@ def allocate(
     )
     allocator.sync(resources.services, previous=previous)
     return allocator.result()
-
-
-# --- sets of used addresses ---------------------------------------------------------------------
-
-
-class _IntervalSet:
-    """A set of integers stored as sorted, disjoint, non-adjacent closed intervals.
-
-    Memory and time depend on how fragmented the set is, never on the span it covers.
-    """
-
-    __slots__ = ("_ends", "_starts")
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-
-    def __contains__(self, n: int) -> bool:
-        i = bisect_right(self._starts, n) - 1
-        return i >= 0 and self._ends[i] >= n
-
-    def add(self, n: int) -> None:
-        starts, ends = self._starts, self._ends
-        i = bisect_right(starts, n) - 1
-        if i >= 0 and ends[i] >= n:
-            return
-        joins_left = i >= 0 and ends[i] == n - 1
-        joins_right = i + 1 < len(starts) and starts[i + 1] == n + 1
-        if joins_left and joins_right:
-            ends[i] = ends[i + 1]
-            del starts[i + 1]
-            del ends[i + 1]
-        elif joins_left:
-            ends[i] = n
-        elif joins_right:
-            starts[i + 1] = n
-        else:
-            starts.insert(i + 1, n)
-            ends.insert(i + 1, n)
-
-    def discard(self, n: int) -> None:
-        starts, ends = self._starts, self._ends
-        i = bisect_right(starts, n) - 1
-        if i < 0 or ends[i] < n:
-            return
-        start, end = starts[i], ends[i]
-        if start == end:
-            del starts[i]
-            del ends[i]
-        elif n == start:
-            starts[i] = n + 1
-        elif n == end:
-            ends[i] = n - 1
-        else:
-            ends[i] = n - 1
-            starts.insert(i + 1, n + 1)
-            ends.insert(i + 1, end)
-
-    def lowest_absent(self, n: int) -> int:
-        """The smallest integer >= n that is not in the set."""
-        i = bisect_right(self._starts, n) - 1
-        if i >= 0 and self._ends[i] >= n:
-            return self._ends[i] + 1
-        return n
-
-    @property
-    def interval_count(self) -> int:
-        return len(self._starts)
-
-
-# --- what a service asks for --------------------------------------------------------------------
-
-_Port = tuple[Protocol, int]
-
-
-@dataclass(frozen=True)
-class _Families:
-    """Address families a service wants, preferred first, and whether it needs all of them."""
-
-    order: tuple[int, ...]  # IP versions: (4,), (6,), (4, 6) or (6, 4)
-    require_all: bool
-
-    @property
-    def dual(self) -> bool:
-        return len(self.order) == 2
-
-    def describe(self) -> str:
-        names = [f"IPv{v}" for v in self.order]
-        if not self.dual:
-            return names[0]
-        return " and ".join(names) if self.require_all else " or ".join(names)
-
-
-class _ServiceError(Exception):
-    """Why one service gets no IP, in words; becomes an entry of `errors`."""
-
-
-def _families_of(service: Service) -> _Families:
-    policy = service.ip_family_policy or IPFamilyPolicy.SINGLE_STACK
-    if service.cluster_ips:
-        # As MetalLB: the cluster IPs say what the cluster gave the service.
-        versions: tuple[int, ...] = tuple(
-            dict.fromkeys(int(ip.version) for ip in service.cluster_ips)
-        )
-        if policy is IPFamilyPolicy.REQUIRE_DUAL_STACK and len(versions) < 2:
-            raise _ServiceError(
-                "ipFamilyPolicy RequireDualStack needs two cluster IPs (one per family), "
-                "but the service has one"
-            )
-        if len(versions) == 1 or policy is IPFamilyPolicy.SINGLE_STACK:
-            return _Families(versions[:1], True)
-        return _Families(versions, policy is IPFamilyPolicy.REQUIRE_DUAL_STACK)
-    versions = tuple(f.version for f in service.ip_families)
-    if policy is IPFamilyPolicy.SINGLE_STACK:
-        if len(versions) > 1:
-            raise _ServiceError(
-                "spec.ipFamilies lists two families but ipFamilyPolicy is SingleStack"
-            )
-        return _Families(versions or (4,), True)
-    first = versions[0] if versions else 4
-    return _Families((first, 10 - first), policy is IPFamilyPolicy.REQUIRE_DUAL_STACK)
-
-
-def _requested_ips(service: Service) -> tuple[IPAddress, ...]:
-    listed = annotation(service, LOAD_BALANCER_IPS)
-    if listed is not None and service.load_balancer_ip:
-        raise _ServiceError(
-            "both metallb.io/loadBalancerIPs and spec.loadBalancerIP are set; use one of them"
-        )
-    source = "metallb.io/loadBalancerIPs" if listed is not None else "spec.loadBalancerIP"
-    text = listed if listed is not None else service.load_balancer_ip
-    if not text:
-        return ()
-    ips: list[IPAddress] = []
-    for part in text.split(","):
-        try:
-            ips.append(ipaddress.ip_address(part.strip()))
-        except ValueError:
-            raise _ServiceError(f"{source}: {part.strip()!r} is not an IP address") from None
-    if len(ips) > 2 or len({ip.version for ip in ips}) != len(ips):
-        raise _ServiceError(
-            f"{source}: at most two addresses, one IPv4 and one IPv6 (got {text.strip()!r})"
-        )
-    return tuple(ips)
-
-
-@dataclass(frozen=True)
-class _Wants:
-    """What a service asks for, read once per version of the service."""
-
-    families: _Families
-    requested: tuple[IPAddress, ...]  # explicit IPs, if any
-    pool_name: str | None  # metallb.io/address-pool
-
-
-def _wants_of(service: Service) -> _Wants | str:
-    """What the service asks for, or why the request itself is invalid."""
-    try:
-        return _Wants(
-            _families_of(service), _requested_ips(service), annotation(service, ADDRESS_POOL)
-        )
-    except _ServiceError as exc:
-        return str(exc)
-
-
-def _check_families(ips: Sequence[IPAddress], families: _Families, what: str) -> str | None:
-    """Why `ips` do not fit the wanted families, or None if they do."""
-    versions = {ip.version for ip in ips}
-    if not versions <= set(families.order):
-        wrong = next(ip for ip in ips if ip.version not in families.order)
-        return (
-            f"{what} {wrong} is IPv{wrong.version}, but the service is "
-            f"{families.describe()} (see spec.ipFamilies and spec.ipFamilyPolicy)"
-        )
-    if families.require_all and len(versions) < len(families.order):
-        return (
-            f"{what}: ipFamilyPolicy RequireDualStack needs one IPv4 and one IPv6 address "
-            "(in metallb.io/loadBalancerIPs)"
-        )
-    return None
-
-
-def _backend_key(service: Service) -> str:
-    # Services with externalTrafficPolicy Local may share an IP only if they select the same
-    # pods: the announcing node must have endpoints of all of them.
-    if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL:
-        return ",".join(f"{k}={v}" for k, v in sorted(service.selector.items()))
-    return ""
-
-
-@dataclass
-class _Entry:
-    """What the allocator knows of one service."""
-
-    service: Service
-    handled: bool
-    sharing_key: str = ""
-    backend_key: str = ""
-    ports: frozenset[_Port] = frozenset()
-    allocation: Allocation | None = None
-    error: str | None = None
-    held: tuple[IPAddress, ...] = ()  # IPs it should keep if still valid
-    wants: _Wants | str = ""  # or why its request is invalid
-    # Before a change: the outcome, and how the old version used its addresses.
-    before: tuple[Allocation | None, str | None] | None = None
-    old_usage: tuple[frozenset[_Port], str, str] | None = None
-
-
-@dataclass
-class _IPUse:
-    """The services on one address. They all have the same sharing and backend keys."""
-
-    sharing_key: str
-    backend_key: str
-    ports: dict[_Port, str] = field(default_factory=dict)  # -> service key
-    services: set[str] = field(default_factory=set)
-
-
-def _sort_for_processing(entries: Iterable[_Entry]) -> list[_Entry]:
-    """The documented order: holders of IPs first, then oldest first (unset last), then by
-    namespace and name. Total, so the result never depends on the order of the input."""
-
-    def key(e: _Entry) -> tuple[bool, bool, float, str, str]:
-        stamp = e.service.creation_timestamp
-        return (
-            not e.held,
-            stamp is None,
-            stamp.timestamp() if stamp is not None else 0.0,
-            e.service.namespace,
-            e.service.name,
-        )
-
-    return sorted(entries, key=key)
 
 
 # --- the allocator -------------------------------------------------------------------------------
@@ -390,10 +162,10 @@ class Allocator:
             (p for p in self._pools.values() if p.auto_assign and not p.service_allocation),
             key=lambda p: p.name,
         )
-        self._entries: dict[str, _Entry] = {}
-        self._waiting: dict[str, _Entry] = {}  # handled, but no address (yet)
-        self._used: dict[int, _IntervalSet] = {4: _IntervalSet(), 6: _IntervalSet()}
-        self._uses: dict[int, dict[int, _IPUse]] = {4: {}, 6: {}}
+        self._entries: dict[str, Entry] = {}
+        self._waiting: dict[str, Entry] = {}  # handled, but no address (yet)
+        self._used: dict[int, IntervalSet] = {4: IntervalSet(), 6: IntervalSet()}
+        self._uses: dict[int, dict[int, IPUse]] = {4: {}, 6: {}}
         # sharing key -> family -> sorted addresses whose services use that key
         self._shared: dict[str, dict[int, list[int]]] = {}
 
@@ -406,7 +178,7 @@ class Allocator:
         changed. Unchanged services are not looked at again."""
         wanted = {s.key: s for s in services}
         removed = [key for key in self._entries if key not in wanted]
-        touched: list[_Entry] = []
+        touched: list[Entry] = []
         changed: set[str] = set()
         for key, service in wanted.items():
             entry = self._entries.get(key)
@@ -456,7 +228,7 @@ class Allocator:
 
     # --- bookkeeping ---
 
-    def _replace(self, service: Service, remembered: Allocation | None) -> _Entry:
+    def _replace(self, service: Service, remembered: Allocation | None) -> Entry:
         old = self._entries.get(service.key)
         old_allocation = old.allocation if old is not None else None
         if old is not None and old_allocation is not None:
@@ -466,14 +238,14 @@ class Allocator:
             service.type is ServiceType.LOAD_BALANCER
             and service.load_balancer_class == self._load_balancer_class
         )
-        entry = _Entry(
+        entry = Entry(
             service=service,
             handled=handled,
             sharing_key=annotation(service, ALLOW_SHARED_IP) or "",
-            backend_key=_backend_key(service),
+            backend_key=backend_key(service),
             ports=frozenset((p.protocol, p.port) for p in service.ports),
             held=service.ingress_ips or (remembered.ips if remembered else ()),
-            wants=_wants_of(service),
+            wants=wants_of(service),
         )
         self._waiting.pop(service.key, None)
         entry.before = (old_allocation, old.error if old else None)
@@ -490,14 +262,14 @@ class Allocator:
             return {key}
         return {key} if entry.error is not None else set()
 
-    def _process(self, touched: list[_Entry], *, freed: set[str] | None) -> set[str]:
+    def _process(self, touched: list[Entry], *, freed: set[str] | None) -> set[str]:
         """Decide for the touched services, and for the waiting ones that what was given back
         (in the pools `freed`; None: anything) might now serve. Holders keep what is valid
         first, so nothing can take a held address."""
         befores: dict[int, tuple[Allocation | None, str | None]] = {}
 
-        def start(entries: Iterable[_Entry]) -> list[_Entry]:
-            ordered = _sort_for_processing(entries)
+        def start(entries: Iterable[Entry]) -> list[Entry]:
+            ordered = sort_for_processing(entries)
             for entry in ordered:
                 befores[id(entry)] = entry.before or (entry.allocation, entry.error)
                 entry.before = None
@@ -521,7 +293,7 @@ class Allocator:
                 for e in self._waiting.values()
                 if id(e) not in ids and (freed is None or self._may_use_any(e, freed))
             ]
-            todo = _sort_for_processing([*todo, *start(waiting)])
+            todo = sort_for_processing([*todo, *start(waiting)])
         # Phase 2: in processing order, the others get addresses; holders may get their
         # missing family.
         for entry in todo:
@@ -532,7 +304,7 @@ class Allocator:
                     entry.allocation = self._allocate(entry)
                 else:
                     self._top_up(entry)
-            except _ServiceError as exc:
+            except ServiceError as exc:
                 entry.error = str(exc)
         for entry in todo:
             if entry.handled and entry.allocation is None:
@@ -546,7 +318,7 @@ class Allocator:
         }
 
     @staticmethod
-    def _frees(entry: _Entry, old: Allocation) -> bool:
+    def _frees(entry: Entry, old: Allocation) -> bool:
         """True if the change to this service (after phase 1) may have freed something
         another service could use: an address, or on a shared address a port, or the terms
         of sharing."""
@@ -561,7 +333,7 @@ class Allocator:
             or backend_key != entry.backend_key
         )
 
-    def _may_use_any(self, entry: _Entry, pools: set[str]) -> bool:
+    def _may_use_any(self, entry: Entry, pools: set[str]) -> bool:
         """True if the waiting service could get an address from one of these pools."""
         wants = entry.wants
         if isinstance(wants, str):
@@ -581,14 +353,14 @@ class Allocator:
             if name in self._pools
         )
 
-    def _commit(self, entry: _Entry, ips: Sequence[IPAddress], pool: IPAddressPool) -> Allocation:
+    def _commit(self, entry: Entry, ips: Sequence[IPAddress], pool: IPAddressPool) -> Allocation:
         key = entry.service.key
         for ip in ips:
             n = int(ip)
             uses = self._uses[ip.version]
             use = uses.get(n)
             if use is None:
-                use = uses[n] = _IPUse(entry.sharing_key, entry.backend_key)
+                use = uses[n] = IPUse(entry.sharing_key, entry.backend_key)
                 self._used[ip.version].add(n)
                 if entry.sharing_key:
                     by_family = self._shared.setdefault(entry.sharing_key, {4: [], 6: []})
@@ -598,7 +370,7 @@ class Allocator:
                 use.ports[port] = key
         return Allocation(tuple(ips), pool.name)
 
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: Entry) -> None:
         allocation, key = entry.allocation, entry.service.key
         assert allocation is not None
         for ip in allocation.ips:
@@ -618,31 +390,31 @@ class Allocator:
 
     # --- decisions ---
 
-    def _allocate(self, entry: _Entry) -> Allocation:
+    def _allocate(self, entry: Entry) -> Allocation:
         service = entry.service
         if not self._pools:
-            raise _ServiceError("no IPAddressPool is configured")
+            raise ServiceError("no IPAddressPool is configured")
         if isinstance(entry.wants, str):
-            raise _ServiceError(entry.wants)
+            raise ServiceError(entry.wants)
         families, requested, pool_name = (
             entry.wants.families,
             entry.wants.requested,
             entry.wants.pool_name,
         )
         if pool_name is not None and pool_name not in self._pools:
-            raise _ServiceError(f"metallb.io/address-pool: there is no IPAddressPool {pool_name!r}")
+            raise ServiceError(f"metallb.io/address-pool: there is no IPAddressPool {pool_name!r}")
         if requested:
             return self._assign_requested(entry, requested, families, pool_name)
         if pool_name is not None:
             pool = self._pools[pool_name]
             if not self._serves(pool, service):
-                raise _ServiceError(
+                raise ServiceError(
                     f"metallb.io/address-pool: pool {pool_name!r} does not serve this service "
                     "(its serviceAllocation selects other namespaces or services)"
                 )
             found = self._best_in(entry, [pool], families)
             if found is None:
-                raise _ServiceError(
+                raise ServiceError(
                     f"no free {families.describe()} address in pool {pool_name!r} "
                     "(metallb.io/address-pool)"
                 )
@@ -654,12 +426,12 @@ class Allocator:
         if found is None:
             tried = [p.name for p in (*pinned, *self._fallback)]
             if not tried:
-                raise _ServiceError(
+                raise ServiceError(
                     "no IPAddressPool may assign addresses to this service automatically "
                     "(autoAssign is false, or serviceAllocation selects other namespaces or "
                     "services); request one with metallb.io/address-pool or loadBalancerIPs"
                 )
-            raise _ServiceError(
+            raise ServiceError(
                 f"no free {families.describe()} address in the pools it may use: "
                 + ", ".join(tried)
             )
@@ -667,33 +439,33 @@ class Allocator:
 
     def _assign_requested(
         self,
-        entry: _Entry,
+        entry: Entry,
         requested: tuple[IPAddress, ...],
-        families: _Families,
+        families: Families,
         pool_name: str | None,
     ) -> Allocation:
         what = "requested IP"
-        wrong = _check_families(requested, families, what)
+        wrong = check_families(requested, families, what)
         if wrong:
-            raise _ServiceError(wrong)
+            raise ServiceError(wrong)
         pool = self._pool_of_all(requested, what)
         if pool_name is not None and pool.name != pool_name:
-            raise _ServiceError(
+            raise ServiceError(
                 f"{what} {_join(requested)} is in pool {pool.name!r}, but "
                 f"metallb.io/address-pool asks for pool {pool_name!r}"
             )
         if not self._serves(pool, entry.service):
-            raise _ServiceError(
+            raise ServiceError(
                 f"{what} {_join(requested)} is in pool {pool.name!r}, which does not serve this "
                 "service (its serviceAllocation selects other namespaces or services)"
             )
         for ip in requested:
             conflict = self._conflict(ip.version, int(ip), entry)
             if conflict:
-                raise _ServiceError(f"{what} {ip} {conflict}")
+                raise ServiceError(f"{what} {ip} {conflict}")
         return self._commit(entry, self._in_order(requested, families), pool)
 
-    def _keep_held(self, entry: _Entry) -> Allocation | None:
+    def _keep_held(self, entry: Entry) -> Allocation | None:
         """The service's held IPs, committed, if they are still valid for it; else None."""
         held = entry.held
         if isinstance(entry.wants, str):
@@ -701,7 +473,7 @@ class Allocator:
         families, requested = entry.wants.families, entry.wants.requested
         if requested and set(requested) != set(held):
             return None  # the user asks for other IPs now
-        if len({ip.version for ip in held}) != len(held) or _check_families(held, families, ""):
+        if len({ip.version for ip in held}) != len(held) or check_families(held, families, ""):
             return None
         pool = self._pool_of(held[0])
         if pool is None or any(not pool.contains(ip) for ip in held):
@@ -715,7 +487,7 @@ class Allocator:
             return None
         return self._commit(entry, self._in_order(held, families), pool)
 
-    def _top_up(self, entry: _Entry) -> None:
+    def _top_up(self, entry: Entry) -> None:
         """A PreferDualStack service holding one family gets the other from the same pool,
         if that pool has one free (MetalLB's AllocateFromPoolForAdditionalFamily)."""
         allocation = entry.allocation
@@ -734,7 +506,7 @@ class Allocator:
         entry.allocation = self._commit(entry, ips, pool)
 
     def _best_in(
-        self, entry: _Entry, pools: Sequence[IPAddressPool], families: _Families
+        self, entry: Entry, pools: Sequence[IPAddressPool], families: Families
     ) -> tuple[IPAddressPool, list[IPAddress]] | None:
         """MetalLB's choice of pool: the first that has every family wanted; for
         PreferDualStack, failing that, the first with the preferred family, then any."""
@@ -757,7 +529,7 @@ class Allocator:
                 first_secondary = pool, [_address(secondary, found[secondary])]
         return first_primary or first_secondary
 
-    def _free_in_pool(self, entry: _Entry, pool: IPAddressPool, version: int) -> int | None:
+    def _free_in_pool(self, entry: Entry, pool: IPAddressPool, version: int) -> int | None:
         for rng in pool.addresses:
             if rng.version == version:
                 n = self._lowest_usable(entry, version, int(rng.first), int(rng.last), pool)
@@ -766,7 +538,7 @@ class Allocator:
         return None
 
     def _lowest_usable(
-        self, entry: _Entry, version: int, first: int, last: int, pool: IPAddressPool
+        self, entry: Entry, version: int, first: int, last: int, pool: IPAddressPool
     ) -> int | None:
         used = self._used[version]
         avoid = pool.avoid_buggy_ips and version == 4
@@ -787,7 +559,7 @@ class Allocator:
                     return n
         return free
 
-    def _conflict(self, version: int, n: int, entry: _Entry) -> str | None:
+    def _conflict(self, version: int, n: int, entry: Entry) -> str | None:
         """Why `entry`'s service cannot use address n, or None if it can (free or shareable)."""
         use = self._uses[version].get(n)
         key = entry.service.key
@@ -833,15 +605,15 @@ class Allocator:
         for ip in ips:
             pool = self._pool_of(ip)
             if pool is None:
-                raise _ServiceError(f"{what} {ip} is not in any IPAddressPool")
+                raise ServiceError(f"{what} {ip} is not in any IPAddressPool")
             if not pool.contains(ip):
-                raise _ServiceError(
+                raise ServiceError(
                     f"{what} {ip} ends in .0 or .255, which pool {pool.name!r} avoids "
                     "(avoidBuggyIPs)"
                 )
             pools.append(pool)
         if len({p.name for p in pools}) > 1:
-            raise _ServiceError(
+            raise ServiceError(
                 f"{what}s {_join(ips)} are in different pools "
                 f"({', '.join(p.name for p in pools)}); both must come from one pool"
             )
@@ -863,7 +635,7 @@ class Allocator:
         )
 
     @staticmethod
-    def _in_order(ips: Iterable[IPAddress], families: _Families) -> list[IPAddress]:
+    def _in_order(ips: Iterable[IPAddress], families: Families) -> list[IPAddress]:
         return sorted(ips, key=lambda ip: families.order.index(ip.version))
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from socket import inet_aton
 from typing import Any
 
 from pikube.errors import PikubeError
@@ -35,15 +36,15 @@ from pikube.lb.l2.announcer import InterfaceAnnouncer
 from pikube.lb.l2.core import GARP_BURST_S, CoreSettings, SpeakerCore
 from pikube.lb.membership import protocol
 from pikube.lb.membership.transport import Datagram, HeartbeatSocket
-from pikube.lb.metrics import Registry, serve
+from pikube.lb.metrics import serve
 from pikube.lb.sources import Source
+from pikube.lb.speaker_metrics import SpeakerMetrics
 
 log = logging.getLogger("pikube.speaker")
 
 DEFAULT_INTERVAL_MS = 60
 DEFAULT_MULTIPLIER = 3
 DEFAULT_METRICS_PORT = METRICS_PORT
-PROTOCOL_LAYER2 = "layer2"
 
 
 @dataclass(frozen=True)
@@ -81,101 +82,6 @@ class SpeakerSettings:
             refresh_s=self.refresh_s,
             burst_s=GARP_BURST_S,
         )
-
-
-class SpeakerMetrics:
-    """MetalLB's metric names where the meaning is the same, pikube's own for the rest."""
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-        r = self.registry = Registry()
-        self.requests = r.counter(
-            "metallb_layer2_requests_received",
-            "Number of layer2 requests received for owned IPs",
-            "ip",
-        )
-        self.responses = r.counter(
-            "metallb_layer2_responses_sent", "Number of layer2 responses sent for owned IPs", "ip"
-        )
-        self.gratuitous = r.counter(
-            "metallb_layer2_gratuitous_sent", "Number of gratuitous layer2 packets sent", "ip"
-        )
-        self.announced = r.gauge(
-            "metallb_speaker_announced",
-            "Services being announced from this node",
-            "service",
-            "protocol",
-            "node",
-            "ip",
-        )
-        self.peers = r.gauge("pikube_membership_peers", "Live peer speakers seen by this node")
-        self.heartbeats_sent = r.counter(
-            "pikube_membership_heartbeats_sent_total", "Heartbeats sent", "interface"
-        )
-        self.heartbeats_received = r.counter(
-            "pikube_membership_heartbeats_received_total",
-            "Heartbeats received, by result (accepted, unauthenticated, malformed, replayed)",
-            "result",
-        )
-        self.expired = r.counter(
-            "pikube_membership_peers_expired_total", "Peers declared dead after the detect time"
-        )
-        self.takeovers = r.counter("pikube_layer2_takeovers_total", "Targets this node took")
-        self.releases = r.counter(
-            "pikube_layer2_releases_total", "Targets this node gave up, by reason", "reason"
-        )
-        self.conflicts = r.counter(
-            "pikube_layer2_conflicts_total",
-            "Non-speaker hosts seen answering for a service IP",
-            "ip",
-        )
-        self.malformed_packets = r.counter(
-            "pikube_layer2_malformed_packets_total", "Malformed ARP/NDP packets ignored", "protocol"
-        )
-        self.problems = r.gauge(
-            "pikube_speaker_config_problems", "Services or files the speaker cannot act on"
-        )
-
-    # L2Stats, for the announcers
-    def request_received(self, ip: str) -> None:
-        self.requests.inc(ip)
-
-    def response_sent(self, ip: str) -> None:
-        self.responses.inc(ip)
-
-    def gratuitous_sent(self, ip: str) -> None:
-        self.gratuitous.inc(ip)
-
-    def malformed(self, protocol_name: str) -> None:
-        self.malformed_packets.inc(protocol_name)
-
-    def took(self, action: ev.Took) -> None:
-        announcement = action.announcement
-        self.takeovers.inc()
-        for service in announcement.services:
-            for address in announcement.target.ips:
-                self.announced.set(1, service, PROTOCOL_LAYER2, self.node, address)
-        ips, services = ", ".join(announcement.target.ips), ", ".join(announcement.services)
-        log.info("announcing %s (%s)", ips, services)
-
-    def gave(self, action: ev.Gave) -> None:
-        announcement = action.announcement
-        for service in announcement.services:
-            for ip in announcement.target.ips:
-                self.announced.remove(service, PROTOCOL_LAYER2, self.node, ip)
-        self.releases.inc(action.reason.split(":")[0])
-        log.info("stopped announcing %s (%s)", ", ".join(announcement.target.ips), action.reason)
-
-    def collect(self, core: SpeakerCore | None) -> None:
-        """Membership figures into the metrics, when they are scraped (not every tick)."""
-        if core is None:
-            return
-        counters = core.view.counters
-        m = self
-        m.peers.set(len(core.view.peers))
-        m.expired.set(counters.expired)
-        for result in ("accepted", "malformed", "unauthenticated", "replayed"):
-            m.heartbeats_received.set(getattr(counters, result), result)
 
 
 def next_epoch(state_dir: Path | None) -> int:
@@ -217,6 +123,7 @@ class _Interface:
         settings: SpeakerSettings,
         metrics: SpeakerMetrics,
         on_foreign_claim: Callable[[bytes, bytes], None],
+        on_peer_answer: Callable[[bytes], None],
     ) -> None:
         name = self.name
         try:
@@ -229,7 +136,9 @@ class _Interface:
                 settings.node,
             )
             return
-        self.announcer = InterfaceAnnouncer(self.link, metrics, on_foreign_claim)
+        self.announcer = InterfaceAnnouncer(
+            self.link, metrics, on_foreign_claim, on_peer_answer=on_peer_answer
+        )
         self.announcer.open(loop)
         self.heartbeat = HeartbeatSocket(name, settings.port, links.ipv4_address(name))
         if not links.is_usable(name):
@@ -242,6 +151,26 @@ class _Interface:
         if self.heartbeat is not None:
             self.heartbeat.close()
             self.heartbeat = None
+
+
+@dataclass
+class _Bridges:
+    """Applies the core's connection bridges (nftables), logging a failure once."""
+
+    bridge_s: float
+    error: str = ""
+
+    def apply(self, action: ev.ApplyBridges) -> None:
+        error = bridge.apply(list(action.entries))
+        if error and error != self.error:
+            log.warning("cannot keep connections alive across handovers: %s", error)
+        elif not error and action.entries:
+            log.info(
+                "bridging connections of %s for %.0f s",
+                ", ".join(sorted({f"{e.vip} to {e.previous_owner}" for e in action.entries})),
+                self.bridge_s,
+            )
+        self.error = error or ""
 
 
 @dataclass
@@ -261,12 +190,13 @@ class Speaker:
     _encoder: protocol.Encoder = field(init=False)
     _encoded: protocol.Heartbeat | None = None
     _seq: int = 0
-    _bridge_error: str = ""
+    _bridges: _Bridges = field(init=False)
     _released_all: asyncio.Event = field(default_factory=asyncio.Event)
     _handlers: dict[type, Callable[[Any], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
+        self._bridges = _Bridges(self.settings.bridge_s)
         self.metrics.registry.collectors.append(lambda: self.metrics.collect(self.core))
         self._encoder = protocol.Encoder(self.settings.key)
         bind = getattr(self.source, "bind", None)
@@ -278,8 +208,14 @@ class Speaker:
             ev.Release: self._release,
             ev.Announce: self._announce,
             ev.Probe: self._probe,
-            ev.EndProbe: self._end_probe,
-            ev.ApplyBridges: self._apply_bridges,
+            ev.ProbePeer: lambda a: _each(
+                self._announcers(a.interfaces),
+                lambda x: x.probe_peer(inet_aton(a.address), a.probes),
+            ),
+            ev.EndProbe: lambda a: _each(
+                self._announcers(), lambda x: x.watched.difference_update(a.ips)
+            ),
+            ev.ApplyBridges: self._bridges.apply,
             ev.Took: self.metrics.took,
             ev.Gave: self.metrics.gave,
             ev.ConflictSeen: lambda a: self.metrics.conflicts.inc(a.ip),
@@ -340,7 +276,7 @@ class Speaker:
             monitor.close()
             if self.core is not None and self.core.bridges:
                 self.core.bridges.clear()
-                self._apply_bridges(ev.ApplyBridges(()))
+                self._bridges.apply(ev.ApplyBridges(()))
             for iface in self._interfaces.values():
                 iface.close()
             if server is not None:
@@ -476,22 +412,6 @@ class Speaker:
         for announcer in self._announcers(action.interfaces):
             announcer.probe(action.ip)
 
-    def _end_probe(self, action: ev.EndProbe) -> None:
-        for announcer in self._announcers():
-            announcer.watched.difference_update(action.ips)
-
-    def _apply_bridges(self, action: ev.ApplyBridges) -> None:
-        error = bridge.apply(list(action.entries))
-        if error and error != self._bridge_error:
-            log.warning("cannot keep connections alive across handovers: %s", error)
-        elif not error and action.entries:
-            log.info(
-                "bridging connections of %s for %.0f s",
-                ", ".join(sorted({f"{e.vip} to {e.previous_owner}" for e in action.entries})),
-                self.settings.bridge_s,
-            )
-        self._bridge_error = error or ""
-
     # -- interfaces -------------------------------------------------------------------------
 
     def _usable(self, name: str) -> bool:
@@ -500,10 +420,15 @@ class Speaker:
 
     def _open_interface(self, name: str) -> None:
         assert self._loop is not None
-        self._interfaces[name].open(self._loop, self.settings, self.metrics, self._on_foreign_claim)
+        self._interfaces[name].open(
+            self._loop, self.settings, self.metrics, self._on_foreign_claim, self._on_peer_answer
+        )
 
     def _on_foreign_claim(self, ip: bytes, mac: bytes) -> None:
         self._handle(ev.ForeignClaim(self.clock(), ip, mac))
+
+    def _on_peer_answer(self, ip: bytes) -> None:
+        self._handle(ev.PeerAnswered(self.clock(), socket.inet_ntoa(ip)))
 
     def _on_link_events(self, sock: socket.socket) -> None:
         while True:
@@ -540,6 +465,13 @@ class Speaker:
 
     def status(self) -> dict[str, object]:
         return self._core().status(self.clock())
+
+
+def _each(
+    announcers: Iterable[InterfaceAnnouncer], do: Callable[[InterfaceAnnouncer], None]
+) -> None:
+    for announcer in announcers:
+        do(announcer)
 
 
 def _try_realtime() -> None:

@@ -322,11 +322,57 @@ def test_a_peer_that_missed_a_heartbeat_gets_a_wake_up_at_its_deadline() -> None
     core.handle(ev.Tick(1.0, (peer.says(1.0),)))
     core.handle(ev.Tick(1.05))
     assert core.wake_at(1.05) > 2.0  # heard 50 ms ago: not late, nothing to wake for
-    core.handle(ev.Tick(1.1))
-    assert core.wake_at(1.1) == pytest.approx(1.0 + DETECT_S)
+    asked = core.handle(ev.Tick(1.1))
+    assert of(ev.ProbePeer, asked) == [ev.ProbePeer("198.51.100.22", ("eth0",), 2)]
+    core.handle(ev.PeerAnswered(1.101, "198.51.100.22"))  # its link is there: just late
+    assert core.wake_at(1.101) == pytest.approx(1.0 + DETECT_S)
+    assert not of(ev.ProbePeer, core.handle(ev.Tick(1.12)))  # answered 19 ms ago
+    assert of(ev.ProbePeer, core.handle(ev.Tick(1.16)))  # still silent: asked again
     actions = core.handle(ev.TimerFired(1.0 + DETECT_S))
     assert not core.view.peers
     assert any(isinstance(a, ev.Note) and "node02 is dead" in a.text for a in actions)
+
+
+def test_a_late_peer_whose_link_does_not_answer_is_dead_at_once() -> None:
+    core = make_core()
+    peer = Peer("node02")
+    configured(core, announcement())
+    core.handle(ev.Tick(0.05, (peer.says(0.05, [VIP]),)))
+    joined(core, 0.2)
+    core.handle(ev.Tick(0.6, (peer.says(0.6, [VIP]),)))
+    assert not of(ev.ProbePeer, core.handle(ev.Tick(0.65)))  # 50 ms: on time
+    asked = core.handle(ev.Tick(0.67))  # 70 ms: later than 1.1 intervals
+    assert of(ev.ProbePeer, asked) == [ev.ProbePeer("198.51.100.22", ("eth0",), 2)]
+    assert core.wake_at(0.67) == pytest.approx(0.685)
+    actions = core.handle(ev.TimerFired(0.685))
+    assert not core.view.peers
+    assert any(isinstance(a, ev.Note) and "link does not answer" in a.text for a in actions)
+    assert of(ev.Claim, actions)  # 85 ms after its last heartbeat, not 180
+
+
+def test_a_late_heartbeat_settles_the_question() -> None:
+    core = make_core()
+    peer = Peer("node02")
+    joined(core, 0.2)
+    core.handle(ev.Tick(0.6, (peer.says(0.6),)))
+    assert of(ev.ProbePeer, core.handle(ev.Tick(0.67)))
+    core.handle(ev.TimerFired(0.685, (peer.says(0.68),)))  # arrived before the answer
+    assert "node02" in core.view.peers
+    assert not core.liveness.pending
+
+
+def test_no_question_without_a_link_or_when_turned_off() -> None:
+    core = make_core()
+    peer = Peer("node02")
+    joined(core, 0.2)
+    core.handle(ev.Tick(0.6, (peer.says(0.6),)))
+    core.handle(ev.LinkChanged(0.61, "eth0", False))
+    assert not of(ev.ProbePeer, core.handle(ev.Tick(0.67)))
+    settings = CoreSettings("node01", KEY, startup_grace_s=0.0, confirm_s=0.0)
+    off = SpeakerCore(settings, 1, mac("node01"), {"eth0": True}, 0.0, random.Random(0))
+    off.handle(ev.TimerFired(0.2))
+    off.handle(ev.Tick(0.6, (peer.says(0.6),)))
+    assert not of(ev.ProbePeer, off.handle(ev.Tick(0.67)))
 
 
 def test_the_claims_in_heartbeats_follow_the_held_targets() -> None:

@@ -25,12 +25,11 @@ Connection collisions (RFC 4271 6.8) cannot happen: a session is either active o
 
 from __future__ import annotations
 
-import enum
 import ipaddress
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from pikube.lb.bgp import codec
+from pikube.lb.bgp import adj_out, codec
 from pikube.lb.bgp.codec import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -41,22 +40,57 @@ from pikube.lb.bgp.codec import (
     MessageError,
     Notification,
 )
-from pikube.lb.model import LargeCommunity, StandardCommunity
+from pikube.lb.bgp.fsm_events import (
+    Action,
+    BfdDown,
+    Close,
+    Connect,
+    Event,
+    Received,
+    RouteAttributes,
+    RoutesReceived,
+    Send,
+    SetRoutes,
+    Start,
+    StartTimer,
+    State,
+    StateChanged,
+    Stop,
+    StopGraceful,
+    StopTimer,
+    TcpConnected,
+    TcpFailed,
+    Timer,
+    TimerFired,
+)
 
-
-class State(enum.Enum):
-    IDLE = "Idle"
-    CONNECT = "Connect"
-    ACTIVE = "Active"
-    OPEN_SENT = "OpenSent"
-    OPEN_CONFIRM = "OpenConfirm"
-    ESTABLISHED = "Established"
-
-
-class Timer(enum.Enum):
-    CONNECT_RETRY = "connect-retry"
-    HOLD = "hold"
-    KEEPALIVE = "keepalive"
+__all__ = [
+    "Action",
+    "BfdDown",
+    "Close",
+    "Connect",
+    "Event",
+    "Negotiated",
+    "PeerSettings",
+    "Received",
+    "RouteAttributes",
+    "RoutesReceived",
+    "Send",
+    "Session",
+    "SetRoutes",
+    "Start",
+    "StartTimer",
+    "State",
+    "StateChanged",
+    "Stop",
+    "StopGraceful",
+    "StopTimer",
+    "TcpConnected",
+    "TcpFailed",
+    "Timer",
+    "TimerFired",
+    "routes_of",
+]
 
 
 LARGE_HOLD_TIME_S = 240.0  # RFC 4271 8: the hold timer while waiting for the peer's OPEN
@@ -104,15 +138,6 @@ class PeerSettings:
 
 
 @dataclass(frozen=True)
-class RouteAttributes:
-    """What a route of ours carries besides its prefix."""
-
-    local_pref: int | None = None  # sent to iBGP peers only (100 when None)
-    communities: tuple[StandardCommunity, ...] = ()
-    large_communities: tuple[LargeCommunity, ...] = ()
-
-
-@dataclass(frozen=True)
 class Negotiated:
     peer: codec.Open
     hold_time_s: int
@@ -120,117 +145,6 @@ class Negotiated:
     families: frozenset[Family]
     four_octet_as: bool
     internal: bool
-
-
-# --- events and actions ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Start:
-    pass
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Withdraw everything and close with Cease (administrative shutdown unless told)."""
-
-    subcode: int = codec.Cease.ADMINISTRATIVE_SHUTDOWN
-
-
-@dataclass(frozen=True)
-class StopGraceful:
-    """Close without a word, so a graceful-restart peer keeps our routes (RFC 4724)."""
-
-
-@dataclass(frozen=True)
-class TcpConnected:
-    local_address: IPAddress
-
-
-@dataclass(frozen=True)
-class TcpFailed:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Received:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class TimerFired:
-    timer: Timer
-
-
-@dataclass(frozen=True)
-class SetRoutes:
-    routes: Mapping[IPNetwork, RouteAttributes]
-    next_hop_v6: ipaddress.IPv6Address | None = None  # for IPv6 routes on an IPv4 session
-
-
-@dataclass(frozen=True)
-class BfdDown:
-    pass
-
-
-Event = (
-    Start
-    | Stop
-    | StopGraceful
-    | TcpConnected
-    | TcpFailed
-    | Received
-    | TimerFired
-    | SetRoutes
-    | BfdDown
-)
-
-
-@dataclass(frozen=True)
-class Connect:
-    pass
-
-
-@dataclass(frozen=True)
-class Send:
-    data: bytes
-    kind: codec.MessageType
-
-
-@dataclass(frozen=True)
-class Close:
-    reason: str
-
-
-@dataclass(frozen=True)
-class StartTimer:
-    timer: Timer
-    seconds: float
-
-
-@dataclass(frozen=True)
-class StopTimer:
-    timer: Timer
-
-
-@dataclass(frozen=True)
-class StateChanged:
-    old: State
-    new: State
-    reason: str
-
-
-@dataclass(frozen=True)
-class RoutesReceived:
-    """What the peer told us, after validation (informational: nothing is installed)."""
-
-    announced: int
-    withdrawn: int
-    treat_as_withdraw: str | None
-    problems: tuple[str, ...]
-
-
-Action = Connect | Send | Close | StartTimer | StopTimer | StateChanged | RoutesReceived
 
 
 def _send(message: codec.Message, four_octet: bool = True) -> Send:
@@ -512,119 +426,34 @@ class Session:
             )
         ]
 
-    # -- our routes ------------------------------------------------------------------------
+    # -- our routes (the arithmetic is in adj_out) -----------------------------------------
 
-    def _attributes(self, attrs: RouteAttributes, version: int) -> codec.Update | None:
+    def _speaking(self) -> adj_out.Speaking:
         n = self.negotiated
         assert n is not None
         assert self.local_address is not None
-        as_path: tuple[codec.AsPathSegment, ...] = ()
-        if not n.internal:
-            as_path = (
-                codec.AsPathSegment(codec.SegmentType.AS_SEQUENCE, (self.settings.local_asn,)),
-            )
-        base = codec.Update(
-            origin=codec.Origin.IGP,
-            as_path=as_path,
-            local_pref=(100 if attrs.local_pref is None else attrs.local_pref)
-            if n.internal
-            else None,
-            communities=attrs.communities,
-            large_communities=attrs.large_communities,
+        return adj_out.Speaking(
+            self.settings.local_asn,
+            n.internal,
+            n.four_octet_as,
+            n.families,
+            self.local_address,
+            self.next_hop_v6,
         )
-        if version == 4:
-            if self.local_address.version != 4:
-                return None  # IPv4 routes need an IPv4 next hop (RFC 8950 is not spoken)
-            return replace(base, next_hop=self.local_address)
-        hop = self.local_address if self.local_address.version == 6 else self.next_hop_v6
-        if hop is None:
-            return None
-        return replace(base, mp_reach=codec.MpReach(IPV6_UNICAST, (hop,), ()))
-
-    def _sendable(self) -> dict[IPNetwork, RouteAttributes]:
-        n = self.negotiated
-        assert n is not None
-        return {
-            net: attrs
-            for net, attrs in self.desired.items()
-            if codec.family_of(net.version) in n.families
-            and (net.version == 4 or self._attributes(attrs, 6) is not None)
-            and (net.version == 6 or self._attributes(attrs, 4) is not None)
-        }
 
     def _sync_routes(self, initial: bool = False) -> list[Action]:
-        n = self.negotiated
-        assert n is not None
-        target = self._sendable()
-        gone = sorted((net for net in self.advertised if net not in target), key=_sort_key)
-        changed: dict[RouteAttributes, list[IPNetwork]] = {}
-        for net in sorted(target, key=_sort_key):
-            if self.advertised.get(net) != target[net]:
-                changed.setdefault(target[net], []).append(net)
-        actions: list[Action] = []
-        for version in (4, 6):
-            nets = [g for g in gone if g.version == version]
-            for data in codec.pack_updates(
-                codec.Update(), nets, withdraw=True, four_octet_as=n.four_octet_as
-            ):
-                actions.append(Send(data, codec.MessageType.UPDATE))
-        for attrs, nets in changed.items():
-            for version in (4, 6):
-                of_version = [x for x in nets if x.version == version]
-                if not of_version:
-                    continue
-                template = self._attributes(attrs, version)
-                assert template is not None
-                for data in codec.pack_updates(
-                    template, of_version, withdraw=False, four_octet_as=n.four_octet_as
-                ):
-                    actions.append(Send(data, codec.MessageType.UPDATE))
-        self.advertised = dict(target)
-        if initial:
-            for fam in sorted(n.families):
-                actions.append(_send(_end_of_rib(fam), n.four_octet_as))
+        actions, self.advertised = adj_out.sync(
+            self._speaking(), self.advertised, self.desired, initial
+        )
         return actions
 
     def _refresh(self, family: Family) -> list[Action]:
-        n = self.negotiated
-        assert n is not None
-        version = 4 if family == IPV4_UNICAST else 6
-        actions: list[Action] = []
-        by_attrs: dict[RouteAttributes, list[IPNetwork]] = {}
-        for net, attrs in sorted(self.advertised.items(), key=lambda kv: _sort_key(kv[0])):
-            if net.version == version:
-                by_attrs.setdefault(attrs, []).append(net)
-        for attrs, nets in by_attrs.items():
-            template = self._attributes(attrs, version)
-            assert template is not None
-            for data in codec.pack_updates(
-                template, nets, withdraw=False, four_octet_as=n.four_octet_as
-            ):
-                actions.append(Send(data, codec.MessageType.UPDATE))
-        return actions
+        return adj_out.refresh(self._speaking(), self.advertised, family)
 
     def _withdraw_all(self) -> list[Action]:
-        n = self.negotiated
-        assert n is not None
-        actions: list[Action] = []
-        for version in (4, 6):
-            nets = sorted((x for x in self.advertised if x.version == version), key=_sort_key)
-            for data in codec.pack_updates(
-                codec.Update(), nets, withdraw=True, four_octet_as=n.four_octet_as
-            ):
-                actions.append(Send(data, codec.MessageType.UPDATE))
+        actions = adj_out.withdraw_all(self._speaking(), self.advertised)
         self.advertised.clear()
         return actions
-
-
-def _end_of_rib(family: Family) -> codec.Update:
-    if family == IPV4_UNICAST:
-        return codec.Update()
-    return codec.Update(mp_unreach=codec.MpUnreach(family, ()))
-
-
-def _sort_key(net: IPNetwork) -> tuple[int, int, int]:
-    return (net.version, int(net.network_address), net.prefixlen)
 
 
 def routes_of(actions: Iterable[Action], four_octet_as: bool = True) -> list[codec.Update]:

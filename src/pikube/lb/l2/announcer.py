@@ -44,6 +44,11 @@ class L2Stats(Protocol):
 
 
 ForeignClaim = Callable[[bytes, bytes], None]  # (packed ip, mac) seen answering/announcing
+PeerAnswer = Callable[[bytes], None]  # (packed ip) a probed peer's kernel answered
+
+
+def _ignore_answer(_ip: bytes) -> None:
+    return None
 
 
 def _icmp6_filter(*allowed: int) -> bytes:
@@ -60,6 +65,8 @@ class InterfaceAnnouncer:
     on_foreign_claim: ForeignClaim
     owned: set[bytes] = field(default_factory=set)
     watched: set[bytes] = field(default_factory=set)  # being probed: report any answer
+    on_peer_answer: PeerAnswer = _ignore_answer
+    peers_asked: set[bytes] = field(default_factory=set)  # peers' addresses probed for liveness
     _arp: socket.socket | None = None
     _ndp: socket.socket | None = None
     _groups: set[bytes] = field(default_factory=set)
@@ -154,6 +161,14 @@ class InterfaceAnnouncer:
             message = ndp.build_solicitation(ip, None)
             self._send_ndp(ndp.Outgoing(ndp.solicited_node_group(ip), ndp.UNSPECIFIED, message))
 
+    def probe_peer(self, ip: bytes, frames: int = 1) -> None:
+        """Ask whether a peer's link is there: an ARP probe for its IPv4 address, which its
+        kernel answers (reported once through `on_peer_answer`)."""
+        self.peers_asked.add(ip)
+        frame = arp.probe_frame(self.link.mac, ip)
+        for _ in range(frames):
+            self._send_arp(frame)
+
     def _send_arp(self, frame: bytes) -> bool:
         if self._arp is None:
             return False
@@ -199,6 +214,10 @@ class InterfaceAnnouncer:
                 frame = arp.parse_frame(data)
             except MalformedPacket:
                 self.stats.malformed("arp")
+                continue
+            if frame.op == arp.ArpOp.REPLY and frame.sender_ip in self.peers_asked:
+                self.peers_asked.discard(frame.sender_ip)
+                self.on_peer_answer(frame.sender_ip)
                 continue
             if frame.op == arp.ArpOp.REQUEST and frame.target_ip in self.owned:
                 self.stats.request_received(text_ip(frame.target_ip))

@@ -8,7 +8,8 @@ and carry the actions out. Randomness (jitter) comes from the `rng` given.
 Theory of operation
 -------------------
 - Membership: heartbeats arrive in batches (`Tick`, `TimerFired`); a peer silent for its
-  detection time is dropped. A change (a peer joined, died, claims something new) re-runs the
+  detection time is dropped, or earlier when it is late and its kernel does not answer an ARP
+  probe either (`liveness`). A change (a peer joined, died, claims something new) re-runs the
   election; so do configuration changes, links going up or down, and a target's deadline.
 - Join: after start, and after an interface comes back, the node listens for one detection
   time (its heartbeats say JOINING) before it takes part, so it learns the claims first.
@@ -34,6 +35,7 @@ from pikube.lb.l2 import events as ev
 from pikube.lb.l2.bridge import BridgeEntry
 from pikube.lb.l2.decide import evaluate, foreign_claim
 from pikube.lb.l2.lifecycle import IPState, TargetLife, packed, text_ip
+from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
@@ -53,6 +55,7 @@ class CoreSettings:
     bridge_s: float = 60.0  # keep connections alive across planned handovers (0: off)
     refresh_s: float = 30.0  # periodic gratuitous ARP so switch FDB entries never age out
     burst_s: tuple[float, ...] = GARP_BURST_S
+    confirm_s: float = CONFIRM_S  # a late peer's kernel must answer by then (0: never ask)
 
     @property
     def detect_s(self) -> float:
@@ -68,6 +71,7 @@ class SpeakerCore:
     started_at: float
     rng: random.Random = field(default_factory=random.Random)
     view: protocol.View = field(init=False)
+    liveness: Liveness = field(init=False)
     desired: DesiredState = field(default_factory=DesiredState)
     lives: dict[str, TargetLife] = field(default_factory=dict)
     leaving: bool = False
@@ -93,6 +97,7 @@ class SpeakerCore:
 
     def __post_init__(self) -> None:
         self.view = protocol.View(self.settings.node)
+        self.liveness = Liveness(self.settings.confirm_s)
         self.joining_until = self.started_at + self.settings.detect_s
         self._refresh_at = self.started_at + self.settings.refresh_s
 
@@ -116,6 +121,8 @@ class SpeakerCore:
                 self._link(now, name, up, out)
             case ev.ForeignClaim(now, ip, mac):
                 foreign_claim(self, now, ip, mac, out)
+            case ev.PeerAnswered(now, address):
+                self.liveness.answer(now, address)
             case ev.Leave(now):
                 self.leaving = True
                 self._heartbeat = None
@@ -133,6 +140,7 @@ class SpeakerCore:
         if self._expire(now, out) or changed:
             self._evaluate(now, out)
         out.append(self._send(now))
+        self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
         # A peer that missed a heartbeat gets a precise wake-up at its deadline, so that its
         # death is noticed at once rather than at the next tick.
         late = now - self.settings.interval_ms * 1.5 / 1000.0
@@ -147,8 +155,10 @@ class SpeakerCore:
         if self._watch_at <= now:
             self._watch_at = float("inf")
         grace_end = self.started_at + self.settings.startup_grace_s
+        gone = self._expire(now, out)
+        gone = self.liveness.confirm(now, self.view, out) or gone
         due = (
-            self._expire(now, out)
+            gone
             or changed
             or (self._was_joining and now >= self.joining_until)
             or self._last_evaluated < grace_end <= now
@@ -177,6 +187,7 @@ class SpeakerCore:
             del self.bridges[entry]
         if expired:
             out.append(ev.ApplyBridges(tuple(self.bridges)))
+        self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
 
     def wake_at(self, now: float) -> float:
         """When the core must next hear `TimerFired` (peers' deadlines are watched by ticks).
@@ -187,7 +198,7 @@ class SpeakerCore:
         cached = self._wake_cache
         if cached is None:
             cached = self._wake_cache = self._targets_wake_at(now)
-        return min(cached, self._watch_at, self._refresh_at)
+        return min(cached, self._watch_at, self._refresh_at, self.liveness.next_at())
 
     def _targets_wake_at(self, now: float) -> float:
         at = float("inf")
@@ -266,6 +277,8 @@ class SpeakerCore:
 
     def _expire(self, now: float, out: list[ev.Action]) -> bool:
         gone = self.view.expire(now)
+        if gone:
+            self.liveness.forget(gone)
         silent_ms = self.settings.detect_s * 1000
         for node in gone:
             text = f"peer {node} is dead (no heartbeat for {silent_ms:.0f} ms)"

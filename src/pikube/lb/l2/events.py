@@ -71,6 +71,14 @@ class ForeignClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAnswered:
+    """The kernel at a peer's address answered our liveness probe (`ProbePeer`)."""
+
+    now: float
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     """SIGTERM: hand everything over (make-before-break)."""
 
@@ -84,7 +92,7 @@ class Stop:
     now: float
 
 
-Event = Tick | TimerFired | Configured | LinkChanged | ForeignClaim | Leave | Stop
+Event = Tick | TimerFired | Configured | LinkChanged | ForeignClaim | PeerAnswered | Leave | Stop
 
 # -- actions --------------------------------------------------------------------------------
 
@@ -118,6 +126,16 @@ class Probe:
 
     ip: bytes
     interfaces: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePeer:
+    """Ask whether a late peer's link is there: ARP-probe its address (`probes` frames) on
+    these interfaces and report its kernel's answer as PeerAnswered (`l2.liveness`)."""
+
+    address: str
+    interfaces: tuple[str, ...]
+    probes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +189,7 @@ Action = (
     | Release
     | Announce
     | Probe
+    | ProbePeer
     | EndProbe
     | SendHeartbeat
     | ApplyBridges

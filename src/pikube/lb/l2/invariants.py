@@ -50,6 +50,8 @@ def quiescent(sim: Simulation) -> bool:
         assert core is not None
         if core.leaving or core.rejoined or core.contested or now < core.joining_until:
             return False
+        if core.liveness.pending:
+            return False
         if core._was_joining or core._last_evaluated < core.started_at + SETTINGS.startup_grace_s:
             return False
         for life in core.lives.values():

@@ -80,7 +80,7 @@ class _Client:
         return latest[1]
 
 
-_TICK, _TIMER, _SEGMENT, _FAULT, _ARP = 0, 1, 2, 3, 4
+_TICK, _TIMER, _SEGMENT, _FAULT, _ARP, _ANSWER = 0, 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -174,6 +174,12 @@ class Simulation:
                 if arp[0] not in node.answering and arp[0] not in node.core.watched:
                     continue  # the announcer reports only IPs it answers for or probes
                 self._deliver(node, node.core.handle(ev.ForeignClaim(at, *arp)))
+            elif kind == _ANSWER:  # a peer's kernel answered this node's liveness probe
+                self._arps_pending -= 1
+                node = self.nodes[name]
+                if node.core is None or node.epoch != epoch or not node.link_up:
+                    continue
+                self._deliver(node, node.core.handle(ev.PeerAnswered(at, arp[1].decode())))
             elif kind == _SEGMENT:
                 in_flight = self.segment.delay_max_s  # frames sent before may still arrive
                 self.segment = self._segments.pop(0)
@@ -209,7 +215,7 @@ class Simulation:
         self, at: float, kind: int, name: str, epoch: int = 0, arp: tuple[bytes, bytes] = NO_ARP
     ) -> None:
         self._order += 1
-        if kind == _ARP:
+        if kind in (_ARP, _ANSWER):
             self._arps_pending += 1
         heapq.heappush(self._queue, (at, self._order, kind, name, epoch, arp))
 
@@ -333,6 +339,8 @@ class Simulation:
                     if other.core is not None and other.link_up and action.ip in other.answering:
                         answer = (action.ip, self.macs[other.name])
                         self._push(now + 2 * self._delay(), _ARP, node.name, 0, answer)
+            elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
+                _answer_probe(self, node, action.address, now)
             elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
                 for client in self.clients:
                     client.hears(action.ip, now + self._delay(), node.name)
@@ -368,6 +376,21 @@ class Simulation:
 
     def _quiescent(self) -> bool:
         return invariants.quiescent(self)
+
+
+def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> None:
+    """The peer's kernel answers a liveness probe while its link is up, its daemon alive or
+    not; the probes (two) and the answer cross the network as heartbeats do."""
+    other = sim.nodes[address]  # the simulation's addresses are node names
+    if (
+        other.link_up
+        and not sim._blocked(node.name, other.name)
+        and not sim._blocked(other.name, node.name)
+        and not (sim._lost() and sim._lost())
+        and not sim._lost()
+    ):
+        answer = (b"", other.name.encode())
+        sim._push(now + 2 * sim._delay(), _ANSWER, node.name, node.epoch, answer)
 
 
 def run(schedule: Schedule) -> Violation | None:

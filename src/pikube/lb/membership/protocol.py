@@ -338,6 +338,11 @@ class View:
         self.counters.expired += len(gone)
         return gone
 
+    def drop(self, node: str) -> None:
+        """Declare a peer dead before its detection time (its link was found gone)."""
+        if self.peers.pop(node, None) is not None:
+            self.counters.expired += 1
+
     def next_deadline_s(self) -> float | None:
         return min((p.deadline_s for p in self.peers.values()), default=None)
 
