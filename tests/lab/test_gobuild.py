@@ -98,7 +98,7 @@ def test_an_unknown_component_is_refused_before_building(fresh_cache: Path) -> N
     result = run_pikube(
         "lab", "build", "--component", "nope", env={"PIKUBE_CACHE_DIR": str(fresh_cache)}
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # invalid input (decision 0140)
     assert "unknown component 'nope'" in result.stderr
     assert "kubernetes" in result.stderr
     assert not (fresh_cache / "gobuild").exists()
