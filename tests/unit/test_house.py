@@ -19,7 +19,6 @@ KNOWN_OVER = {
     "pikube/lb/ipam.py:Allocator": 515,
     "pikube/lab/kubeapi/server.py": 630,
     "pikube/lab/kubeapi/server.py:ApiServer": 450,
-    "pikube/lb/controller.py:Controller": 311,
 }
 
 
