@@ -58,7 +58,8 @@ def test_the_environment_is_compiled_to_bytecode() -> None:
 
     for module in (pydantic, pikube.cli):
         assert module.__file__ is not None
-        assert Path(importlib.util.cache_from_source(module.__file__)).is_file(), module.__name__
+        compiled = Path(importlib.util.cache_from_source(module.__file__))
+        assert compiled.is_file(), f"{module.__name__} has no bytecode: run script/bootstrap"
 
 
 def test_the_lab_is_in_rooms() -> None:
