@@ -6,7 +6,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -17,6 +19,28 @@ from pikube.bench.bgp import SCENARIOS
 from pikube.lab.lab import Lab
 from pikube.lab.network.topology import HOST_INTERFACE
 from pikube.lab.services import seed_service
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The options every lab bench has: where its JSON goes, its lab's name, whether to keep the lab.
+JSON_OPTION = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+
+
+def lab_options(default_name: str) -> Callable[[F], F]:
+    """`--name/-n` (the lab's name for the run) and `--keep`."""
+
+    def decorate(command: F) -> F:
+        command = click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")(command)
+        return click.option(
+            "--name", "-n", default=default_name, show_default=True, help="Lab name for the run."
+        )(command)
+
+    return decorate
 
 
 def _console(stderr: bool = False, soft_wrap: bool = False) -> Console:
@@ -42,14 +66,8 @@ def bench() -> None:
     help="Comma-separated implementations to measure.",
 )
 @click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the results as JSON here.",
-)
-@click.option("--name", "-n", default="bench", show_default=True, help="Lab name for the run.")
-@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@JSON_OPTION
+@lab_options("bench")
 def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: bool) -> None:
     """Client-visible outage when the VIP's owner crashes, stops or loses its link.
 
@@ -111,14 +129,8 @@ def failover(impls: str, runs: int, json_path: Path | None, name: str, keep: boo
     help="Comma-separated scenarios.",
 )
 @click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the results as JSON here.",
-)
-@click.option("--name", "-n", default="benchbgp", show_default=True, help="Lab name for the run.")
-@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@JSON_OPTION
+@lab_options("benchbgp")
 @click.option(
     "--frr-zebra-work-queue",
     "zebra_work_queue_ms",
@@ -223,14 +235,8 @@ def bgp_command(
 
 @bench.command(name="lb-api")
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the results as JSON here.",
-)
-@click.option("--name", "-n", default="bench", show_default=True, help="Lab name for the run.")
-@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@JSON_OPTION
+@lab_options("bench")
 def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
     """Service created through the API -> IP in its status, and -> the client's first HTTP 200.
 
@@ -296,14 +302,8 @@ def lb_api(runs: int, json_path: Path | None, name: str, keep: bool) -> None:
     show_default=True,
     help="Second applies to time (and as many hosts-only applies, the peer).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the figures as JSON here.",
-)
-@click.option("--name", "-n", default="bench", show_default=True, help="Lab name for the run.")
-@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@JSON_OPTION
+@lab_options("bench")
 @click.option(
     "--second-only",
     is_flag=True,
@@ -391,14 +391,8 @@ def seed_story(name: str, keep: bool) -> None:
               help="Failover runs per scenario.")  # fmt: skip
 @click.option("--create-runs", type=click.IntRange(min=1), default=10, show_default=True,
               help="Service create runs per implementation.")  # fmt: skip
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the results as JSON here.",
-)
-@click.option("--name", "-n", default="benchk8s", show_default=True, help="Lab name for the run.")
-@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@JSON_OPTION
+@lab_options("benchk8s")
 @click.option(
     "--reuse",
     is_flag=True,
