@@ -29,16 +29,23 @@ Theory of operation: nothing is proportional to a pool's size. Used addresses ar
 family as sorted, merged intervals of integers, so "lowest free address at or after x" is a
 binary search, and a /8 or an IPv6 /64 costs what its allocations cost.
 
+The parts: `Allocator` (here) keeps one entry per service and decides which services to look
+at again after a change (rule 6); `ipam_choice.Chooser` decides for one service (rules 2-5);
+`ipam_pools.PoolIndex` says which pool holds an address and which pools serve a service;
+`ipam_addresses.AddressBook` records who uses each address and finds the lowest usable one;
+`ipam_requests` reads what a service asks for.
+
 This module must not read files, talk to Kubernetes, or know YAML.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pikube.lb.ipam_addresses import AddressBook
+from pikube.lb.ipam_choice import Chooser
+from pikube.lb.ipam_pools import PoolIndex
 from pikube.lb.ipam_requests import (
     ADDRESS_POOL,
     ALLOW_SHARED_IP,
@@ -47,26 +54,13 @@ from pikube.lb.ipam_requests import (
     LOAD_BALANCER_IPS,
     Allocation,
     Entry,
-    Families,
-    IntervalSet,
-    IPUse,
     ServiceError,
     annotation,
     backend_key,
-    check_families,
     sort_for_processing,
     wants_of,
 )
-from pikube.lb.model import (
-    NAMESPACE_NAME_LABEL,
-    ClusterResources,
-    IPAddress,
-    IPAddressPool,
-    Namespace,
-    Service,
-    ServiceType,
-    any_selector_matches,
-)
+from pikube.lb.model import ClusterResources, IPAddressPool, Namespace, Service, ServiceType
 
 __all__ = [
     "ADDRESS_POOL",
@@ -137,37 +131,12 @@ class Allocator:
         *,
         load_balancer_class: str | None = None,
     ) -> None:
-        self._pools = {p.name: p for p in pools}
+        self._pools = PoolIndex(pools, namespaces)
+        self._book = AddressBook()
+        self._choose = Chooser(self._pools, self._book)
         self._load_balancer_class = load_balancer_class
-        self._namespace_labels = {
-            ns.name: {**ns.labels, NAMESPACE_NAME_LABEL: ns.name} for ns in namespaces
-        }
-        # Per family: (first, last, pool) sorted by first; pools never overlap.
-        self._ranges: dict[int, list[tuple[int, int, IPAddressPool]]] = {4: [], 6: []}
-        for pool in self._pools.values():
-            for rng in pool.addresses:
-                self._ranges[rng.version].append((int(rng.first), int(rng.last), pool))
-        for spans in self._ranges.values():
-            spans.sort(key=lambda s: s[0])
-        self._range_starts = {v: [s[0] for s in spans] for v, spans in self._ranges.items()}
-        self._pinned = sorted(
-            (p for p in self._pools.values() if p.service_allocation and p.auto_assign),
-            key=lambda p: (
-                p.service_allocation is not None and p.service_allocation.priority == 0,
-                p.service_allocation.priority if p.service_allocation else 0,
-                p.name,
-            ),
-        )
-        self._fallback = sorted(
-            (p for p in self._pools.values() if p.auto_assign and not p.service_allocation),
-            key=lambda p: p.name,
-        )
         self._entries: dict[str, Entry] = {}
         self._waiting: dict[str, Entry] = {}  # handled, but no address (yet)
-        self._used: dict[int, IntervalSet] = {4: IntervalSet(), 6: IntervalSet()}
-        self._uses: dict[int, dict[int, IPUse]] = {4: {}, 6: {}}
-        # sharing key -> family -> sorted addresses whose services use that key
-        self._shared: dict[str, dict[int, list[int]]] = {}
 
     # --- the public side ---
 
@@ -275,7 +244,7 @@ class Allocator:
                 entry.before = None
                 entry.allocation, entry.error = None, None
                 if entry.handled and entry.held:
-                    entry.allocation = self._keep_held(entry)
+                    entry.allocation = self._choose.keep_held(entry)
             return ordered
 
         # Phase 1: holders keep their addresses if still valid.
@@ -301,9 +270,9 @@ class Allocator:
                 continue
             try:
                 if entry.allocation is None:
-                    entry.allocation = self._allocate(entry)
+                    entry.allocation = self._choose.allocate(entry)
                 else:
-                    self._top_up(entry)
+                    self._choose.top_up(entry)
             except ServiceError as exc:
                 entry.error = str(exc)
         for entry in todo:
@@ -340,308 +309,21 @@ class Allocator:
             return False  # its own request is invalid until it changes
         for addresses in (entry.held, wants.requested):
             if addresses:
-                pool = self._pool_of(addresses[0])
+                pool = self._pools.pool_of(addresses[0])
                 if pool is not None and pool.name in pools:
                     return True
         if wants.requested:
             return False
         if wants.pool_name is not None:
             return wants.pool_name in pools
+        by_name = self._pools.by_name
         return any(
-            self._pools[name].auto_assign and self._serves(self._pools[name], entry.service)
+            by_name[name].auto_assign and self._pools.serves(by_name[name], entry.service)
             for name in pools
-            if name in self._pools
+            if name in by_name
         )
-
-    def _commit(self, entry: Entry, ips: Sequence[IPAddress], pool: IPAddressPool) -> Allocation:
-        key = entry.service.key
-        for ip in ips:
-            n = int(ip)
-            uses = self._uses[ip.version]
-            use = uses.get(n)
-            if use is None:
-                use = uses[n] = IPUse(entry.sharing_key, entry.backend_key)
-                self._used[ip.version].add(n)
-                if entry.sharing_key:
-                    by_family = self._shared.setdefault(entry.sharing_key, {4: [], 6: []})
-                    insort(by_family[ip.version], n)
-            use.services.add(key)
-            for port in entry.ports:
-                use.ports[port] = key
-        return Allocation(tuple(ips), pool.name)
 
     def _release(self, entry: Entry) -> None:
-        allocation, key = entry.allocation, entry.service.key
-        assert allocation is not None
-        for ip in allocation.ips:
-            n = int(ip)
-            use = self._uses[ip.version][n]
-            use.services.discard(key)
-            for port in entry.ports:
-                if use.ports.get(port) == key:
-                    del use.ports[port]
-            if not use.services:
-                del self._uses[ip.version][n]
-                self._used[ip.version].discard(n)
-                if use.sharing_key:
-                    shared = self._shared[use.sharing_key][ip.version]
-                    del shared[bisect_left(shared, n)]
+        assert entry.allocation is not None
+        self._book.give_back(entry, entry.allocation.ips)
         entry.allocation = None
-
-    # --- decisions ---
-
-    def _allocate(self, entry: Entry) -> Allocation:
-        service = entry.service
-        if not self._pools:
-            raise ServiceError("no IPAddressPool is configured")
-        if isinstance(entry.wants, str):
-            raise ServiceError(entry.wants)
-        families, requested, pool_name = (
-            entry.wants.families,
-            entry.wants.requested,
-            entry.wants.pool_name,
-        )
-        if pool_name is not None and pool_name not in self._pools:
-            raise ServiceError(f"metallb.io/address-pool: there is no IPAddressPool {pool_name!r}")
-        if requested:
-            return self._assign_requested(entry, requested, families, pool_name)
-        if pool_name is not None:
-            pool = self._pools[pool_name]
-            if not self._serves(pool, service):
-                raise ServiceError(
-                    f"metallb.io/address-pool: pool {pool_name!r} does not serve this service "
-                    "(its serviceAllocation selects other namespaces or services)"
-                )
-            found = self._best_in(entry, [pool], families)
-            if found is None:
-                raise ServiceError(
-                    f"no free {families.describe()} address in pool {pool_name!r} "
-                    "(metallb.io/address-pool)"
-                )
-            return self._commit(entry, found[1], found[0])
-        pinned = [p for p in self._pinned if self._serves(p, service)]
-        found = self._best_in(entry, pinned, families)
-        if found is None:
-            found = self._best_in(entry, self._fallback, families)
-        if found is None:
-            tried = [p.name for p in (*pinned, *self._fallback)]
-            if not tried:
-                raise ServiceError(
-                    "no IPAddressPool may assign addresses to this service automatically "
-                    "(autoAssign is false, or serviceAllocation selects other namespaces or "
-                    "services); request one with metallb.io/address-pool or loadBalancerIPs"
-                )
-            raise ServiceError(
-                f"no free {families.describe()} address in the pools it may use: "
-                + ", ".join(tried)
-            )
-        return self._commit(entry, found[1], found[0])
-
-    def _assign_requested(
-        self,
-        entry: Entry,
-        requested: tuple[IPAddress, ...],
-        families: Families,
-        pool_name: str | None,
-    ) -> Allocation:
-        what = "requested IP"
-        wrong = check_families(requested, families, what)
-        if wrong:
-            raise ServiceError(wrong)
-        pool = self._pool_of_all(requested, what)
-        if pool_name is not None and pool.name != pool_name:
-            raise ServiceError(
-                f"{what} {_join(requested)} is in pool {pool.name!r}, but "
-                f"metallb.io/address-pool asks for pool {pool_name!r}"
-            )
-        if not self._serves(pool, entry.service):
-            raise ServiceError(
-                f"{what} {_join(requested)} is in pool {pool.name!r}, which does not serve this "
-                "service (its serviceAllocation selects other namespaces or services)"
-            )
-        for ip in requested:
-            conflict = self._conflict(ip.version, int(ip), entry)
-            if conflict:
-                raise ServiceError(f"{what} {ip} {conflict}")
-        return self._commit(entry, self._in_order(requested, families), pool)
-
-    def _keep_held(self, entry: Entry) -> Allocation | None:
-        """The service's held IPs, committed, if they are still valid for it; else None."""
-        held = entry.held
-        if isinstance(entry.wants, str):
-            return None  # phase 2 says why
-        families, requested = entry.wants.families, entry.wants.requested
-        if requested and set(requested) != set(held):
-            return None  # the user asks for other IPs now
-        if len({ip.version for ip in held}) != len(held) or check_families(held, families, ""):
-            return None
-        pool = self._pool_of(held[0])
-        if pool is None or any(not pool.contains(ip) for ip in held):
-            return None
-        pool_name = entry.wants.pool_name
-        if pool_name is not None and pool.name != pool_name:
-            return None
-        if not self._serves(pool, entry.service):
-            return None
-        if any(self._conflict(ip.version, int(ip), entry) for ip in held):
-            return None
-        return self._commit(entry, self._in_order(held, families), pool)
-
-    def _top_up(self, entry: Entry) -> None:
-        """A PreferDualStack service holding one family gets the other from the same pool,
-        if that pool has one free (MetalLB's AllocateFromPoolForAdditionalFamily)."""
-        allocation = entry.allocation
-        assert allocation is not None
-        assert not isinstance(entry.wants, str)  # it was kept, so its request is valid
-        families = entry.wants.families
-        if not families.dual or len(allocation.ips) != 1 or entry.wants.requested:
-            return
-        other = next(v for v in families.order if v != allocation.ips[0].version)
-        pool = self._pools[allocation.pool]
-        extra = self._free_in_pool(entry, pool, other)
-        if extra is None:
-            return
-        self._release(entry)
-        ips = self._in_order([allocation.ips[0], _address(other, extra)], families)
-        entry.allocation = self._commit(entry, ips, pool)
-
-    def _best_in(
-        self, entry: Entry, pools: Sequence[IPAddressPool], families: Families
-    ) -> tuple[IPAddressPool, list[IPAddress]] | None:
-        """MetalLB's choice of pool: the first that has every family wanted; for
-        PreferDualStack, failing that, the first with the preferred family, then any."""
-        primary, secondary = families.order[0], families.order[-1]
-        first_primary: tuple[IPAddressPool, list[IPAddress]] | None = None
-        first_secondary: tuple[IPAddressPool, list[IPAddress]] | None = None
-        for pool in pools:
-            found: dict[int, int] = {}
-            for version in families.order:
-                n = self._free_in_pool(entry, pool, version)
-                if n is not None:
-                    found[version] = n
-            if len(found) == len(families.order):
-                return pool, [_address(v, found[v]) for v in families.order]
-            if families.require_all:
-                continue
-            if primary in found and first_primary is None:
-                first_primary = pool, [_address(primary, found[primary])]
-            if secondary in found and first_secondary is None:
-                first_secondary = pool, [_address(secondary, found[secondary])]
-        return first_primary or first_secondary
-
-    def _free_in_pool(self, entry: Entry, pool: IPAddressPool, version: int) -> int | None:
-        for rng in pool.addresses:
-            if rng.version == version:
-                n = self._lowest_usable(entry, version, int(rng.first), int(rng.last), pool)
-                if n is not None:
-                    return n
-        return None
-
-    def _lowest_usable(
-        self, entry: Entry, version: int, first: int, last: int, pool: IPAddressPool
-    ) -> int | None:
-        used = self._used[version]
-        avoid = pool.avoid_buggy_ips and version == 4
-        free: int | None = used.lowest_absent(first)
-        while free is not None and free <= last and avoid and free & 0xFF in (0, 0xFF):
-            free = used.lowest_absent(free + 1)
-        if free is not None and free > last:
-            free = None
-        if entry.sharing_key:
-            # A lower address already shared under the same key wins over a free one.
-            shared = self._shared.get(entry.sharing_key, {}).get(version, [])
-            for n in shared[bisect_left(shared, first) :]:
-                if n > last or (free is not None and n > free):
-                    break
-                if avoid and n & 0xFF in (0, 0xFF):
-                    continue
-                if self._conflict(version, n, entry) is None:
-                    return n
-        return free
-
-    def _conflict(self, version: int, n: int, entry: Entry) -> str | None:
-        """Why `entry`'s service cannot use address n, or None if it can (free or shareable)."""
-        use = self._uses[version].get(n)
-        key = entry.service.key
-        if use is None or use.services <= {key}:
-            return None
-        others = sorted(use.services - {key})
-        owner = others[0] + (f" and {len(others) - 1} more" if len(others) > 1 else "")
-        if not use.sharing_key:
-            return f"is already used by {owner}, which does not allow sharing"
-        if not entry.sharing_key:
-            return (
-                f"is already used by {owner}; sharing it needs metallb.io/allow-shared-ip "
-                f"{use.sharing_key!r} on this service too"
-            )
-        if use.sharing_key != entry.sharing_key:
-            return (
-                f"is already used by {owner} with sharing key {use.sharing_key!r}, "
-                f"not {entry.sharing_key!r}"
-            )
-        if use.backend_key != entry.backend_key:
-            return (
-                f"is already used by {owner}, and services with externalTrafficPolicy Local "
-                "may share an address only if they select the same pods"
-            )
-        for proto, port in sorted(entry.ports, key=lambda p: (p[0].value, p[1])):
-            user = use.ports.get((proto, port))
-            if user is not None and user != key:
-                return f"is already used by {user} on {proto.value} port {port}"
-        return None
-
-    # --- lookups ---
-
-    def _pool_of(self, ip: IPAddress) -> IPAddressPool | None:
-        n = int(ip)
-        i = bisect_right(self._range_starts[ip.version], n) - 1
-        if i < 0:
-            return None
-        first, last, pool = self._ranges[ip.version][i]
-        return pool if first <= n <= last else None
-
-    def _pool_of_all(self, ips: Sequence[IPAddress], what: str) -> IPAddressPool:
-        pools: list[IPAddressPool] = []
-        for ip in ips:
-            pool = self._pool_of(ip)
-            if pool is None:
-                raise ServiceError(f"{what} {ip} is not in any IPAddressPool")
-            if not pool.contains(ip):
-                raise ServiceError(
-                    f"{what} {ip} ends in .0 or .255, which pool {pool.name!r} avoids "
-                    "(avoidBuggyIPs)"
-                )
-            pools.append(pool)
-        if len({p.name for p in pools}) > 1:
-            raise ServiceError(
-                f"{what}s {_join(ips)} are in different pools "
-                f"({', '.join(p.name for p in pools)}); both must come from one pool"
-            )
-        return pools[0]
-
-    def _serves(self, pool: IPAddressPool, service: Service) -> bool:
-        """True if the pool's serviceAllocation (if any) lets it serve this service."""
-        sa = pool.service_allocation
-        if sa is None:
-            return True
-        if (sa.namespaces or sa.namespace_selectors) and service.namespace not in sa.namespaces:
-            labels = self._namespace_labels.get(
-                service.namespace, {NAMESPACE_NAME_LABEL: service.namespace}
-            )
-            if not any_selector_matches(sa.namespace_selectors, labels):
-                return False
-        return not sa.service_selectors or any_selector_matches(
-            sa.service_selectors, service.labels
-        )
-
-    @staticmethod
-    def _in_order(ips: Iterable[IPAddress], families: Families) -> list[IPAddress]:
-        return sorted(ips, key=lambda ip: families.order.index(ip.version))
-
-
-def _address(version: int, n: int) -> IPAddress:
-    return ipaddress.IPv4Address(n) if version == 4 else ipaddress.IPv6Address(n)
-
-
-def _join(ips: Iterable[IPAddress]) -> str:
-    return ",".join(str(ip) for ip in ips)

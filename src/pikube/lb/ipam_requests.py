@@ -1,14 +1,12 @@
 """What the allocator (`pikube.lb.ipam`) works with: what each service asks for (families,
-explicit IPs, sharing and backend keys), its entry and the uses of each address, and the sets of
-used addresses as merged intervals. Pure.
+explicit IPs, sharing and backend keys) and its entry. Pure.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pikube.lb.model import (
     ExternalTrafficPolicy,
@@ -40,74 +38,6 @@ class Allocation:
 
     ips: tuple[IPAddress, ...]
     pool: str
-
-
-# --- sets of used addresses ---------------------------------------------------------------------
-
-
-class IntervalSet:
-    """A set of integers stored as sorted, disjoint, non-adjacent closed intervals.
-
-    Memory and time depend on how fragmented the set is, never on the span it covers.
-    """
-
-    __slots__ = ("_ends", "_starts")
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-
-    def __contains__(self, n: int) -> bool:
-        i = bisect_right(self._starts, n) - 1
-        return i >= 0 and self._ends[i] >= n
-
-    def add(self, n: int) -> None:
-        starts, ends = self._starts, self._ends
-        i = bisect_right(starts, n) - 1
-        if i >= 0 and ends[i] >= n:
-            return
-        joins_left = i >= 0 and ends[i] == n - 1
-        joins_right = i + 1 < len(starts) and starts[i + 1] == n + 1
-        if joins_left and joins_right:
-            ends[i] = ends[i + 1]
-            del starts[i + 1]
-            del ends[i + 1]
-        elif joins_left:
-            ends[i] = n
-        elif joins_right:
-            starts[i + 1] = n
-        else:
-            starts.insert(i + 1, n)
-            ends.insert(i + 1, n)
-
-    def discard(self, n: int) -> None:
-        starts, ends = self._starts, self._ends
-        i = bisect_right(starts, n) - 1
-        if i < 0 or ends[i] < n:
-            return
-        start, end = starts[i], ends[i]
-        if start == end:
-            del starts[i]
-            del ends[i]
-        elif n == start:
-            starts[i] = n + 1
-        elif n == end:
-            ends[i] = n - 1
-        else:
-            ends[i] = n - 1
-            starts.insert(i + 1, n + 1)
-            ends.insert(i + 1, end)
-
-    def lowest_absent(self, n: int) -> int:
-        """The smallest integer >= n that is not in the set."""
-        i = bisect_right(self._starts, n) - 1
-        if i >= 0 and self._ends[i] >= n:
-            return self._ends[i] + 1
-        return n
-
-    @property
-    def interval_count(self) -> int:
-        return len(self._starts)
 
 
 # --- what a service asks for --------------------------------------------------------------------
@@ -246,16 +176,6 @@ class Entry:
     # Before a change: the outcome, and how the old version used its addresses.
     before: tuple[Allocation | None, str | None] | None = None
     old_usage: tuple[frozenset[Port], str, str] | None = None
-
-
-@dataclass
-class IPUse:
-    """The services on one address. They all have the same sharing and backend keys."""
-
-    sharing_key: str
-    backend_key: str
-    ports: dict[Port, str] = field(default_factory=dict)  # -> service key
-    services: set[str] = field(default_factory=set)
 
 
 def sort_for_processing(entries: Iterable[Entry]) -> list[Entry]:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pikube.lb.ipam import Allocation, Allocator, allocate
-from pikube.lb.ipam_requests import IntervalSet as _IntervalSet
+from pikube.lb.ipam_addresses import IntervalSet as _IntervalSet
 from pikube.lb.model import (
     AddressRange,
     ClusterResources,
