@@ -15,6 +15,8 @@ tested on), never something users deploy. Pure parts, each tested without I/O:
     seed.py        the `kubernetes` Service and the lab's Node objects
     pki.py         cluster CA, serving and admin certificates, admin kubeconfig
 
-Adapters: server.py (aiohttp, TLS, watch streams), __main__.py (the process), and launch.py
-(`start_in_lab(lab)`: PKI, the process in `master`, Node registration; `pikube lab up` calls it).
+Adapters: server.py (aiohttp, TLS, routing) with bodies.py (request and response bodies),
+watching.py (watch streams) and documents.py (discovery and OpenAPI responses); __main__.py
+(the process), and launch.py (`start_in_lab(lab)`: PKI, the process in `master`, Node
+registration; `pikube lab up` calls it).
 """
