@@ -47,6 +47,69 @@ _log_level_option = click.option(
 )
 
 
+# --node, --source, --kubeconfig, --namespace and --lb-class, as both speakers take them.
+_SOURCE_OPTIONS = (
+    click.option(
+        "--node",
+        default=lambda: os.environ.get("NODE_NAME", ""),
+        show_default="$NODE_NAME",
+        help="This node's name, as in its Node object.",
+    ),
+    click.option(
+        "--source",
+        "source_spec",
+        required=True,
+        help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
+    ),
+    click.option(
+        "--kubeconfig",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        envvar="KUBECONFIG",
+        help="With --source kube: the API server and credentials (default: the Pod's account).",
+    ),
+    click.option(
+        "--namespace",
+        default="metallb-system",
+        show_default=True,
+        envvar="METALLB_NAMESPACE",
+        help="With --source kube: where MetalLB's objects and its key Secret live.",
+    ),
+    click.option(
+        "--lb-class",
+        default=None,
+        metavar="CLASS",
+        help="With --source kube: announce only Services of this loadBalancerClass.",
+    ),
+)
+
+
+def _source_options(command: F) -> F:
+    """The options of `_SOURCE_OPTIONS`, in that order."""
+    for option in reversed(_SOURCE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _source_directory(spec: str) -> Path:
+    """The directory of `--source dir:PATH`; any other spec but kube is a mistake."""
+    kind, _, value = spec.partition(":")
+    if kind != "dir" or not value:
+        raise InvalidInput(
+            f"--source {spec!r}: use kube (the Kubernetes API) or dir:PATH (a directory of "
+            "Kubernetes YAML)"
+        )
+    directory = Path(value)
+    if not directory.is_dir():
+        raise InvalidInput(f"--source {spec}: {directory} is not a directory")
+    return directory
+
+
+def _check_kubeconfig(kubeconfig: Path | None) -> None:
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+
+
 @click.group()
 def lb() -> None:
     """The load balancer: MetalLB's configuration, pikube's allocator and speakers."""
@@ -164,18 +227,9 @@ def _read_key(path: Path) -> bytes:
 
 
 def _source(spec: str) -> Source:
-    kind, _, value = spec.partition(":")
-    if kind == "dir" and value:
-        from pikube.lb.sources.manifests import ManifestDirectory  # noqa: PLC0415
+    from pikube.lb.sources.manifests import ManifestDirectory  # noqa: PLC0415
 
-        directory = Path(value)
-        if not directory.is_dir():
-            raise InvalidInput(f"--source {spec}: {directory} is not a directory")
-        return ManifestDirectory(directory)
-    raise InvalidInput(
-        f"--source {spec!r}: use kube (the Kubernetes API) or dir:PATH (a directory of "
-        "Kubernetes YAML)"
-    )
+    return ManifestDirectory(_source_directory(spec))
 
 
 def _kube_source(
@@ -210,38 +264,7 @@ def _secret_key(kubeconfig: Path | None, namespace: str) -> bytes:
 
 
 @lb.command()
-@click.option(
-    "--node",
-    default=lambda: os.environ.get("NODE_NAME", ""),
-    show_default="$NODE_NAME",
-    help="This node's name, as in its Node object.",
-)
-@click.option(
-    "--source",
-    "source_spec",
-    required=True,
-    help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
-)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    envvar="KUBECONFIG",
-    help="With --source kube: the API server and credentials (default: the Pod's account).",
-)
-@click.option(
-    "--namespace",
-    default="metallb-system",
-    show_default=True,
-    envvar="METALLB_NAMESPACE",
-    help="With --source kube: where the pools, advertisements and key Secret live.",
-)
-@click.option(
-    "--lb-class",
-    default=None,
-    metavar="CLASS",
-    help="With --source kube: announce only Services of this loadBalancerClass.",
-)
+@_source_options
 @click.option(
     "--interface",
     "interfaces",
@@ -327,8 +350,7 @@ def speaker(
     if not node:
         raise InvalidInput("--node is required (or set NODE_NAME)")
     if source_spec == "kube":
-        if kubeconfig is not None and not kubeconfig.is_file():
-            raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+        _check_kubeconfig(kubeconfig)
         key = _read_key(key_file) if key_file is not None else _secret_key(kubeconfig, namespace)
         source = _kube_source(node, kubeconfig, namespace, lb_class, interfaces)
     else:
@@ -354,38 +376,7 @@ def speaker(
 
 
 @lb.command(name="bgp-speaker")
-@click.option(
-    "--node",
-    default=lambda: os.environ.get("NODE_NAME", ""),
-    show_default="$NODE_NAME",
-    help="This node's name, as in its Node object.",
-)
-@click.option(
-    "--source",
-    "source_spec",
-    required=True,
-    help="Desired state: kube (the Kubernetes API) or dir:PATH (a directory of YAML).",
-)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    envvar="KUBECONFIG",
-    help="With --source kube: the API server and credentials (default: the Pod's account).",
-)
-@click.option(
-    "--namespace",
-    default="metallb-system",
-    show_default=True,
-    envvar="METALLB_NAMESPACE",
-    help="With --source kube: where the pools, BGP objects and ServiceBGPStatuses live.",
-)
-@click.option(
-    "--lb-class",
-    default=None,
-    metavar="CLASS",
-    help="With --source kube: announce only Services of this loadBalancerClass.",
-)
+@_source_options
 @click.option(
     "--router-id",
     default=None,
@@ -424,8 +415,7 @@ def bgp_speaker(
     if source_spec == "kube":
         from pikube.lb.sources.kube_bgp import KubeBgpSource  # noqa: PLC0415
 
-        if kubeconfig is not None and not kubeconfig.is_file():
-            raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+        _check_kubeconfig(kubeconfig)
         source = KubeBgpSource(
             node=node,
             kubeconfig=kubeconfig,
@@ -433,15 +423,7 @@ def bgp_speaker(
             load_balancer_class=lb_class or None,
         )
     else:
-        kind, _, value = source_spec.partition(":")
-        directory = Path(value)
-        if kind != "dir" or not value:
-            raise InvalidInput(
-                f"--source {source_spec!r}: use kube (the Kubernetes API) or dir:PATH "
-                "(a directory of Kubernetes YAML)"
-            )
-        if not directory.is_dir():
-            raise InvalidInput(f"--source {source_spec}: {directory} is not a directory")
+        directory = _source_directory(source_spec)
     rid = None
     if router_id is not None:
         try:
@@ -549,8 +531,7 @@ def controller(
 
     from pikube.lb import controller as daemon  # noqa: PLC0415
 
-    if kubeconfig is not None and not kubeconfig.is_file():
-        raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+    _check_kubeconfig(kubeconfig)
     _setup_logging(log_format, log_level)
     settings = daemon.ControllerSettings(
         kubeconfig=kubeconfig,

@@ -39,3 +39,22 @@ def test_a_kubeconfig_that_is_not_one_is_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"kubeconfig {bad}" in lines[0]
+
+
+def test_both_speakers_take_the_source_options_alike() -> None:
+    """Declared once: the same names, defaults, environment variables and help texts."""
+    import click  # noqa: PLC0415
+
+    from pikube.cli.lb import lb  # noqa: PLC0415
+
+    def options(command: str) -> dict[str, tuple[object, ...]]:
+        found = lb.commands[command].params
+        return {
+            p.name or "": (p.opts, p.default, p.envvar, getattr(p, "help", None), p.required)
+            for p in found
+            if isinstance(p, click.Option)
+        }
+
+    shared = ("node", "source_spec", "kubeconfig", "namespace", "lb_class")
+    l2, bgp = options("speaker"), options("bgp-speaker")
+    assert [l2[name] for name in shared] == [bgp[name] for name in shared]
