@@ -26,11 +26,13 @@ class Family:
     kind: str  # "counter" or "gauge"
     labels: tuple[str, ...] = ()
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
-    # Called after `set` or `remove` changed a value (a reader that would otherwise poll).
+    # Called after `inc`, `set` or `remove` changed a value (a reader that would otherwise poll).
     watchers: list[Callable[[], None]] = field(default_factory=list)
 
     def inc(self, *label_values: str, amount: float = 1.0) -> None:
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
+        if amount:
+            self._changed()
 
     def set(self, value: float, *label_values: str) -> None:
         changed = self.values.get(label_values) != value

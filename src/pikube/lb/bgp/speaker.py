@@ -188,7 +188,8 @@ class BgpSpeaker:
         source = self.source or DirectorySource(self.settings.directory, self.settings.recheck_s)
         bind = getattr(source, "bind", None)
         if bind is not None:
-            bind(self.advertised_services, self.registry)
+            # What it advertises changes with a session's state and with the UPDATEs sent.
+            bind(self.advertised_services, self.registry, (self.m_up, self.m_updates))
         async for item in source.updates():
             self.profiles = {p.name: p for p in item.resources.bfd_profiles}
             self.apply(

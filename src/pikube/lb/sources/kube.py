@@ -32,11 +32,10 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pikube.errors import PikubeError
 from pikube.lb.assignment import Event, EventType
@@ -55,12 +54,15 @@ from pikube.lb.kube.api import (
     Obj,
     connect,
 )
-from pikube.lb.kube.client_metrics import ClientMetrics, report_stale
+from pikube.lb.kube.client_metrics import ClientMetrics
 from pikube.lb.kube.desired import DesiredStateBuilder
 from pikube.lb.kube.events import EventRecorder, reference
-from pikube.lb.kube.informer import Change, ChangeType, Informer, Watched
+from pikube.lb.kube.informer import Change, ChangeType, Watched
 from pikube.lb.metrics import Family, Registry
 from pikube.lb.sources import DesiredState
+from pikube.lb.sources.informed import REPORT_RETRY_S, REPORT_SAFETY_S, InformedSource
+
+__all__ = ["REPORT_RETRY_S", "REPORT_SAFETY_S", "KubeSource", "read_secret_key"]
 
 log = logging.getLogger("pikube.source")
 
@@ -69,10 +71,6 @@ NODE_LABEL = "metallb.io/node"
 SERVICE_NAME_LABEL = "metallb.io/service-name"
 SERVICE_NAMESPACE_LABEL = "metallb.io/service-namespace"
 PROTOCOL_LAYER2 = "layer2"
-# ServiceL2Statuses are reconciled when what this node announces or the statuses change, and
-# at least this often (no 10-per-second polling: each wake-up costs an idle speaker CPU).
-REPORT_SAFETY_S = 10.0
-REPORT_RETRY_S = 1.0  # after an API error
 # What the desired state is made of (ServiceL2Statuses are what the source writes back).
 BUILDER_KINDS = (SERVICES, ENDPOINT_SLICES, NODES, NAMESPACES, IP_ADDRESS_POOLS, L2_ADVERTISEMENTS)
 
@@ -119,21 +117,14 @@ def l2_status(node: str, service_key: str, interfaces: tuple[str, ...]) -> Obj:
 
 
 @dataclass
-class KubeSource:
+class KubeSource(InformedSource):
     """`--source kube`: desired state from the API, ServiceL2Status and Events back to it."""
 
-    node: str
-    kubeconfig: Path | None = None
-    namespace: str = "metallb-system"
-    load_balancer_class: str | None = None
+    written_kinds: ClassVar[tuple[Kind, ...]] = (SERVICE_L2_STATUSES,)
+    written_what: ClassVar[str] = "ServiceL2Status"
+
     interfaces: tuple[str, ...] = ()
-    pod_name: str | None = field(default_factory=lambda: os.environ.get("POD_NAME") or None)
-    api: KubeClient | None = None
-    informer: Informer | None = None
     _metrics: SpeakerMetricsLike | None = None
-    _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _report_wake: asyncio.Event = field(default_factory=asyncio.Event)
     _interfaces_by_service: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _reported: dict[str, str] = field(default_factory=dict)  # service -> ServiceL2Status name
     _seen: set[str] = field(default_factory=set)  # of those, the ones the informer has shown
@@ -142,33 +133,20 @@ class KubeSource:
     def bind(self, metrics: SpeakerMetricsLike) -> None:
         """The speaker's metrics: where to export the API client's gauges, and what it announces."""
         self._metrics = metrics
-        metrics.announced.watchers.append(self._report_wake.set)
-        r = metrics.registry
-        self._client = ClientMetrics.on(r)
+        metrics.announced.watchers.append(self.announcements_changed)
+        self._client = ClientMetrics.on(metrics.registry)
 
-    def _changed(self, kind: Kind, change: Change) -> None:
-        if self._client is not None:
-            self._client.updates.inc()
+    def _input_changed(self, kind: Kind, change: Change) -> None:
         if kind in BUILDER_KINDS:
             self._pending.append((kind, change))
-            self._wake.set()
-        elif kind is SERVICE_L2_STATUSES:
-            self._report_wake.set()
-
-    def _set_stale(self, stale: bool) -> None:
-        report_stale(self._client, stale)
 
     async def updates(self) -> AsyncIterator[DesiredState]:
-        owned = self.api is None
-        api = self.api or await connect(self.kubeconfig)
-        self.api = api
+        api, owned = await self._client_api()
         try:
             async for state in self._states(api):
                 yield state
         finally:
-            if owned:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(api.close())
+            await self._close(api, owned)
 
     async def _states(self, api: KubeClient) -> AsyncIterator[DesiredState]:
         watched = [
@@ -180,15 +158,12 @@ class KubeSource:
             Watched(L2_ADVERTISEMENTS, self.namespace),
             Watched(SERVICE_L2_STATUSES, self.namespace),
         ]
-        informer = self.informer = Informer(api, watched, self._changed, on_stale=self._set_stale)
         recorder = EventRecorder(api, SPEAKER_COMPONENT)
         builder = DesiredStateBuilder(self.load_balancer_class)
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(informer.run(), name="informer")
             tasks.create_task(recorder.run(), name="events")
-            await informer.ready.wait()
-            tasks.create_task(self._report_loop(api, recorder), name="l2 status")
-            log.info("Kubernetes API %s: caches synced", api.host)
+            await self._start_informer(api, watched, tasks)
+            tasks.create_task(self._report_back(api, recorder), name="l2 status")
             last: DesiredState | None = None
             while True:
                 self._wake.clear()
@@ -205,8 +180,7 @@ class KubeSource:
                     }
                     last = state
                     yield state
-                    if self._client is not None:
-                        self._client.loaded.set(1)  # the speaker has taken its first state
+                    self._loaded()
                 await self._wake.wait()
 
     # -- reporting back -----------------------------------------------------------------------
@@ -220,29 +194,9 @@ class KubeSource:
             if value and labels[1] == PROTOCOL_LAYER2 and labels[2] == self.node
         }
 
-    async def _owner(self, api: KubeClient) -> Obj | None:
-        if not self.pod_name:
-            return None
-        with contextlib.suppress(Exception):
-            return await api.request(
-                "GET", f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
-            )
-        return None
-
-    async def _report_loop(self, api: KubeClient, recorder: EventRecorder) -> None:
-        owner = await self._owner(api)
-        while True:
-            self._report_wake.clear()
-            try:
-                await self._report(api, recorder, owner)
-            except Exception as exc:
-                if self._client is not None:
-                    self._client.update_errors.inc()
-                log.debug("ServiceL2Status not updated: %s", exc)
-                await asyncio.sleep(REPORT_RETRY_S)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report_wake.wait(), REPORT_SAFETY_S)
+    async def _report_back(self, api: KubeClient, recorder: EventRecorder) -> None:
+        owner = await self._pod(api)
+        await self._report_loop(lambda: self._report(api, recorder, owner))
 
     async def _report(self, api: KubeClient, recorder: EventRecorder, owner: Obj | None) -> None:
         assert self.informer is not None

@@ -11,10 +11,14 @@ each other (Community aliases, BFDProfile names, aggregation lengths against poo
 configuration keeps the last valid one, as the directory source does.
 
 Reporting back: the speaker binds a function saying which services it advertises to which
-peers (`bind`); every REPORT_INTERVAL_S the source turns the difference with the cached
-ServiceBGPStatus objects into writes (pikube.lb.bgp.status.plan) and makes them, so an object
-follows sessions going up and down, goes when a service is withdrawn, and what a previous run
-left behind is deleted at start. When the speaker stops, this node's objects are deleted.
+peers, and the metric families whose change may change that (`bind`: sessions up, UPDATEs
+sent). When one changes, when the speaker has taken a new input, or when a ServiceBGPStatus
+changes (and at least every REPORT_SAFETY_S; at most once per REPORT_MIN_INTERVAL_S), the
+source turns the difference with the cached ServiceBGPStatus objects into writes
+(pikube.lb.bgp.status.plan) and makes them, so an object follows sessions going up and down,
+goes when a service is withdrawn, and what a previous run left behind is deleted at start.
+When the speaker stops, this node's objects are deleted. Nothing is polled (the informer
+wiring and the report loop are the layer-2 source's: `informed`).
 
 Must not: decide what is announced or what the status says (routes and status do).
 """
@@ -24,12 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pikube.lb.bgp import status as bgp_status
 from pikube.lb.bgp.routes import BgpInput
@@ -49,17 +51,20 @@ from pikube.lb.kube.api import (
     Kind,
     KubeClient,
     Obj,
-    connect,
 )
-from pikube.lb.kube.client_metrics import ClientMetrics, report_stale
+from pikube.lb.kube.client_metrics import ClientMetrics
 from pikube.lb.kube.convert import API_ORIGIN, Converter, Problem
-from pikube.lb.kube.informer import Change, Informer, Watched
-from pikube.lb.metrics import Registry
+from pikube.lb.kube.events import reference
+from pikube.lb.kube.informer import Watched
+from pikube.lb.metrics import Family, Registry
 from pikube.lb.model import ClusterResources, IPAddress, ServiceType
+from pikube.lb.sources.informed import REPORT_SAFETY_S, InformedSource
 
 log = logging.getLogger("pikube.source")
 
-REPORT_INTERVAL_S = 0.1
+__all__ = ["REPORT_MIN_INTERVAL_S", "REPORT_SAFETY_S", "BgpInputBuilder", "KubeBgpSource"]
+
+REPORT_MIN_INTERVAL_S = 0.1  # a burst of UPDATEs makes one round of writes, not one each
 PENDING_S = 5.0  # how long our own write stands in for what the informer has not seen yet
 FINAL_CLEANUP_S = 3.0
 CONFIG_KINDS = (IP_ADDRESS_POOLS, BGP_PEERS, BGP_ADVERTISEMENTS, COMMUNITIES, BFD_PROFILES)
@@ -139,83 +144,71 @@ class BgpInputBuilder:
 
 
 @dataclass
-class KubeBgpSource:
+class KubeBgpSource(InformedSource):
     """`pikube lb bgp-speaker --source kube`."""
 
-    node: str
-    kubeconfig: Path | None = None
-    namespace: str = "metallb-system"
-    load_balancer_class: str | None = None
-    pod_name: str | None = field(default_factory=lambda: os.environ.get("POD_NAME") or None)
-    api: KubeClient | None = None
-    report_interval_s: float = REPORT_INTERVAL_S
-    informer: Informer | None = None
-    report_errors: int = 0
+    written_kinds: ClassVar[tuple[Kind, ...]] = (SERVICE_BGP_STATUSES,)
+    written_what: ClassVar[str] = "ServiceBGPStatus"
+
+    report_min_interval_s: float = REPORT_MIN_INTERVAL_S
     _advertised: Advertised | None = None
-    _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # name -> (the object as our last write left it, when); name -> when we deleted it
     _written: dict[str, tuple[Obj, float]] = field(default_factory=dict)
     _deleted: dict[str, float] = field(default_factory=dict)
 
-    def bind(self, advertised: Advertised, registry: Registry | None = None) -> None:
-        """What the speaker advertises now (service key -> peer names), and where to export
-        the API client's metrics (MetalLB's names, as the layer-2 source does)."""
+    def bind(
+        self,
+        advertised: Advertised,
+        registry: Registry | None = None,
+        signals: Iterable[Family] = (),
+    ) -> None:
+        """What the speaker advertises now (service key -> peer names); the families whose
+        change may change that (a session's state, UPDATEs sent); and where to export the API
+        client's metrics (MetalLB's names, as the layer-2 source does)."""
         self._advertised = advertised
+        for family in signals:
+            family.watchers.append(self.announcements_changed)
         if registry is None:
             return
         self._client = ClientMetrics.on(registry)
         self._client.stale.set(0)
 
-    def _changed(self, _kind: Kind, _change: Change) -> None:
-        if self._client is not None:
-            self._client.updates.inc()
-        self._wake.set()
-
-    def _set_stale(self, stale: bool) -> None:
-        report_stale(self._client, stale)
-
     async def updates(self) -> AsyncIterator[BgpInput]:
-        owned = self.api is None
-        api = self.api or await connect(self.kubeconfig)
-        self.api = api
+        api, owned = await self._client_api()
         try:
             async for item in self._inputs(api):
                 yield item
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._remove_all(api), FINAL_CLEANUP_S)
-            if owned:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(api.close())
+            await self._close(api, owned)
 
     async def _inputs(self, api: KubeClient) -> AsyncIterator[BgpInput]:
         ns = self.namespace
-        watched = [
+        inputs = [
             Watched(SERVICES),
             Watched(ENDPOINT_SLICES),
             Watched(NODES),
             Watched(NAMESPACES),
             *(Watched(kind, ns) for kind in CONFIG_KINDS),
-            Watched(SERVICE_BGP_STATUSES, ns),
         ]
-        informer = self.informer = Informer(api, watched, self._changed, on_stale=self._set_stale)
         builder = BgpInputBuilder(self.load_balancer_class)
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(informer.run(), name="informer")
-            await informer.ready.wait()
-            tasks.create_task(self._report_loop(api), name="bgp status")
-            log.info("Kubernetes API %s: caches synced", api.host)
+            informer = await self._start_informer(
+                api, [*inputs, Watched(SERVICE_BGP_STATUSES, ns)], tasks
+            )
+            tasks.create_task(self._report_back(api), name="bgp status")
             last: BgpInput | None = None
             while True:
                 self._wake.clear()
-                objects = {w.kind: list(informer.objects(w.kind).values()) for w in watched}
+                objects = {w.kind: list(informer.objects(w.kind).values()) for w in inputs}
                 item = builder.build(objects)
                 if item != last:
                     last = item
                     yield item
-                    if self._client is not None:
-                        self._client.loaded.set(1)  # the speaker has taken its first input
+                    # The speaker has applied it: the services behind its prefixes may differ.
+                    self.announcements_changed()
+                    self._loaded()
                 await self._wake.wait()
 
     # -- reporting back -----------------------------------------------------------------------
@@ -242,30 +235,10 @@ class KubeBgpSource:
                 view[name] = mine
         return [obj for name, obj in view.items() if name not in self._deleted]
 
-    async def _owner(self, api: KubeClient) -> dict[str, str] | None:
-        if not self.pod_name:
-            return None
-        with contextlib.suppress(Exception):
-            pod = await api.request(
-                "GET", f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
-            )
-            meta = pod.get("metadata") or {}
-            return {"name": str(meta["name"]), "uid": str(meta["uid"])}
-        log.warning("pod %s/%s not found: ServiceBGPStatus objects get no owner",
-                    self.namespace, self.pod_name)  # fmt: skip
-        return None
-
-    async def _report_loop(self, api: KubeClient) -> None:
-        owner = await self._owner(api)
-        while True:
-            try:
-                await self.report(api, owner)
-            except Exception as exc:
-                self.report_errors += 1
-                if self._client is not None:
-                    self._client.update_errors.inc()
-                log.debug("ServiceBGPStatus not updated: %s", exc)
-            await asyncio.sleep(self.report_interval_s)
+    async def _report_back(self, api: KubeClient) -> None:
+        pod = await self._pod(api)
+        owner = reference(pod) if pod is not None else None
+        await self._report_loop(lambda: self.report(api, owner))
 
     async def report(self, api: KubeClient, owner: Mapping[str, str] | None = None) -> None:
         """One round: make this node's ServiceBGPStatus objects say what it advertises."""
