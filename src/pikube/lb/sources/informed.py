@@ -50,7 +50,6 @@ class InformedSource:
     # At most one report round per this many seconds (a burst of changes makes one round).
     report_min_interval_s: float = 0.0
     report_errors: int = 0
-    report_rounds: int = 0
     _client: ClientMetrics | None = None  # MetalLB's metallb_k8s_client_* metrics
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _report_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,7 +123,6 @@ class InformedSource:
         while True:
             self._report_wake.clear()
             started = loop.time()
-            self.report_rounds += 1
             try:
                 await report()
             except Exception as exc:
