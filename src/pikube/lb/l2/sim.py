@@ -106,6 +106,7 @@ class Simulation:
     _arps_pending: int = 0
     _quiet_check_at: float = 0.0
     stopped_at: float = 0.0  # when the run ended: the schedule's end, or once quiescent
+    steps: int = 0  # events handled (each followed by the invariants' check)
     desired: DesiredState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -195,6 +196,7 @@ class Simulation:
                 self.left.clear()
                 if self.whole_since is not None:
                     self.whole_since = at  # settled means whole and without faults for W
+            self.steps += 1
             violation = invariants.check(self)
             if violation is not None:
                 return violation
@@ -370,6 +372,28 @@ class Simulation:
             for ip in node.answering:
                 if ip not in client.entries:
                     client.hears(ip, self.now + self._delay(), node.name)
+
+    def summary(self) -> str:
+        """The run's outcome in words, to compare runs: steps, end, every node's state (view,
+        counters, what it answers for, its targets' states), the clients' ARP tables, the owners
+        seen, and where the random streams stand (the same draws in the same order)."""
+        parts = [f"steps {self.steps} end {self.stopped_at!r} rng {hash(self.rng.getstate()[1])}"]
+        for node in self.nodes.values():
+            core = node.core
+            parts.append(
+                f"{node.name} e{node.epoch} s{node.seq} link {node.link_up} "
+                f"answering {sorted(node.answering)} inbox {len(node.inbox)}"
+            )
+            if core is not None:
+                parts.append(
+                    f"  peers {sorted(core.view.peers)} {vars(core.view.counters)} "
+                    f"states {[(k, life.state.value) for k, life in sorted(core.lives.items())]} "
+                    f"leaving {core.leaving} rng {hash(core.rng.getstate()[1])}"
+                )
+        for i, client in enumerate(self.clients):
+            parts.append(f"client {i} {sorted(client.entries.items())}")
+        parts.append(f"owners {sorted(self.owners.items())} took {sorted(self.took_at.items())}")
+        return "\n".join(parts)
 
     def _check(self) -> Violation | None:
         return invariants.check(self)
