@@ -2,7 +2,7 @@
 speed-ups (docs/decisions/0106): making it cheaper must not change what it does.
 
 Each step's trace is what every node answers for and its targets' states, after the event and
-before the invariants' check; each run adds its `Simulation.summary()` (steps, end, views,
+before the invariants' check; each run adds its `sim.summary` (steps, end, views,
 counters, clients' ARP tables, owners, where the random streams stand) and its verdict. A
 deliberate change of behaviour (of the core, the network model or the schedules) changes the
 digest: record the new one with `python tests/unit/lb/test_speaker_sim_determinism.py`.
@@ -48,7 +48,7 @@ def digest(seeds: range = SEEDS) -> str:
         with _traced(trace):
             violation = simulation.run()
         total.update("\n".join(trace).encode())
-        total.update(simulation.summary().encode())
+        total.update(sim.summary(simulation).encode())
         total.update(str(violation).encode())
     return total.hexdigest()
 

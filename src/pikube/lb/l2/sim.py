@@ -43,7 +43,7 @@ QUIET_CHECK_S = 0.03  # how often the heal looks for quiescence (the run may end
 NO_ARP = (b"", b"")
 __all__ = [
     "INTERFACE", "KEY", "SETTINGS", "Fault", "Schedule", "Segment", "Shape", "Simulation",
-    "Violation", "random_schedule", "run", "run_many",
+    "Violation", "random_schedule", "run", "run_many", "summary",
 ]  # fmt: skip
 
 
@@ -373,28 +373,6 @@ class Simulation:
                 if ip not in client.entries:
                     client.hears(ip, self.now + self._delay(), node.name)
 
-    def summary(self) -> str:
-        """The run's outcome in words, to compare runs: steps, end, every node's state (view,
-        counters, what it answers for, its targets' states), the clients' ARP tables, the owners
-        seen, and where the random streams stand (the same draws in the same order)."""
-        parts = [f"steps {self.steps} end {self.stopped_at!r} rng {hash(self.rng.getstate()[1])}"]
-        for node in self.nodes.values():
-            core = node.core
-            parts.append(
-                f"{node.name} e{node.epoch} s{node.seq} link {node.link_up} "
-                f"answering {sorted(node.answering)} inbox {len(node.inbox)}"
-            )
-            if core is not None:
-                parts.append(
-                    f"  peers {sorted(core.view.peers)} {vars(core.view.counters)} "
-                    f"states {[(k, life.state.value) for k, life in sorted(core.lives.items())]} "
-                    f"leaving {core.leaving} rng {hash(core.rng.getstate()[1])}"
-                )
-        for i, client in enumerate(self.clients):
-            parts.append(f"client {i} {sorted(client.entries.items())}")
-        parts.append(f"owners {sorted(self.owners.items())} took {sorted(self.took_at.items())}")
-        return "\n".join(parts)
-
     def _check(self) -> Violation | None:
         return invariants.check(self)
 
@@ -415,6 +393,29 @@ def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> Non
     ):
         answer = (b"", other.name.encode())
         sim._push(now + 2 * sim._delay(), _ANSWER, node.name, node.epoch, answer)
+
+
+def summary(sim: Simulation) -> str:
+    """The run's outcome in words, to compare runs: steps, end, every node's state (view,
+    counters, what it answers for, its targets' states), the clients' ARP tables, the owners
+    seen, and where the random streams stand (the same draws in the same order)."""
+    parts = [f"steps {sim.steps} end {sim.stopped_at!r} rng {hash(sim.rng.getstate()[1])}"]
+    for node in sim.nodes.values():
+        core = node.core
+        parts.append(
+            f"{node.name} e{node.epoch} s{node.seq} link {node.link_up} "
+            f"answering {sorted(node.answering)} inbox {len(node.inbox)}"
+        )
+        if core is not None:
+            parts.append(
+                f"  peers {sorted(core.view.peers)} {vars(core.view.counters)} "
+                f"states {[(k, life.state.value) for k, life in sorted(core.lives.items())]} "
+                f"leaving {core.leaving} rng {hash(core.rng.getstate()[1])}"
+            )
+    for i, client in enumerate(sim.clients):
+        parts.append(f"client {i} {sorted(client.entries.items())}")
+    parts.append(f"owners {sorted(sim.owners.items())} took {sorted(sim.took_at.items())}")
+    return "\n".join(parts)
 
 
 def run(schedule: Schedule) -> Violation | None:
