@@ -8,6 +8,7 @@ is called by it alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pikube.lb import election
@@ -26,34 +27,24 @@ from pikube.lb.l2.lifecycle import (
     transition,
     verdict,
 )
+from pikube.lb.l2.plan import plan
 
 if TYPE_CHECKING:
     from pikube.lb.l2.core import SpeakerCore
 
 _Targets = dict[str, tuple[Announcement, election.Target, bool]]  # key: (ann, narrowed, held)
+_NO_RIVALS: frozenset[str] = frozenset()
 
 
 def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
     """Move every target on; True if what this node claims changed (peers must hear it)."""
-    me = core.settings.node
     joining = now < core.joining_until
-    speakers = {
-        name: election.Candidacy(hb.leaving, hb.joining, frozenset(hb.interfaces))
-        for name, peer in core.view.peers.items()
-        for hb in (peer.heartbeat,)
+    chosen = plan(core, joining)
+    targets: _Targets = {
+        ann.target.key: (ann, narrowed, held)
+        for ann, (narrowed, held) in zip(core.desired.announcements, chosen.narrowed, strict=True)
     }
-    speakers[me] = election.Candidacy(core.leaving, joining, frozenset(core.up_interfaces()))
-    targets: _Targets = {}
-    for ann in core.desired.announcements:
-        held = any(packed(ip) in core.speaker_ips for ip in ann.target.ips)
-        narrowed = election.candidates(ann.target, ann.interfaces, speakers, held)
-        targets[ann.target.key] = (ann, narrowed, held)
-    ip_to_key = {packed(ip): key for key, (ann, _, _) in targets.items() for ip in ann.target.ips}
-    claims: dict[str, set[str]] = {me: {life.key for life in core.held()}}
-    for name, peer in core.view.peers.items():
-        claims[name] = {ip_to_key[ip] for ip in peer.heartbeat.claims if ip in ip_to_key}
-    live = {n for _, t, _ in targets.values() for n in (t.eligible or ())}
-    owners = election.elect((t for _, t, _ in targets.values()), live, claims)
+    owners, claims = chosen.owners, chosen.claims
 
     changed = False
     rejoined, core.rejoined = core.rejoined, False
@@ -85,7 +76,7 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
             changed |= _steps(core, life, steps, elected, owner, now, out)
             life.state = state
         if state is IPState.ANNOUNCING:
-            rivals = frozenset(n for n, keys in claims.items() if n != me and key in keys)
+            rivals = chosen.rivals.get(key, _NO_RIVALS)
             if not rivals and any(packed(ip) in contested for ip in ann_ips(life)):
                 life.rivals = frozenset({"?"})  # claimed and withdrawn unseen: burst below
             _heal(core, life, rivals, now, out)
@@ -107,7 +98,7 @@ def _elected(
     key: str,
     targets: _Targets,
     owner: str | None,
-    claims: dict[str, set[str]],
+    claims: Mapping[str, frozenset[str]],
     now: float,
     joining: bool,
 ) -> Verdict:
