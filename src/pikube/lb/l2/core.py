@@ -39,6 +39,7 @@ from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
+_STALE, _UNCHANGED, _JOINED = protocol.Change.STALE, protocol.Change.NONE, protocol.Change.JOINED
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class SpeakerCore:
         return out
 
     def _tick(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
-        changed = self._receive(received, out)
+        changed = self._receive(received, out) if received else False
         if self._expire(now, out) or changed:
             self._evaluate(now, out)
         out.append(self._send(now))
@@ -245,7 +246,7 @@ class SpeakerCore:
             except protocol.HeartbeatError as exc:
                 view.reject(exc)
                 continue
-            if change is protocol.Change.STALE:
+            if change is _STALE:
                 continue
             if self.arp_rivals and node in self.arp_rivals:
                 # A speaker announced one of our IPs; a heartbeat of its that no longer
@@ -259,7 +260,7 @@ class SpeakerCore:
                         del self.arp_rivals[node]
                     self.contested |= withdrawn
                     changed = True
-            if change is protocol.Change.NONE:
+            if change is _UNCHANGED:
                 continue
             heartbeat = view.peers[node].heartbeat
             if heartbeat.claims:
@@ -269,13 +270,18 @@ class SpeakerCore:
             self.speaker_ips |= heartbeat.claims
             self.speaker_macs.add(heartbeat.mac)
             self.mac_nodes[heartbeat.mac] = node
-            if change is protocol.Change.JOINED:
+            if change is _JOINED:
                 out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
                 self.rejoined = True
             changed = True
         return changed
 
     def _expire(self, now: float, out: list[ev.Action]) -> bool:
+        for peer in self.view.peers.values():
+            if peer.deadline_s <= now:
+                break
+        else:
+            return False  # the usual case: nobody is past the deadline (view.expire's test)
         gone = self.view.expire(now)
         if gone:
             self.liveness.forget(gone)
@@ -332,6 +338,8 @@ class SpeakerCore:
 
     def usable(self, announcement: Announcement) -> tuple[str, ...]:
         wanted = announcement.interfaces
+        if not wanted:  # the usual case: any interface that is up
+            return self.up_interfaces()
         return tuple(
             name for name, up in self.interfaces.items() if up and (not wanted or name in wanted)
         )

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 _Targets = dict[str, tuple[Announcement, election.Target, bool]]  # key: (ann, narrowed, held)
 _NO_RIVALS: frozenset[str] = frozenset()
+# Enum members looked up once (a member's lookup costs several times a global's).
+_STANDBY, _CONFLICT, _ANNOUNCING = IPState.STANDBY, IPState.CONFLICT, IPState.ANNOUNCING
+_RETRY, _ANNOUNCE = Verdict.RETRY, Step.ANNOUNCE
 
 
 def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
@@ -50,16 +53,20 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
     rejoined, core.rejoined = core.rejoined, False
     contested = core.contested
     core.contested = set()
-    for key in sorted(set(targets) | set(core.lives)):
-        life = core.lives.get(key)
+    lives = core.lives
+    keys = targets.keys() if lives.keys() == targets.keys() else targets.keys() | lives.keys()
+    for key in sorted(keys):
+        life = lives.get(key)
         if life is None:
-            life = core.lives[key] = TargetLife(targets[key][0])
-        elif key in targets:
+            life = lives[key] = TargetLife(targets[key][0])
+        elif key in targets and life.announcement is not targets[key][0]:
             changed |= _update(core, life, targets[key][0], out)
         owner = owners.get(key)
         elected = _elected(core, key, targets, owner, claims, now, joining)
-        answered = any(packed(ip) in core.probe_answers for ip in life.announcement.target.ips)
-        if life.state is IPState.CONFLICT and (
+        answered = bool(core.probe_answers) and any(
+            packed(ip) in core.probe_answers for ip in life.announcement.target.ips
+        )
+        if life.state is _CONFLICT and (
             life.conflict_mac in core.speaker_macs or (key in targets and targets[key][2])
         ):
             # The "host" that answered turned out to be a speaker, or speakers hold the IP:
@@ -70,22 +77,25 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
         if steps:
             changed |= _steps(core, life, steps, final, owner, now, out)
         life.state = state
-        if final is Verdict.RETRY:  # the conflict's time is up: decide afresh, now
+        if final is _RETRY:  # the conflict's time is up: decide afresh, now
             life.deadline = float("inf")
             state, steps = transition(state, elected)
             changed |= _steps(core, life, steps, elected, owner, now, out)
             life.state = state
-        if state is IPState.ANNOUNCING:
+        if state is _ANNOUNCING:
             rivals = chosen.rivals.get(key, _NO_RIVALS)
-            if not rivals and any(packed(ip) in contested for ip in ann_ips(life)):
+            if not rivals and contested and any(packed(ip) in contested for ip in ann_ips(life)):
                 life.rivals = frozenset({"?"})  # claimed and withdrawn unseen: burst below
-            _heal(core, life, rivals, now, out)
-            if rejoined and Step.ANNOUNCE not in steps:
+            if rivals or life.rivals:
+                _heal(core, life, rivals, now, out)
+            else:
+                life.rivals = rivals  # what _heal does when nobody claims it, nor did
+            if rejoined and _ANNOUNCE not in steps:
                 # A peer came (back) into view: perhaps from the other side of a partition,
                 # whose clients may have followed a node that is about to withdraw.
                 _burst(core, life, now, out)
-        if state is IPState.STANDBY and key not in targets:
-            del core.lives[key]
+        if state is _STANDBY and key not in targets:
+            del lives[key]
     return changed
 
 
