@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING
 
 from pikube.lb import election
 from pikube.lb.announcements import DesiredState
-from pikube.lb.l2.lifecycle import packed
+from pikube.lb.l2.lifecycle import HOLDING, packed
 
 if TYPE_CHECKING:
     from pikube.lb.l2.core import SpeakerCore
 
-PLANS_KEPT = 8192  # distinct keys (the simulation sees about 8,000); then it starts afresh
+# How much the table keeps, in targets summed over its plans (a plan costs some hundreds of
+# bytes per target): dozens of plans for a daemon with a hundred IPs. The simulation, whose
+# few IPs come in some ten thousand combinations of views, keeps more (`pikube.lb.l2.sim`).
+# Full, the table starts afresh.
+TARGETS_KEPT = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,43 +42,53 @@ class Plans:
     """The table: plans by key, and a token per configuration (so that a key is hashed
     without walking the configuration)."""
 
-    def __init__(self, kept: int = PLANS_KEPT) -> None:
-        self.kept = kept
+    def __init__(self, kept: int = TARGETS_KEPT) -> None:
+        self.kept = kept  # targets, summed over the plans kept
+        self.size = 0
         self.plans: dict[tuple[object, ...], Plan] = {}
         self.tokens: dict[DesiredState, int] = {}
-        self.last: tuple[DesiredState | None, int] = (None, 0)  # the last configuration seen
+        # The last configuration seen: its token, and each announcement's packed IPs.
+        self.last: tuple[DesiredState | None, int, tuple[tuple[bytes, ...], ...]] = (None, 0, ())
         self.made = 0
 
-    def token(self, desired: DesiredState) -> int:
-        seen, token = self.last
+    def clear(self) -> None:
+        self.plans.clear()
+        self.tokens.clear()
+        self.last = (None, 0, ())
+        self.size = 0
+
+    def _configuration(self, desired: DesiredState) -> tuple[int, tuple[tuple[bytes, ...], ...]]:
+        seen, token, ips = self.last
         if seen is not desired:
             if len(self.tokens) >= self.kept:
-                self.tokens.clear()
-                self.plans.clear()
+                self.clear()
             token = self.tokens.setdefault(desired, len(self.tokens))
-            self.last = (desired, token)
-        return token
+            ips = tuple(tuple(packed(ip) for ip in a.target.ips) for a in desired.announcements)
+            self.last = (desired, token, ips)
+        return token, ips
 
     def plan(self, core: SpeakerCore, joining: bool) -> Plan:
         """The election's answer for `core` now (`joining`: this node is still listening)."""
         desired = core.desired
-        speaker_ips = core.speaker_ips
-        held = tuple(
-            any(packed(ip) in speaker_ips for ip in ann.target.ips) for ann in desired.announcements
-        )
-        mine = frozenset(life.key for life in core.held())
+        token, ips = self._configuration(desired)
+        isdisjoint = core.speaker_ips.isdisjoint
+        held = tuple(not isdisjoint(each) for each in ips)  # some speaker ever held one
+        mine = frozenset(key for key, life in core.lives.items() if life.state in HOLDING)
         peers = tuple(
             (name, hb.leaving, hb.joining, hb.interfaces, hb.claims)
             for name, peer in core.view.peers.items()
             for hb in (peer.heartbeat,)
         )
         me = (core.settings.node, core.leaving, joining, core.up_interfaces(), mine)
-        key = (self.token(desired), me, held, peers)
+        key = (token, me, held, peers)
         found = self.plans.get(key)
         if found is None:
-            if len(self.plans) >= self.kept:
-                self.plans.clear()
+            if self.size >= self.kept:
+                self.clear()
+                token, _ = self._configuration(desired)
+                key = (token, me, held, peers)
             self.made += 1
+            self.size += len(held) + 1
             found = self.plans[key] = _make(desired, me, held, peers)
         return found
 

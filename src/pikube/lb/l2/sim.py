@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.election import Target
 from pikube.lb.l2 import events as ev
-from pikube.lb.l2 import invariants
-from pikube.lb.l2.core import SpeakerCore
+from pikube.lb.l2 import invariants, plan
+from pikube.lb.l2.core import CoreSettings, SpeakerCore
 from pikube.lb.l2.lifecycle import packed
 from pikube.lb.l2.schedule import (
     INTERFACE,
@@ -44,6 +44,9 @@ NO_ARP = (b"", b"")
 _INTERVAL_S = SETTINGS.interval_ms / 1000.0
 _INF = float("inf")
 _WHOLE = Shape.WHOLE  # (an enum member's lookup costs more than a global's)
+_SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
+# The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
+plan.PLANS.kept = 32768
 __all__ = [
     "INTERFACE", "KEY", "SETTINGS", "Fault", "Schedule", "Segment", "Shape", "Simulation",
     "Violation", "random_schedule", "run", "run_many", "summary",
@@ -232,7 +235,9 @@ class Simulation:
         node.answering.clear()
         node.leaving_until = float("inf")
         node.timer_at = float("inf")
-        settings = replace(SETTINGS, node=node.name)
+        settings = _SETTINGS.get(node.name)
+        if settings is None:
+            settings = _SETTINGS[node.name] = replace(SETTINGS, node=node.name)
         node.core = SpeakerCore(
             settings,
             node.epoch,
