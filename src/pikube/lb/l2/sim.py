@@ -44,6 +44,7 @@ NO_ARP = (b"", b"")
 _INTERVAL_S = SETTINGS.interval_ms / 1000.0
 _INF = float("inf")
 _WHOLE = Shape.WHOLE  # (an enum member's lookup costs more than a global's)
+_NOBODY: frozenset[str] = frozenset()
 _SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
 # The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
 plan.PLANS.kept = 32768
@@ -113,6 +114,7 @@ class Simulation:
     _arps_pending: int = 0
     _quiet_check_at: float = 0.0
     stopped_at: float = 0.0  # when the run ended: the schedule's end, or once quiescent
+    _cut_from: dict[str, frozenset[str]] = field(default_factory=dict)  # see `_cut`
     steps: int = 0  # events handled (each followed by the invariants' check)
     desired: DesiredState = field(init=False)
 
@@ -192,6 +194,7 @@ class Simulation:
                 in_flight = self.segment.delay_max_s  # frames sent before may still arrive
                 self.segment = self._segments.pop(0)
                 self.segment_start = at
+                self._cut_from = _cut(self.segment, self.nodes)
                 self.whole_since = at if self._is_whole(self.segment) else None
                 delay = max(in_flight, self.segment.delay_max_s)
                 self.window_s = SETTINGS.detect_s + 2 * delay
@@ -335,17 +338,23 @@ class Simulation:
                     continue
                 node.seq += 1
                 heartbeat, seq = action.heartbeat, node.seq  # numbered in Received: no copy
-                segment, rng, name = self.segment, self.rng, node.name
-                whole, loss, top = segment.shape is _WHOLE, segment.loss, segment.delay_max_s
+                segment, random, name = self.segment, self.rng.random, node.name
+                loss, top = segment.loss, segment.delay_max_s
+                if segment.shape is _WHOLE or (  # as _blocked says, for every receiver at once
+                    segment.flap_s and int((self.now - self.segment_start) / segment.flap_s) % 2
+                ):
+                    blocked = _NOBODY
+                else:
+                    blocked = self._cut_from[name]
                 for other in self.nodes.values():
                     if other is node or other.core is None or not other.link_up:
                         continue
-                    if not whole and self._blocked(name, other.name):
+                    if other.name in blocked:
                         continue
-                    if loss > 0.0 and rng.random() < loss:
+                    if loss > 0.0 and random() < loss:
                         continue
                     # As rng.uniform(0.0, top) would draw it, without the call.
-                    arrives = now + (0.0 + (top - 0.0) * rng.random() if top else 0.0)
+                    arrives = now + (0.0 + (top - 0.0) * random() if top else 0.0)
                     other.inbox.append(ev.Received(heartbeat, name, arrives, seq))
                     if arrives > other.latest:  # noqa: PLR1730 (no call on the hot path)
                         other.latest = arrives
@@ -402,6 +411,27 @@ class Simulation:
 
     def _quiescent(self) -> bool:
         return invariants.quiescent(self)
+
+
+def _cut(segment: Segment, nodes: dict[str, _Node]) -> dict[str, frozenset[str]]:
+    """Whom each node's heartbeats do not reach in this segment (while it is not flapping
+    whole): what `Simulation._blocked` says, for every pair at once."""
+    if segment.shape is _WHOLE:
+        return dict.fromkeys(nodes, _NOBODY)
+    group = segment.group
+    shape = segment.shape
+    cut = {}
+    for sender in nodes:
+        if shape is Shape.SYMMETRIC:
+            blocked = {r for r in nodes if (sender in group) != (r in group)}
+        elif shape is Shape.ONE_WAY:
+            blocked = {r for r in nodes if r in group and sender not in group}
+        elif shape is Shape.DEAF:
+            blocked = {r for r in nodes if r in group}
+        else:  # MUTE
+            blocked = set(nodes) if sender in group else set()
+        cut[sender] = frozenset(blocked)
+    return cut
 
 
 def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> None:
