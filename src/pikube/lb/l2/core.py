@@ -183,11 +183,12 @@ class SpeakerCore:
             for life in self.lives.values():
                 if life.state is IPState.ANNOUNCING:  # not while handing over
                     self._announce(life, out)
-        expired = [entry for entry, until in self.bridges.items() if until <= now]
-        for entry in expired:
-            del self.bridges[entry]
-        if expired:
-            out.append(ev.ApplyBridges(tuple(self.bridges)))
+        if self.bridges:
+            expired = [entry for entry, until in self.bridges.items() if until <= now]
+            for entry in expired:
+                del self.bridges[entry]
+            if expired:
+                out.append(ev.ApplyBridges(tuple(self.bridges)))
         self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
 
     def wake_at(self, now: float) -> float:

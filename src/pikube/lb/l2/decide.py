@@ -37,6 +37,11 @@ _NO_RIVALS: frozenset[str] = frozenset()
 # Enum members looked up once (a member's lookup costs several times a global's).
 _STANDBY, _CONFLICT, _ANNOUNCING = IPState.STANDBY, IPState.CONFLICT, IPState.ANNOUNCING
 _RETRY, _ANNOUNCE = Verdict.RETRY, Step.ANNOUNCE
+_GONE, _LINK_DOWN, _NOBODY = Verdict.GONE, Verdict.LINK_DOWN, Verdict.NOBODY
+_NO_SUCCESSOR, _WAIT, _MINE, _MINE_FRESH = (
+    Verdict.NO_SUCCESSOR, Verdict.WAIT, Verdict.MINE, Verdict.MINE_FRESH
+)
+_TAKEN, _ELSEWHERE = Verdict.TAKEN, Verdict.ELSEWHERE
 
 
 def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
@@ -114,18 +119,18 @@ def _elected(
 ) -> Verdict:
     """The election's verdict for one target, from this node's point of view."""
     if key not in targets:
-        return Verdict.GONE
+        return _GONE
     announcement, _, held = targets[key]
     if not core.usable(announcement):
-        return Verdict.LINK_DOWN
+        return _LINK_DOWN
     if owner is None:
-        return Verdict.NO_SUCCESSOR if core.leaving else Verdict.NOBODY
+        return _NO_SUCCESSOR if core.leaving else _NOBODY
     if owner == core.settings.node:
         if held:
-            return Verdict.WAIT if joining else Verdict.MINE
+            return _WAIT if joining else _MINE
         in_grace = now < core.started_at + core.settings.startup_grace_s
-        return Verdict.WAIT if joining or in_grace else Verdict.MINE_FRESH
-    return Verdict.TAKEN if key in claims.get(owner, ()) else Verdict.ELSEWHERE
+        return _WAIT if joining or in_grace else _MINE_FRESH
+    return _TAKEN if key in claims.get(owner, ()) else _ELSEWHERE
 
 
 def _steps(
