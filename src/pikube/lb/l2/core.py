@@ -199,23 +199,8 @@ class SpeakerCore:
         """
         cached = self._wake_cache
         if cached is None:
-            cached = self._wake_cache = self._targets_wake_at(now)
+            cached = self._wake_cache = _targets_wake_at(self, now)
         return min(cached, self._watch_at, self._refresh_at, self.liveness.next_at())
-
-    def _targets_wake_at(self, now: float) -> float:
-        at = float("inf")
-        if now < self.joining_until:
-            at = min(at, self.joining_until)
-        grace_end = self.started_at + self.settings.startup_grace_s
-        if self._last_evaluated < grace_end:
-            at = min(at, grace_end)
-        for life in self.lives.values():
-            at = min(at, life.deadline, life.defend_at)
-            if life.bursts:
-                at = min(at, life.bursts[0])
-        if self.bridges:
-            at = min(at, *self.bridges.values())
-        return at
 
     def _link(self, now: float, name: str, up: bool, out: list[ev.Action]) -> None:
         if self.interfaces.get(name) == up:
@@ -363,6 +348,23 @@ class SpeakerCore:
 
     def status(self, now: float) -> dict[str, object]:
         return status(self, now)
+
+
+def _targets_wake_at(core: SpeakerCore, now: float) -> float:
+    """When the core's targets (and joining, grace, bridges) next need a `TimerFired`."""
+    at = float("inf")
+    if now < core.joining_until:
+        at = min(at, core.joining_until)
+    grace_end = core.started_at + core.settings.startup_grace_s
+    if core._last_evaluated < grace_end:
+        at = min(at, grace_end)
+    for life in core.lives.values():
+        at = min(at, life.deadline, life.defend_at)
+        if life.bursts:
+            at = min(at, life.bursts[0])
+    if core.bridges:
+        at = min(at, *core.bridges.values())
+    return at
 
 
 def status(core: SpeakerCore, now: float) -> dict[str, object]:

@@ -39,7 +39,10 @@ _STANDBY, _CONFLICT, _ANNOUNCING = IPState.STANDBY, IPState.CONFLICT, IPState.AN
 _RETRY, _ANNOUNCE = Verdict.RETRY, Step.ANNOUNCE
 _GONE, _LINK_DOWN, _NOBODY = Verdict.GONE, Verdict.LINK_DOWN, Verdict.NOBODY
 _NO_SUCCESSOR, _WAIT, _MINE, _MINE_FRESH = (
-    Verdict.NO_SUCCESSOR, Verdict.WAIT, Verdict.MINE, Verdict.MINE_FRESH
+    Verdict.NO_SUCCESSOR,
+    Verdict.WAIT,
+    Verdict.MINE,
+    Verdict.MINE_FRESH,
 )
 _TAKEN, _ELSEWHERE = Verdict.TAKEN, Verdict.ELSEWHERE
 

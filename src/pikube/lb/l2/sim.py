@@ -358,28 +358,8 @@ class Simulation:
                     other.inbox.append(ev.Received(heartbeat, name, arrives, seq))
                     if arrives > other.latest:  # noqa: PLR1730 (no call on the hot path)
                         other.latest = arrives
-            elif kind is ev.Note or kind is ev.Took or kind is ev.Gave:
-                continue
-            elif isinstance(action, ev.Claim):
-                node.answering.add(action.ip)
-                self.took_at[node.name, action.ip] = now
-            elif isinstance(action, ev.Release):
-                node.answering.discard(action.ip)
-            elif isinstance(action, ev.Probe) and node.link_up and action.interfaces:
-                for other in self.nodes.values():  # whoever answers for it replies
-                    if other.core is not None and other.link_up and action.ip in other.answering:
-                        answer = (action.ip, self.macs[other.name])
-                        self._push(now + 2 * self._delay(), _ARP, node.name, 0, answer)
-            elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
-                _answer_probe(self, node, action.address, now)
-            elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
-                for client in self.clients:
-                    client.hears(action.ip, now + self._delay(), node.name)
-                # Other speakers see it too (partitions here drop heartbeats, not ARP).
-                mac = self.macs[node.name]
-                for other in self.nodes.values():
-                    if other is not node and other.core is not None:
-                        self._push(now + self._delay(), _ARP, other.name, 0, (action.ip, mac))
+            elif kind is not ev.Note and kind is not ev.Took and kind is not ev.Gave:
+                _carry(self, node, action, now)
         core = node.core
         if core is not None:
             if core.leaving and (core.released_all or now >= node.leaving_until):
@@ -411,6 +391,30 @@ class Simulation:
 
     def _quiescent(self) -> bool:
         return invariants.quiescent(self)
+
+
+def _carry(sim: Simulation, node: _Node, action: ev.Action, now: float) -> None:
+    """Carry out an action other than a heartbeat (those are `Simulation._deliver`'s)."""
+    if isinstance(action, ev.Claim):
+        node.answering.add(action.ip)
+        sim.took_at[node.name, action.ip] = now
+    elif isinstance(action, ev.Release):
+        node.answering.discard(action.ip)
+    elif isinstance(action, ev.Probe) and node.link_up and action.interfaces:
+        for other in sim.nodes.values():  # whoever answers for it replies
+            if other.core is not None and other.link_up and action.ip in other.answering:
+                answer = (action.ip, sim.macs[other.name])
+                sim._push(now + 2 * sim._delay(), _ARP, node.name, 0, answer)
+    elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
+        _answer_probe(sim, node, action.address, now)
+    elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
+        for client in sim.clients:
+            client.hears(action.ip, now + sim._delay(), node.name)
+        # Other speakers see it too (partitions here drop heartbeats, not ARP).
+        mac = sim.macs[node.name]
+        for other in sim.nodes.values():
+            if other is not node and other.core is not None:
+                sim._push(now + sim._delay(), _ARP, other.name, 0, (action.ip, mac))
 
 
 def _cut(segment: Segment, nodes: dict[str, _Node]) -> dict[str, frozenset[str]]:
