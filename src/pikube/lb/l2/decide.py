@@ -60,7 +60,8 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
     changed = False
     rejoined, core.rejoined = core.rejoined, False
     contested = core.contested
-    core.contested = set()
+    if contested:
+        core.contested = set()
     lives = core.lives
     keys = targets.keys() if lives.keys() == targets.keys() else targets.keys() | lives.keys()
     for key in sorted(keys):

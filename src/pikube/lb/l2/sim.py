@@ -346,6 +346,7 @@ class Simulation:
                     blocked = _NOBODY
                 else:
                     blocked = self._cut_from[name]
+                undelayed = None  # without delay, every receiver gets the same value
                 for other in self.nodes.values():
                     if other is node or other.core is None or not other.link_up:
                         continue
@@ -353,9 +354,14 @@ class Simulation:
                         continue
                     if loss > 0.0 and random() < loss:
                         continue
-                    # As rng.uniform(0.0, top) would draw it, without the call.
-                    arrives = now + (0.0 + (top - 0.0) * random() if top else 0.0)
-                    other.inbox.append(ev.Received(heartbeat, name, arrives, seq))
+                    if top:  # as rng.uniform(0.0, top) would draw it, without the call
+                        arrives = now + (0.0 + (top - 0.0) * random())
+                        other.inbox.append(ev.Received(heartbeat, name, arrives, seq))
+                    else:
+                        arrives = now + 0.0
+                        if undelayed is None:
+                            undelayed = ev.Received(heartbeat, name, arrives, seq)
+                        other.inbox.append(undelayed)
                     if arrives > other.latest:  # noqa: PLR1730 (no call on the hot path)
                         other.latest = arrives
             elif kind is not ev.Note and kind is not ev.Took and kind is not ev.Gave:
