@@ -45,6 +45,7 @@ _INTERVAL_S = SETTINGS.interval_ms / 1000.0
 _INF = float("inf")
 _WHOLE = Shape.WHOLE  # (an enum member's lookup costs more than a global's)
 _NOBODY: frozenset[str] = frozenset()
+_SILENT = (ev.Note, ev.Took, ev.Gave)  # actions with nothing to carry out here
 _SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
 # The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
 plan.PLANS.kept = 32768
@@ -159,22 +160,22 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> Violation | None:
-        queue = self._queue
+        queue, nodes, end_s, pop = self._queue, self.nodes, self.end_s, heapq.heappop
         while queue:
-            at, _, kind, name, epoch, arp = heapq.heappop(queue)
-            if at > self.end_s:
+            at, _, kind, name, epoch, arp = pop(queue)
+            if at > end_s:
                 break
             self.now = at
             if kind == _TICK:
-                node = self.nodes[name]
+                node = nodes[name]
                 if node.core is None or node.epoch != epoch:
                     continue
                 self._tick(node)
             elif kind == _TIMER:
-                node = self.nodes[name]
+                node = nodes[name]
                 if node.core is None or node.epoch != epoch or at != node.timer_at:
                     continue
-                node.timer_at = float("inf")
+                node.timer_at = _INF
                 self._deliver(node, node.core.handle(ev.TimerFired(at, self._drain(node))))
             elif kind == _ARP:
                 self._arps_pending -= 1
@@ -255,7 +256,8 @@ class Simulation:
     def _tick(self, node: _Node) -> None:
         assert node.core is not None
         now = self.now
-        self._deliver(node, node.core.handle(ev.Tick(now, self._drain(node))))
+        received = self._drain(node) if node.inbox else ()
+        self._deliver(node, node.core.handle(ev.Tick(now, received)))
         if node.core is not None:
             # As rng.uniform(0.85, 1.0) would draw it, without the call.
             at = now + _INTERVAL_S * (0.85 + (1.0 - 0.85) * self.rng.random())
@@ -331,9 +333,7 @@ class Simulation:
     def _deliver(self, node: _Node, actions: list[ev.Action], at: float | None = None) -> None:
         now = self.now if at is None else at
         for action in actions:
-            kind = type(action)
-            if kind is ev.SendHeartbeat:  # the hot path: _blocked, _lost, _delay inlined
-                assert isinstance(action, ev.SendHeartbeat)
+            if isinstance(action, ev.SendHeartbeat):  # the hot path: _blocked, _lost, _delay
                 if not node.link_up or not action.interfaces:
                     continue
                 node.seq += 1
@@ -364,7 +364,7 @@ class Simulation:
                         other.inbox.append(undelayed)
                     if arrives > other.latest:  # noqa: PLR1730 (no call on the hot path)
                         other.latest = arrives
-            elif kind is not ev.Note and kind is not ev.Took and kind is not ev.Gave:
+            elif not isinstance(action, _SILENT):
                 _carry(self, node, action, now)
         core = node.core
         if core is not None:
