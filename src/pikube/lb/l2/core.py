@@ -95,6 +95,7 @@ class SpeakerCore:
     _refresh_at: float = float("inf")
     _wake_cache: float | None = None
     _up: tuple[str, ...] | None = None
+    _sending: ev.SendHeartbeat | None = None
 
     def __post_init__(self) -> None:
         self.view = protocol.View(self.settings.node)
@@ -110,9 +111,10 @@ class SpeakerCore:
             self._tick(event.now, event.received, out)
             return out
         self._wake_cache = None
+        if type(event) is ev.TimerFired:  # the next most frequent
+            self._timer(event.now, event.received, out)
+            return out
         match event:
-            case ev.TimerFired(now, received):
-                self._timer(now, received, out)
             case ev.Configured(now, desired):
                 for problem in set(desired.problems) - set(self.desired.problems):
                     out.append(ev.Note(logging.WARNING, problem))
@@ -299,7 +301,11 @@ class SpeakerCore:
         return said
 
     def _send(self, now: float) -> ev.SendHeartbeat:
-        return ev.SendHeartbeat(self.heartbeat(now), self.up_interfaces())
+        said, up = self.heartbeat(now), self.up_interfaces()
+        sending = self._sending  # the same values as last time: the same (immutable) action
+        if sending is None or sending.heartbeat is not said or sending.interfaces is not up:
+            sending = self._sending = ev.SendHeartbeat(said, up)
+        return sending
 
     # -- deciding ---------------------------------------------------------------------------
 
