@@ -40,6 +40,7 @@ from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
 _STALE, _UNCHANGED, _JOINED = protocol.Change.STALE, protocol.Change.NONE, protocol.Change.JOINED
+_INF = float("inf")
 
 
 @dataclass(frozen=True)
@@ -358,16 +359,20 @@ class SpeakerCore:
 
 def _targets_wake_at(core: SpeakerCore, now: float) -> float:
     """When the core's targets (and joining, grace, bridges) next need a `TimerFired`."""
-    at = float("inf")
+    # The earliest, by comparisons rather than min() (asked after most events).
+    at = _INF
     if now < core.joining_until:
-        at = min(at, core.joining_until)
+        at = core.joining_until
     grace_end = core.started_at + core.settings.startup_grace_s
-    if core._last_evaluated < grace_end:
-        at = min(at, grace_end)
+    if core._last_evaluated < grace_end < at:
+        at = grace_end
     for life in core.lives.values():
-        at = min(at, life.deadline, life.defend_at)
-        if life.bursts:
-            at = min(at, life.bursts[0])
+        if life.deadline < at:  # noqa: PLR1730
+            at = life.deadline
+        if life.defend_at < at:  # noqa: PLR1730
+            at = life.defend_at
+        if life.bursts and life.bursts[0] < at:
+            at = life.bursts[0]
     if core.bridges:
         at = min(at, *core.bridges.values())
     return at
