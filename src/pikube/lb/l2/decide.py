@@ -72,16 +72,19 @@ def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
             changed |= _update(core, life, targets[key][0], out)
         owner = owners.get(key)
         elected = _elected(core, key, targets, owner, claims, now, joining)
-        answered = bool(core.probe_answers) and any(
-            packed(ip) in core.probe_answers for ip in life.announcement.target.ips
-        )
         if life.state is _CONFLICT and (
             life.conflict_mac in core.speaker_macs or (key in targets and targets[key][2])
         ):
             # The "host" that answered turned out to be a speaker, or speakers hold the IP:
             # between speakers the election decides, not a probe.
             life.deadline = now
-        final = verdict(life, elected, now, answered)
+        if now < life.deadline:  # the usual case: the election's verdict stands
+            final = elected
+        else:
+            answered = bool(core.probe_answers) and any(
+                packed(ip) in core.probe_answers for ip in life.announcement.target.ips
+            )
+            final = verdict(life, elected, now, answered)
         state, steps = transition(life.state, final)
         if steps:
             changed |= _steps(core, life, steps, final, owner, now, out)
