@@ -55,7 +55,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     name: str
     core: SpeakerCore | None = None
@@ -69,7 +69,7 @@ class _Node:
     timer_at: float = float("inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Client:
     entries: dict[bytes, list[tuple[float, str]]] = field(default_factory=dict)
 
