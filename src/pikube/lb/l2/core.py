@@ -64,7 +64,7 @@ class CoreSettings:
         return self.interval_ms * self.multiplier / 1000.0
 
 
-@dataclass
+@dataclass(slots=True)
 class SpeakerCore:
     settings: CoreSettings
     epoch: int
