@@ -401,7 +401,18 @@ class Simulation:
 
 def _carry(sim: Simulation, node: _Node, action: ev.Action, now: float) -> None:
     """Carry out an action other than a heartbeat (those are `Simulation._deliver`'s)."""
-    if isinstance(action, ev.Claim):
+    if isinstance(action, ev.Announce):  # the most frequent of them (bursts)
+        if node.link_up and action.interfaces:
+            top, random, ip = sim.segment.delay_max_s, sim.rng.random, action.ip
+            for client in sim.clients:  # each delay as rng.uniform(0.0, top) draws it
+                client.hears(ip, now + (0.0 + (top - 0.0) * random() if top else 0.0), node.name)
+            # Other speakers see it too (partitions here drop heartbeats, not ARP).
+            mac = sim.macs[node.name]
+            for other in sim.nodes.values():
+                if other is not node and other.core is not None:
+                    delay = 0.0 + (top - 0.0) * random() if top else 0.0
+                    sim._push(now + delay, _ARP, other.name, 0, (ip, mac))
+    elif isinstance(action, ev.Claim):
         node.answering.add(action.ip)
         sim.took_at[node.name, action.ip] = now
     elif isinstance(action, ev.Release):
@@ -413,14 +424,6 @@ def _carry(sim: Simulation, node: _Node, action: ev.Action, now: float) -> None:
                 sim._push(now + 2 * sim._delay(), _ARP, node.name, 0, answer)
     elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
         _answer_probe(sim, node, action.address, now)
-    elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
-        for client in sim.clients:
-            client.hears(action.ip, now + sim._delay(), node.name)
-        # Other speakers see it too (partitions here drop heartbeats, not ARP).
-        mac = sim.macs[node.name]
-        for other in sim.nodes.values():
-            if other is not node and other.core is not None:
-                sim._push(now + sim._delay(), _ARP, other.name, 0, (action.ip, mac))
 
 
 def _cut(segment: Segment, nodes: dict[str, _Node]) -> dict[str, frozenset[str]]:
