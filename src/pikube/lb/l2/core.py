@@ -112,8 +112,11 @@ class SpeakerCore:
             self._tick(event.now, event.received, out)
             return out
         self._wake_cache = None
-        if type(event) is ev.TimerFired:  # the next most frequent
+        if type(event) is ev.TimerFired:  # the next most frequent, then foreign claims
             self._timer(event.now, event.received, out)
+            return out
+        if type(event) is ev.ForeignClaim:
+            foreign_claim(self, event.now, event.ip, event.mac, out)
             return out
         match event:
             case ev.Configured(now, desired):
@@ -123,8 +126,6 @@ class SpeakerCore:
                 self._evaluate(now, out)
             case ev.LinkChanged(now, name, up):
                 self._link(now, name, up, out)
-            case ev.ForeignClaim(now, ip, mac):
-                foreign_claim(self, now, ip, mac, out)
             case ev.PeerAnswered(now, address):
                 self.liveness.answer(now, address)
             case ev.Leave(now):
