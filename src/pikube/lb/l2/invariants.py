@@ -133,10 +133,8 @@ def check(sim: Simulation) -> Violation | None:
             if previous is not None:
                 sim.left[ip].add(previous)
             sim.owners[ip] = owner
-        window = sim.window_s
-        took = sim.took_at.get((owner, ip), 0.0) + window
-        if now < whole_since + window or now < took:  # not yet due
-            continue
+        if now < sim.took_at.get((owner, ip), 0.0) + sim.window_s:  # not yet due
+            continue  # (and W after the network became whole has passed: see above)
         for i, client in enumerate(sim.clients):
             named = client.names(ip, now)
             if named != owner:
