@@ -48,7 +48,7 @@ _NOBODY: frozenset[str] = frozenset()
 _SILENT = (ev.Note, ev.Took, ev.Gave)  # actions with nothing to carry out here
 _SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
 # The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
-plan.PLANS.kept = 32768
+plan.PLANS.kept = 65536
 __all__ = [
     "INTERFACE", "KEY", "SETTINGS", "Fault", "Schedule", "Segment", "Shape", "Simulation",
     "Violation", "random_schedule", "run", "run_many", "summary",
