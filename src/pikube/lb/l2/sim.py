@@ -202,7 +202,7 @@ class Simulation:
                 self.owners.clear()
                 self.left.clear()
             else:
-                self._fault(*self._faults.pop(0)[1:])
+                _fault(self, *self._faults.pop(0)[1:])
                 self.owners.clear()  # an owner may move after a fault: that is no flap
                 self.left.clear()
                 if self.whole_since is not None:
@@ -278,28 +278,6 @@ class Simulation:
         ready = tuple(r for r in inbox if r.arrived_s <= now)
         node.inbox = [r for r in inbox if r.arrived_s > now]
         return ready
-
-    def _fault(self, fault: Fault, name: str) -> None:
-        node = self.nodes[name]
-        if fault is Fault.LEAVE and node.core is not None:
-            self.leave_at = self.now
-            self.owned_at_leave = {
-                ip for ip in map(packed, self.schedule.ips) if invariants.answering(self, ip)
-            }
-            node.leaving_until = self.now + SETTINGS.detect_s * 2 + 0.5
-            self._deliver(node, node.core.handle(ev.Leave(self.now)))
-        elif fault is Fault.CRASH and node.core is not None:
-            node.core = None
-            node.answering.clear()
-        elif fault is Fault.RESTART or (fault is Fault.RETURN and node.core is None):
-            node.core = None
-            node.answering.clear()
-            self._start(node, self.now)
-        elif fault in (Fault.LINK_DOWN, Fault.LINK_UP):
-            up = fault is Fault.LINK_UP
-            node.link_up = up
-            if node.core is not None:
-                self._deliver(node, node.core.handle(ev.LinkChanged(self.now, INTERFACE, up)))
 
     # -- the network ------------------------------------------------------------------------
 
@@ -397,6 +375,30 @@ class Simulation:
 
     def _quiescent(self) -> bool:
         return invariants.quiescent(self)
+
+
+def _fault(sim: Simulation, fault: Fault, name: str) -> None:
+    """A node event of the schedule: leave, crash, return, restart, link down or up."""
+    node = sim.nodes[name]
+    if fault is Fault.LEAVE and node.core is not None:
+        sim.leave_at = sim.now
+        sim.owned_at_leave = {
+            ip for ip in map(packed, sim.schedule.ips) if invariants.answering(sim, ip)
+        }
+        node.leaving_until = sim.now + SETTINGS.detect_s * 2 + 0.5
+        sim._deliver(node, node.core.handle(ev.Leave(sim.now)))
+    elif fault is Fault.CRASH and node.core is not None:
+        node.core = None
+        node.answering.clear()
+    elif fault is Fault.RESTART or (fault is Fault.RETURN and node.core is None):
+        node.core = None
+        node.answering.clear()
+        sim._start(node, sim.now)
+    elif fault in (Fault.LINK_DOWN, Fault.LINK_UP):
+        up = fault is Fault.LINK_UP
+        node.link_up = up
+        if node.core is not None:
+            sim._deliver(node, node.core.handle(ev.LinkChanged(sim.now, INTERFACE, up)))
 
 
 def _carry(sim: Simulation, node: _Node, action: ev.Action, now: float) -> None:
