@@ -39,6 +39,8 @@ from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
+_STALE, _UNCHANGED, _JOINED = protocol.Change.STALE, protocol.Change.NONE, protocol.Change.JOINED
+_INF = float("inf")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class CoreSettings:
         return self.interval_ms * self.multiplier / 1000.0
 
 
-@dataclass
+@dataclass(slots=True)
 class SpeakerCore:
     settings: CoreSettings
     epoch: int
@@ -94,6 +96,7 @@ class SpeakerCore:
     _refresh_at: float = float("inf")
     _wake_cache: float | None = None
     _up: tuple[str, ...] | None = None
+    _sending: ev.SendHeartbeat | None = None
 
     def __post_init__(self) -> None:
         self.view = protocol.View(self.settings.node)
@@ -109,9 +112,13 @@ class SpeakerCore:
             self._tick(event.now, event.received, out)
             return out
         self._wake_cache = None
+        if type(event) is ev.TimerFired:  # the next most frequent, then foreign claims
+            self._timer(event.now, event.received, out)
+            return out
+        if type(event) is ev.ForeignClaim:
+            foreign_claim(self, event.now, event.ip, event.mac, out)
+            return out
         match event:
-            case ev.TimerFired(now, received):
-                self._timer(now, received, out)
             case ev.Configured(now, desired):
                 for problem in set(desired.problems) - set(self.desired.problems):
                     out.append(ev.Note(logging.WARNING, problem))
@@ -119,8 +126,6 @@ class SpeakerCore:
                 self._evaluate(now, out)
             case ev.LinkChanged(now, name, up):
                 self._link(now, name, up, out)
-            case ev.ForeignClaim(now, ip, mac):
-                foreign_claim(self, now, ip, mac, out)
             case ev.PeerAnswered(now, address):
                 self.liveness.answer(now, address)
             case ev.Leave(now):
@@ -136,7 +141,7 @@ class SpeakerCore:
         return out
 
     def _tick(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
-        changed = self._receive(received, out)
+        changed = self._receive(received, out) if received else False
         if self._expire(now, out) or changed:
             self._evaluate(now, out)
         out.append(self._send(now))
@@ -182,11 +187,12 @@ class SpeakerCore:
             for life in self.lives.values():
                 if life.state is IPState.ANNOUNCING:  # not while handing over
                     self._announce(life, out)
-        expired = [entry for entry, until in self.bridges.items() if until <= now]
-        for entry in expired:
-            del self.bridges[entry]
-        if expired:
-            out.append(ev.ApplyBridges(tuple(self.bridges)))
+        if self.bridges:
+            expired = [entry for entry, until in self.bridges.items() if until <= now]
+            for entry in expired:
+                del self.bridges[entry]
+            if expired:
+                out.append(ev.ApplyBridges(tuple(self.bridges)))
         self.liveness.ask(now, self.view.peers, self.peer_addresses, self.up_interfaces(), out)
 
     def wake_at(self, now: float) -> float:
@@ -197,23 +203,8 @@ class SpeakerCore:
         """
         cached = self._wake_cache
         if cached is None:
-            cached = self._wake_cache = self._targets_wake_at(now)
+            cached = self._wake_cache = _targets_wake_at(self, now)
         return min(cached, self._watch_at, self._refresh_at, self.liveness.next_at())
-
-    def _targets_wake_at(self, now: float) -> float:
-        at = float("inf")
-        if now < self.joining_until:
-            at = min(at, self.joining_until)
-        grace_end = self.started_at + self.settings.startup_grace_s
-        if self._last_evaluated < grace_end:
-            at = min(at, grace_end)
-        for life in self.lives.values():
-            at = min(at, life.deadline, life.defend_at)
-            if life.bursts:
-                at = min(at, life.bursts[0])
-        if self.bridges:
-            at = min(at, *self.bridges.values())
-        return at
 
     def _link(self, now: float, name: str, up: bool, out: list[ev.Action]) -> None:
         if self.interfaces.get(name) == up:
@@ -245,7 +236,7 @@ class SpeakerCore:
             except protocol.HeartbeatError as exc:
                 view.reject(exc)
                 continue
-            if change is protocol.Change.STALE:
+            if change is _STALE:
                 continue
             if self.arp_rivals and node in self.arp_rivals:
                 # A speaker announced one of our IPs; a heartbeat of its that no longer
@@ -259,7 +250,7 @@ class SpeakerCore:
                         del self.arp_rivals[node]
                     self.contested |= withdrawn
                     changed = True
-            if change is protocol.Change.NONE:
+            if change is _UNCHANGED:
                 continue
             heartbeat = view.peers[node].heartbeat
             if heartbeat.claims:
@@ -269,13 +260,18 @@ class SpeakerCore:
             self.speaker_ips |= heartbeat.claims
             self.speaker_macs.add(heartbeat.mac)
             self.mac_nodes[heartbeat.mac] = node
-            if change is protocol.Change.JOINED:
+            if change is _JOINED:
                 out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
                 self.rejoined = True
             changed = True
         return changed
 
     def _expire(self, now: float, out: list[ev.Action]) -> bool:
+        for peer in self.view.peers.values():
+            if peer.deadline_s <= now:
+                break
+        else:
+            return False  # the usual case: nobody is past the deadline (view.expire's test)
         gone = self.view.expire(now)
         if gone:
             self.liveness.forget(gone)
@@ -307,7 +303,11 @@ class SpeakerCore:
         return said
 
     def _send(self, now: float) -> ev.SendHeartbeat:
-        return ev.SendHeartbeat(self.heartbeat(now), self.up_interfaces())
+        said, up = self.heartbeat(now), self.up_interfaces()
+        sending = self._sending  # the same values as last time: the same (immutable) action
+        if sending is None or sending.heartbeat is not said or sending.interfaces is not up:
+            sending = self._sending = ev.SendHeartbeat(said, up)
+        return sending
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -332,6 +332,8 @@ class SpeakerCore:
 
     def usable(self, announcement: Announcement) -> tuple[str, ...]:
         wanted = announcement.interfaces
+        if not wanted:  # the usual case: any interface that is up
+            return self.up_interfaces()
         return tuple(
             name for name, up in self.interfaces.items() if up and (not wanted or name in wanted)
         )
@@ -354,6 +356,27 @@ class SpeakerCore:
 
     def status(self, now: float) -> dict[str, object]:
         return status(self, now)
+
+
+def _targets_wake_at(core: SpeakerCore, now: float) -> float:
+    """When the core's targets (and joining, grace, bridges) next need a `TimerFired`."""
+    # The earliest, by comparisons rather than min() (asked after most events).
+    at = _INF
+    if now < core.joining_until:
+        at = core.joining_until
+    grace_end = core.started_at + core.settings.startup_grace_s
+    if core._last_evaluated < grace_end < at:
+        at = grace_end
+    for life in core.lives.values():
+        if life.deadline < at:  # noqa: PLR1730
+            at = life.deadline
+        if life.defend_at < at:  # noqa: PLR1730
+            at = life.defend_at
+        if life.bursts and life.bursts[0] < at:
+            at = life.bursts[0]
+    if core.bridges:
+        at = min(at, *core.bridges.values())
+    return at
 
 
 def status(core: SpeakerCore, now: float) -> dict[str, object]:

@@ -8,6 +8,7 @@ is called by it alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pikube.lb import election
@@ -26,75 +27,87 @@ from pikube.lb.l2.lifecycle import (
     transition,
     verdict,
 )
+from pikube.lb.l2.plan import plan
 
 if TYPE_CHECKING:
     from pikube.lb.l2.core import SpeakerCore
 
 _Targets = dict[str, tuple[Announcement, election.Target, bool]]  # key: (ann, narrowed, held)
+_NO_RIVALS: frozenset[str] = frozenset()
+# Enum members looked up once (a member's lookup costs several times a global's).
+_STANDBY, _CONFLICT, _ANNOUNCING = IPState.STANDBY, IPState.CONFLICT, IPState.ANNOUNCING
+_RETRY, _ANNOUNCE = Verdict.RETRY, Step.ANNOUNCE
+_GONE, _LINK_DOWN, _NOBODY = Verdict.GONE, Verdict.LINK_DOWN, Verdict.NOBODY
+_NO_SUCCESSOR, _WAIT, _MINE, _MINE_FRESH = (
+    Verdict.NO_SUCCESSOR,
+    Verdict.WAIT,
+    Verdict.MINE,
+    Verdict.MINE_FRESH,
+)
+_TAKEN, _ELSEWHERE = Verdict.TAKEN, Verdict.ELSEWHERE
 
 
 def evaluate(core: SpeakerCore, now: float, out: list[ev.Action]) -> bool:
     """Move every target on; True if what this node claims changed (peers must hear it)."""
-    me = core.settings.node
     joining = now < core.joining_until
-    speakers = {
-        name: election.Candidacy(hb.leaving, hb.joining, frozenset(hb.interfaces))
-        for name, peer in core.view.peers.items()
-        for hb in (peer.heartbeat,)
+    chosen = plan(core, joining)
+    targets: _Targets = {
+        ann.target.key: (ann, narrowed, held)
+        for ann, (narrowed, held) in zip(core.desired.announcements, chosen.narrowed, strict=True)
     }
-    speakers[me] = election.Candidacy(core.leaving, joining, frozenset(core.up_interfaces()))
-    targets: _Targets = {}
-    for ann in core.desired.announcements:
-        held = any(packed(ip) in core.speaker_ips for ip in ann.target.ips)
-        narrowed = election.candidates(ann.target, ann.interfaces, speakers, held)
-        targets[ann.target.key] = (ann, narrowed, held)
-    ip_to_key = {packed(ip): key for key, (ann, _, _) in targets.items() for ip in ann.target.ips}
-    claims: dict[str, set[str]] = {me: {life.key for life in core.held()}}
-    for name, peer in core.view.peers.items():
-        claims[name] = {ip_to_key[ip] for ip in peer.heartbeat.claims if ip in ip_to_key}
-    live = {n for _, t, _ in targets.values() for n in (t.eligible or ())}
-    owners = election.elect((t for _, t, _ in targets.values()), live, claims)
+    owners, claims = chosen.owners, chosen.claims
 
     changed = False
     rejoined, core.rejoined = core.rejoined, False
     contested = core.contested
-    core.contested = set()
-    for key in sorted(set(targets) | set(core.lives)):
-        life = core.lives.get(key)
+    if contested:
+        core.contested = set()
+    lives = core.lives
+    keys = targets.keys() if lives.keys() == targets.keys() else targets.keys() | lives.keys()
+    for key in sorted(keys):
+        life = lives.get(key)
         if life is None:
-            life = core.lives[key] = TargetLife(targets[key][0])
-        elif key in targets:
+            life = lives[key] = TargetLife(targets[key][0])
+        elif key in targets and life.announcement is not targets[key][0]:
             changed |= _update(core, life, targets[key][0], out)
         owner = owners.get(key)
         elected = _elected(core, key, targets, owner, claims, now, joining)
-        answered = any(packed(ip) in core.probe_answers for ip in life.announcement.target.ips)
-        if life.state is IPState.CONFLICT and (
+        if life.state is _CONFLICT and (
             life.conflict_mac in core.speaker_macs or (key in targets and targets[key][2])
         ):
             # The "host" that answered turned out to be a speaker, or speakers hold the IP:
             # between speakers the election decides, not a probe.
             life.deadline = now
-        final = verdict(life, elected, now, answered)
+        if now < life.deadline:  # the usual case: the election's verdict stands
+            final = elected
+        else:
+            answered = bool(core.probe_answers) and any(
+                packed(ip) in core.probe_answers for ip in life.announcement.target.ips
+            )
+            final = verdict(life, elected, now, answered)
         state, steps = transition(life.state, final)
         if steps:
             changed |= _steps(core, life, steps, final, owner, now, out)
         life.state = state
-        if final is Verdict.RETRY:  # the conflict's time is up: decide afresh, now
+        if final is _RETRY:  # the conflict's time is up: decide afresh, now
             life.deadline = float("inf")
             state, steps = transition(state, elected)
             changed |= _steps(core, life, steps, elected, owner, now, out)
             life.state = state
-        if state is IPState.ANNOUNCING:
-            rivals = frozenset(n for n, keys in claims.items() if n != me and key in keys)
-            if not rivals and any(packed(ip) in contested for ip in ann_ips(life)):
+        if state is _ANNOUNCING:
+            rivals = chosen.rivals.get(key, _NO_RIVALS)
+            if not rivals and contested and any(packed(ip) in contested for ip in ann_ips(life)):
                 life.rivals = frozenset({"?"})  # claimed and withdrawn unseen: burst below
-            _heal(core, life, rivals, now, out)
-            if rejoined and Step.ANNOUNCE not in steps:
+            if rivals or life.rivals:
+                _heal(core, life, rivals, now, out)
+            else:
+                life.rivals = rivals  # what _heal does when nobody claims it, nor did
+            if rejoined and _ANNOUNCE not in steps:
                 # A peer came (back) into view: perhaps from the other side of a partition,
                 # whose clients may have followed a node that is about to withdraw.
                 _burst(core, life, now, out)
-        if state is IPState.STANDBY and key not in targets:
-            del core.lives[key]
+        if state is _STANDBY and key not in targets:
+            del lives[key]
     return changed
 
 
@@ -107,24 +120,24 @@ def _elected(
     key: str,
     targets: _Targets,
     owner: str | None,
-    claims: dict[str, set[str]],
+    claims: Mapping[str, frozenset[str]],
     now: float,
     joining: bool,
 ) -> Verdict:
     """The election's verdict for one target, from this node's point of view."""
     if key not in targets:
-        return Verdict.GONE
+        return _GONE
     announcement, _, held = targets[key]
     if not core.usable(announcement):
-        return Verdict.LINK_DOWN
+        return _LINK_DOWN
     if owner is None:
-        return Verdict.NO_SUCCESSOR if core.leaving else Verdict.NOBODY
+        return _NO_SUCCESSOR if core.leaving else _NOBODY
     if owner == core.settings.node:
         if held:
-            return Verdict.WAIT if joining else Verdict.MINE
+            return _WAIT if joining else _MINE
         in_grace = now < core.started_at + core.settings.startup_grace_s
-        return Verdict.WAIT if joining or in_grace else Verdict.MINE_FRESH
-    return Verdict.TAKEN if key in claims.get(owner, ()) else Verdict.ELSEWHERE
+        return _WAIT if joining or in_grace else _MINE_FRESH
+    return _TAKEN if key in claims.get(owner, ()) else _ELSEWHERE
 
 
 def _steps(

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.election import Target
 from pikube.lb.l2 import events as ev
-from pikube.lb.l2 import invariants
-from pikube.lb.l2.core import SpeakerCore
+from pikube.lb.l2 import invariants, plan
+from pikube.lb.l2.core import CoreSettings, SpeakerCore
 from pikube.lb.l2.lifecycle import packed
 from pikube.lb.l2.schedule import (
     INTERFACE,
@@ -41,13 +41,21 @@ from pikube.lb.l2.schedule import (
 
 QUIET_CHECK_S = 0.03  # how often the heal looks for quiescence (the run may end there)
 NO_ARP = (b"", b"")
+_INTERVAL_S = SETTINGS.interval_ms / 1000.0
+_INF = float("inf")
+_WHOLE = Shape.WHOLE  # (an enum member's lookup costs more than a global's)
+_NOBODY: frozenset[str] = frozenset()
+_SILENT = (ev.Note, ev.Took, ev.Gave)  # actions with nothing to carry out here
+_SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
+# The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
+plan.PLANS.kept = 65536
 __all__ = [
     "INTERFACE", "KEY", "SETTINGS", "Fault", "Schedule", "Segment", "Shape", "Simulation",
-    "Violation", "random_schedule", "run", "run_many",
+    "Violation", "random_schedule", "run", "run_many", "summary",
 ]  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     name: str
     core: SpeakerCore | None = None
@@ -57,10 +65,11 @@ class _Node:
     leaving_until: float = float("inf")
     answering: set[bytes] = field(default_factory=set)
     inbox: list[ev.Received] = field(default_factory=list)
+    latest: float = float("-inf")  # no heartbeat in the inbox arrives after this
     timer_at: float = float("inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Client:
     entries: dict[bytes, list[tuple[float, str]]] = field(default_factory=dict)
 
@@ -106,6 +115,8 @@ class Simulation:
     _arps_pending: int = 0
     _quiet_check_at: float = 0.0
     stopped_at: float = 0.0  # when the run ended: the schedule's end, or once quiescent
+    _cut_from: dict[str, frozenset[str]] = field(default_factory=dict)  # see `_cut`
+    steps: int = 0  # events handled (each followed by the invariants' check)
     desired: DesiredState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -149,22 +160,22 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> Violation | None:
-        queue = self._queue
+        queue, nodes, end_s, pop = self._queue, self.nodes, self.end_s, heapq.heappop
         while queue:
-            at, _, kind, name, epoch, arp = heapq.heappop(queue)
-            if at > self.end_s:
+            at, _, kind, name, epoch, arp = pop(queue)
+            if at > end_s:
                 break
             self.now = at
             if kind == _TICK:
-                node = self.nodes[name]
+                node = nodes[name]
                 if node.core is None or node.epoch != epoch:
                     continue
                 self._tick(node)
             elif kind == _TIMER:
-                node = self.nodes[name]
+                node = nodes[name]
                 if node.core is None or node.epoch != epoch or at != node.timer_at:
                     continue
-                node.timer_at = float("inf")
+                node.timer_at = _INF
                 self._deliver(node, node.core.handle(ev.TimerFired(at, self._drain(node))))
             elif kind == _ARP:
                 self._arps_pending -= 1
@@ -184,17 +195,19 @@ class Simulation:
                 in_flight = self.segment.delay_max_s  # frames sent before may still arrive
                 self.segment = self._segments.pop(0)
                 self.segment_start = at
+                self._cut_from = _cut(self.segment, self.nodes)
                 self.whole_since = at if self._is_whole(self.segment) else None
                 delay = max(in_flight, self.segment.delay_max_s)
                 self.window_s = SETTINGS.detect_s + 2 * delay
                 self.owners.clear()
                 self.left.clear()
             else:
-                self._fault(*self._faults.pop(0)[1:])
+                _fault(self, *self._faults.pop(0)[1:])
                 self.owners.clear()  # an owner may move after a fault: that is no flap
                 self.left.clear()
                 if self.whole_since is not None:
                     self.whole_since = at  # settled means whole and without faults for W
+            self.steps += 1
             violation = invariants.check(self)
             if violation is not None:
                 return violation
@@ -226,7 +239,9 @@ class Simulation:
         node.answering.clear()
         node.leaving_until = float("inf")
         node.timer_at = float("inf")
-        settings = replace(SETTINGS, node=node.name)
+        settings = _SETTINGS.get(node.name)
+        if settings is None:
+            settings = _SETTINGS[node.name] = replace(SETTINGS, node=node.name)
         node.core = SpeakerCore(
             settings,
             node.epoch,
@@ -240,42 +255,29 @@ class Simulation:
 
     def _tick(self, node: _Node) -> None:
         assert node.core is not None
-        self._deliver(node, node.core.handle(ev.Tick(self.now, self._drain(node))))
+        now = self.now
+        received = self._drain(node) if node.inbox else ()
+        self._deliver(node, node.core.handle(ev.Tick(now, received)))
         if node.core is not None:
-            interval = SETTINGS.interval_ms / 1000.0
-            at = self.now + interval * self.rng.uniform(0.85, 1.0)
-            self._push(at, _TICK, node.name, node.epoch)
-        self._ask(node)
+            # As rng.uniform(0.85, 1.0) would draw it, without the call.
+            at = now + _INTERVAL_S * (0.85 + (1.0 - 0.85) * self.rng.random())
+            self._order += 1
+            heapq.heappush(self._queue, (at, self._order, _TICK, node.name, node.epoch, NO_ARP))
+        if node.answering:
+            self._ask(node)
 
     def _drain(self, node: _Node) -> tuple[ev.Received, ...]:
-        if not node.inbox:
+        inbox = node.inbox
+        if not inbox:
             return ()
         now = self.now
-        ready = tuple(r for r in node.inbox if r.arrived_s <= now)
-        node.inbox = [r for r in node.inbox if r.arrived_s > now]
+        if node.latest <= now:  # the usual case: everything has arrived
+            ready = tuple(inbox)
+            inbox.clear()
+            return ready
+        ready = tuple(r for r in inbox if r.arrived_s <= now)
+        node.inbox = [r for r in inbox if r.arrived_s > now]
         return ready
-
-    def _fault(self, fault: Fault, name: str) -> None:
-        node = self.nodes[name]
-        if fault is Fault.LEAVE and node.core is not None:
-            self.leave_at = self.now
-            self.owned_at_leave = {
-                ip for ip in map(packed, self.schedule.ips) if invariants.answering(self, ip)
-            }
-            node.leaving_until = self.now + SETTINGS.detect_s * 2 + 0.5
-            self._deliver(node, node.core.handle(ev.Leave(self.now)))
-        elif fault is Fault.CRASH and node.core is not None:
-            node.core = None
-            node.answering.clear()
-        elif fault is Fault.RESTART or (fault is Fault.RETURN and node.core is None):
-            node.core = None
-            node.answering.clear()
-            self._start(node, self.now)
-        elif fault in (Fault.LINK_DOWN, Fault.LINK_UP):
-            up = fault is Fault.LINK_UP
-            node.link_up = up
-            if node.core is not None:
-                self._deliver(node, node.core.handle(ev.LinkChanged(self.now, INTERFACE, up)))
 
     # -- the network ------------------------------------------------------------------------
 
@@ -309,46 +311,39 @@ class Simulation:
     def _deliver(self, node: _Node, actions: list[ev.Action], at: float | None = None) -> None:
         now = self.now if at is None else at
         for action in actions:
-            kind = type(action)
-            if kind is ev.SendHeartbeat:  # the hot path: _blocked, _lost, _delay inlined
-                assert isinstance(action, ev.SendHeartbeat)
+            if isinstance(action, ev.SendHeartbeat):  # the hot path: _blocked, _lost, _delay
                 if not node.link_up or not action.interfaces:
                     continue
                 node.seq += 1
                 heartbeat, seq = action.heartbeat, node.seq  # numbered in Received: no copy
-                segment, rng, name = self.segment, self.rng, node.name
-                whole, loss, top = segment.shape is Shape.WHOLE, segment.loss, segment.delay_max_s
+                segment, random, name = self.segment, self.rng.random, node.name
+                loss, top = segment.loss, segment.delay_max_s
+                if segment.shape is _WHOLE or (  # as _blocked says, for every receiver at once
+                    segment.flap_s and int((self.now - self.segment_start) / segment.flap_s) % 2
+                ):
+                    blocked = _NOBODY
+                else:
+                    blocked = self._cut_from[name]
+                undelayed = None  # without delay, every receiver gets the same value
                 for other in self.nodes.values():
                     if other is node or other.core is None or not other.link_up:
                         continue
-                    if not whole and self._blocked(name, other.name):
+                    if other.name in blocked:
                         continue
-                    if loss > 0.0 and rng.random() < loss:
+                    if loss > 0.0 and random() < loss:
                         continue
-                    delay = rng.uniform(0.0, top) if top else 0.0
-                    other.inbox.append(ev.Received(heartbeat, name, now + delay, seq))
-            elif kind is ev.Note or kind is ev.Took or kind is ev.Gave:
-                continue
-            elif isinstance(action, ev.Claim):
-                node.answering.add(action.ip)
-                self.took_at[node.name, action.ip] = now
-            elif isinstance(action, ev.Release):
-                node.answering.discard(action.ip)
-            elif isinstance(action, ev.Probe) and node.link_up and action.interfaces:
-                for other in self.nodes.values():  # whoever answers for it replies
-                    if other.core is not None and other.link_up and action.ip in other.answering:
-                        answer = (action.ip, self.macs[other.name])
-                        self._push(now + 2 * self._delay(), _ARP, node.name, 0, answer)
-            elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
-                _answer_probe(self, node, action.address, now)
-            elif isinstance(action, ev.Announce) and node.link_up and action.interfaces:
-                for client in self.clients:
-                    client.hears(action.ip, now + self._delay(), node.name)
-                # Other speakers see it too (partitions here drop heartbeats, not ARP).
-                mac = self.macs[node.name]
-                for other in self.nodes.values():
-                    if other is not node and other.core is not None:
-                        self._push(now + self._delay(), _ARP, other.name, 0, (action.ip, mac))
+                    if top:  # as rng.uniform(0.0, top) would draw it, without the call
+                        arrives = now + (0.0 + (top - 0.0) * random())
+                        other.inbox.append(ev.Received(heartbeat, name, arrives, seq))
+                    else:
+                        arrives = now + 0.0
+                        if undelayed is None:
+                            undelayed = ev.Received(heartbeat, name, arrives, seq)
+                        other.inbox.append(undelayed)
+                    if arrives > other.latest:  # noqa: PLR1730 (no call on the hot path)
+                        other.latest = arrives
+            elif not isinstance(action, _SILENT):
+                _carry(self, node, action, now)
         core = node.core
         if core is not None:
             if core.leaving and (core.released_all or now >= node.leaving_until):
@@ -357,10 +352,14 @@ class Simulation:
                 node.answering.clear()
                 return
             wake = core.wake_at(now)
-            wake = min(wake, node.leaving_until)
+            if node.leaving_until < wake:  # noqa: PLR1730 (no call on the hot path)
+                wake = node.leaving_until
             if wake < node.timer_at:
                 node.timer_at = wake
-                self._push(wake, _TIMER, node.name, node.epoch)
+                self._order += 1
+                heapq.heappush(
+                    self._queue, (wake, self._order, _TIMER, node.name, node.epoch, NO_ARP)
+                )
 
     def _ask(self, node: _Node) -> None:
         """Clients with no entry for an IP ask for it (broadcast); whoever answers replies."""
@@ -378,6 +377,78 @@ class Simulation:
         return invariants.quiescent(self)
 
 
+def _fault(sim: Simulation, fault: Fault, name: str) -> None:
+    """A node event of the schedule: leave, crash, return, restart, link down or up."""
+    node = sim.nodes[name]
+    if fault is Fault.LEAVE and node.core is not None:
+        sim.leave_at = sim.now
+        sim.owned_at_leave = {
+            ip for ip in map(packed, sim.schedule.ips) if invariants.answering(sim, ip)
+        }
+        node.leaving_until = sim.now + SETTINGS.detect_s * 2 + 0.5
+        sim._deliver(node, node.core.handle(ev.Leave(sim.now)))
+    elif fault is Fault.CRASH and node.core is not None:
+        node.core = None
+        node.answering.clear()
+    elif fault is Fault.RESTART or (fault is Fault.RETURN and node.core is None):
+        node.core = None
+        node.answering.clear()
+        sim._start(node, sim.now)
+    elif fault in (Fault.LINK_DOWN, Fault.LINK_UP):
+        up = fault is Fault.LINK_UP
+        node.link_up = up
+        if node.core is not None:
+            sim._deliver(node, node.core.handle(ev.LinkChanged(sim.now, INTERFACE, up)))
+
+
+def _carry(sim: Simulation, node: _Node, action: ev.Action, now: float) -> None:
+    """Carry out an action other than a heartbeat (those are `Simulation._deliver`'s)."""
+    if isinstance(action, ev.Announce):  # the most frequent of them (bursts)
+        if node.link_up and action.interfaces:
+            top, random, ip = sim.segment.delay_max_s, sim.rng.random, action.ip
+            for client in sim.clients:  # each delay as rng.uniform(0.0, top) draws it
+                client.hears(ip, now + (0.0 + (top - 0.0) * random() if top else 0.0), node.name)
+            # Other speakers see it too (partitions here drop heartbeats, not ARP).
+            mac = sim.macs[node.name]
+            for other in sim.nodes.values():
+                if other is not node and other.core is not None:
+                    delay = 0.0 + (top - 0.0) * random() if top else 0.0
+                    sim._push(now + delay, _ARP, other.name, 0, (ip, mac))
+    elif isinstance(action, ev.Claim):
+        node.answering.add(action.ip)
+        sim.took_at[node.name, action.ip] = now
+    elif isinstance(action, ev.Release):
+        node.answering.discard(action.ip)
+    elif isinstance(action, ev.Probe) and node.link_up and action.interfaces:
+        for other in sim.nodes.values():  # whoever answers for it replies
+            if other.core is not None and other.link_up and action.ip in other.answering:
+                answer = (action.ip, sim.macs[other.name])
+                sim._push(now + 2 * sim._delay(), _ARP, node.name, 0, answer)
+    elif isinstance(action, ev.ProbePeer) and node.link_up and action.interfaces:
+        _answer_probe(sim, node, action.address, now)
+
+
+def _cut(segment: Segment, nodes: dict[str, _Node]) -> dict[str, frozenset[str]]:
+    """Whom each node's heartbeats do not reach in this segment (while it is not flapping
+    whole): what `Simulation._blocked` says, for every pair at once."""
+    if segment.shape is _WHOLE:
+        return dict.fromkeys(nodes, _NOBODY)
+    group = segment.group
+    shape = segment.shape
+    cut = {}
+    for sender in nodes:
+        if shape is Shape.SYMMETRIC:
+            blocked = {r for r in nodes if (sender in group) != (r in group)}
+        elif shape is Shape.ONE_WAY:
+            blocked = {r for r in nodes if r in group and sender not in group}
+        elif shape is Shape.DEAF:
+            blocked = {r for r in nodes if r in group}
+        else:  # MUTE
+            blocked = set(nodes) if sender in group else set()
+        cut[sender] = frozenset(blocked)
+    return cut
+
+
 def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> None:
     """The peer's kernel answers a liveness probe while its link is up, its daemon alive or
     not; the probes (two) and the answer cross the network as heartbeats do."""
@@ -391,6 +462,29 @@ def _answer_probe(sim: Simulation, node: _Node, address: str, now: float) -> Non
     ):
         answer = (b"", other.name.encode())
         sim._push(now + 2 * sim._delay(), _ANSWER, node.name, node.epoch, answer)
+
+
+def summary(sim: Simulation) -> str:
+    """The run's outcome in words, to compare runs: steps, end, every node's state (view,
+    counters, what it answers for, its targets' states), the clients' ARP tables, the owners
+    seen, and where the random streams stand (the same draws in the same order)."""
+    parts = [f"steps {sim.steps} end {sim.stopped_at!r} rng {hash(sim.rng.getstate()[1])}"]
+    for node in sim.nodes.values():
+        core = node.core
+        parts.append(
+            f"{node.name} e{node.epoch} s{node.seq} link {node.link_up} "
+            f"answering {sorted(node.answering)} inbox {len(node.inbox)}"
+        )
+        if core is not None:
+            parts.append(
+                f"  peers {sorted(core.view.peers)} {vars(core.view.counters)} "
+                f"states {[(k, life.state.value) for k, life in sorted(core.lives.items())]} "
+                f"leaving {core.leaving} rng {hash(core.rng.getstate()[1])}"
+            )
+    for i, client in enumerate(sim.clients):
+        parts.append(f"client {i} {sorted(client.entries.items())}")
+    parts.append(f"owners {sorted(sim.owners.items())} took {sorted(sim.took_at.items())}")
+    return "\n".join(parts)
 
 
 def run(schedule: Schedule) -> Violation | None:
