@@ -35,7 +35,7 @@ from pikube.lb.l2 import events as ev
 from pikube.lb.l2.announcer import InterfaceAnnouncer
 from pikube.lb.l2.core import GARP_BURST_S, CoreSettings, SpeakerCore
 from pikube.lb.membership import protocol
-from pikube.lb.membership.transport import Datagram, HeartbeatSocket
+from pikube.lb.membership.transport import HeartbeatSocket
 from pikube.lb.metrics import serve
 from pikube.lb.sources import Source
 from pikube.lb.speaker_metrics import SpeakerMetrics
@@ -184,6 +184,7 @@ class Speaker:
     _loop: asyncio.AbstractEventLoop | None = None
     _failure: asyncio.Future[None] | None = None
     _ticker: asyncio.Handle | None = None
+    _tick_guarded: Callable[[], None] | None = None
     _timer: asyncio.TimerHandle | None = None
     _timer_at: float = float("inf")
     _drained_at: float = 0.0
@@ -254,7 +255,8 @@ class Speaker:
                 server = await serve(
                     self.metrics.registry, s.metrics_host, s.metrics_port, status=self.status
                 )
-            self._ticker = loop.call_soon(self._guard(self._tick, "heartbeat tick"))
+            self._tick_guarded = self._guard(self._tick, "heartbeat tick")
+            self._ticker = loop.call_soon(self._tick_guarded)
             self._arm()
             log.info(
                 "speaker %s started: interfaces %s, heartbeat every %d ms, peers dead after "
@@ -362,20 +364,21 @@ class Speaker:
         Jitter only shortens the interval (as BFD does), so peers' detection still holds.
         """
         assert self._loop is not None
+        assert self._tick_guarded is not None
         interval = self.settings.interval_ms / 1000.0
         self._ticker = self._loop.call_later(
-            interval * random.uniform(0.85, 1.0), self._guard(self._tick, "heartbeat tick")
+            interval * random.uniform(0.85, 1.0), self._tick_guarded
         )
         self._handle(ev.Tick(self.clock(), self._drain()))
 
     def _drain(self) -> tuple[ev.Received, ...]:
         now = self.clock()
-        received: list[Datagram] = []
+        received: list[ev.Received] = []
         for iface in self._interfaces.values():
             if iface.heartbeat is not None:
-                received += iface.heartbeat.drain(now, self._drained_at)
+                received += iface.heartbeat.drain(now, self._drained_at, ev.Received)
         self._drained_at = now
-        return tuple(ev.Received(d.data, d.source, d.arrived_s) for d in received)
+        return tuple(received)
 
     # -- actions ----------------------------------------------------------------------------
 

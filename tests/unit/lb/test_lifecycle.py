@@ -313,6 +313,25 @@ def test_a_quiet_tick_only_sends_the_same_heartbeat() -> None:
     assert isinstance(first[0], ev.SendHeartbeat)
     assert isinstance(second[0], ev.SendHeartbeat)
     assert first[0].heartbeat is second[0].heartbeat  # not rebuilt: the wiring signs it again
+    assert first[0] is second[0]  # nor the action: an idle speaker builds nothing per tick
+
+
+def test_a_quiet_tick_still_hears_peers_and_a_peer_one_interval_silent_is_checked() -> None:
+    core = make_core()
+    peer = Peer("node02")
+    joined(core, 0.2)
+    core.handle(ev.Tick(0.5, (peer.says(0.5),)))
+    core.handle(ev.Tick(0.55, (peer.says(0.55),)))
+    assert core.view.peers["node02"].last_heard_s == 0.55
+    # A peer with a detection time of one interval dies on the first tick after it, although
+    # the other peer spoke on time.
+    single = Heartbeat("node03", 1, 1, 60, 1, mac("node03"), ("eth0",), frozenset())
+    core.handle(ev.Tick(0.56, (ev.Received(single, "198.51.100.23", 0.56),)))
+    core.handle(ev.Tick(0.61, (peer.says(0.61),)))
+    assert "node03" in core.view.peers
+    actions = core.handle(ev.Tick(0.63, (peer.says(0.63),)))
+    assert "node03" not in core.view.peers
+    assert any(isinstance(a, ev.Note) and "node03 is dead" in a.text for a in actions)
 
 
 def test_a_peer_that_missed_a_heartbeat_gets_a_wake_up_at_its_deadline() -> None:

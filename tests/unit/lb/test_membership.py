@@ -139,3 +139,5 @@ def test_the_cached_keyed_hmac_is_hmac_sha256() -> None:
     expected = hmac.digest(key, body, "sha256")[: p.MAC_LEN]
     assert p._tag(key, body) == expected
     assert p._tag(key, body) == expected  # the cached state is copied, not consumed
+    # OpenSSL's object itself, not the Python wrapper around it (a call less, each time).
+    assert type(p._keyed(key)).__module__ == "_hashlib"

@@ -17,7 +17,11 @@ import ctypes
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 BROADCAST = "255.255.255.255"
 SO_TIMESTAMPNS = 35
@@ -56,6 +60,10 @@ class HeartbeatSocket:
     own_address: str | None = None  # our IPv4 address there: our own broadcasts are dropped
     sock: socket.socket = field(init=False)
     _filter: ctypes.Array[ctypes.c_char] | None = field(init=False, default=None)
+    # Received into one buffer of the largest datagram: `recvmsg` would allocate 64 KiB and
+    # shrink it again for every heartbeat.
+    _buffer: list[bytearray] = field(init=False)
+    _view: memoryview = field(init=False)
 
     def __post_init__(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -72,6 +80,8 @@ class HeartbeatSocket:
         sock.bind(("", self.port))
         sock.setblocking(False)
         self.sock = sock
+        space = bytearray(65535)
+        self._buffer, self._view = [space], memoryview(space)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -84,28 +94,35 @@ class HeartbeatSocket:
             return False
         return True
 
-    def drain(self, now_s: float, since_s: float, limit: int = 256) -> list[Datagram]:
-        """Everything received so far (at most `limit` datagrams), without blocking.
+    def drain(
+        self,
+        now_s: float,
+        since_s: float,
+        make: Callable[[bytes, str, float], T],
+        limit: int = 256,
+    ) -> list[T]:
+        """Everything received so far (at most `limit` datagrams), without blocking, each made
+        by `make(data, source address, arrival time)` (a `Datagram`, or the caller's event).
 
         `now_s` is the caller's monotonic time, `since_s` when it last drained: arrival times
         are converted from the kernel's wall-clock stamps and kept within that window, so a
         step of the wall clock cannot make a peer look older (or newer) than it is.
         """
-        received = []
+        received: list[T] = []
         wall_to_mono = now_s - time.time()
+        recvmsg_into, buffer, view = self.sock.recvmsg_into, self._buffer, self._view
         for _ in range(limit):
             try:
-                data, ancillary, _flags, address = self.sock.recvmsg(65535, 64)
-            except (BlockingIOError, InterruptedError):
+                size, ancillary, _flags, address = recvmsg_into(buffer, 64)
+            except OSError:  # BlockingIOError once drained; or the link went away
                 break
-            except OSError:
-                break
+            data = bytes(view[:size])
             arrived = now_s
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                     arrived = seconds + nanoseconds / 1e9 + wall_to_mono
-            received.append(Datagram(data, address[0], min(now_s, max(since_s, arrived))))
+            received.append(make(data, address[0], min(now_s, max(since_s, arrived))))
         return received
 
     def close(self) -> None:
