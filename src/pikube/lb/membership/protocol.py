@@ -359,6 +359,15 @@ class View:
         if self.peers.pop(node, None) is not None:
             self.counters.expired += 1
 
+    def all_on_time(self, now_s: float) -> bool:
+        """Every peer spoke within its last interval: then none is late (that takes more than
+        an interval) and none expired (`multiplier` intervals: the same sum as `deadline_s`
+        when it is 1), which nearly every tick of a speaker finds."""
+        for peer in self.peers.values():  # noqa: SIM110 (a loop: no generator on each tick)
+            if peer.last_heard_s + peer.interval_s <= now_s:
+                return False
+        return True
+
     def next_deadline_s(self) -> float | None:
         return min((p.deadline_s for p in self.peers.values()), default=None)
 
