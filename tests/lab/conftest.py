@@ -20,6 +20,7 @@ Decision 0120.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -77,15 +78,23 @@ def seed_kubernetes() -> Iterator[SeedKubernetes]:
         _SHARED.discard()
 
 
-def _uses_shared(item: pytest.Item) -> bool:
+class _Item(Protocol):
+    @property
+    def nodeid(self) -> str: ...
+
+
+ItemT = TypeVar("ItemT", bound=_Item)
+
+
+def _uses_shared(item: _Item) -> bool:
     return SHARED_FIXTURE in getattr(item, "fixturenames", ())
 
 
-def _module(item: pytest.Item) -> str:
+def _module(item: _Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
-def grouped(items: Sequence[pytest.Item]) -> list[pytest.Item]:
+def grouped(items: Sequence[ItemT]) -> list[ItemT]:
     """`items` with every module that uses the shared cluster moved to just after the first
     such module, whole modules in their order: the cluster is built once and used at a go."""
     sharing = {_module(item) for item in items if _uses_shared(item)}
