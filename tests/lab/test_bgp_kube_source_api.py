@@ -1,7 +1,7 @@
 """The BGP speaker on the Kubernetes API (`pikube lb bgp-speaker --source kube`): its input from
 the cluster's objects, and a ServiceBGPStatus per advertised service that follows the sessions.
 
-The API is `tests.kube_api.kube_target` (a real etcd + kube-apiserver on 127.0.0.1 by default,
+The API is the session's (`kube_api`: a real etcd + kube-apiserver on 127.0.0.1 by default,
 or the cluster of PIKUBE_TEST_KUBECONFIG); the BGP router is a scripted peer on 127.0.0.1.
 """
 
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import ipaddress
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,16 +29,16 @@ from pikube.lb.kube.api import (
     Obj,
 )
 from pikube.lb.sources.kube_bgp import KubeBgpSource
-from tests.kube_api import KubeTarget, admin, kube_target, run, until
+from tests.kube_api import KubeTarget, admin, run, until
 from tests.kube_api import fresh_namespace as namespace
 
 VIP = ipaddress.ip_network("203.0.113.10/32")
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
-    with kube_target(tmp_path_factory.mktemp("kube")) as found:
-        yield found
+@pytest.fixture
+def target(kube_api: KubeTarget) -> KubeTarget:
+    """The session's API (tests/conftest.py): the tests keep to their own namespaces."""
+    return kube_api
 
 
 class Router:

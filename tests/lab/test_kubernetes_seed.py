@@ -20,8 +20,8 @@ import pytest
 from pikube.lab.kubernetes import gobuild, seedcluster
 from pikube.lab.kubernetes.seedcluster import KUBECTL, ssh
 from pikube.lab.lab import Lab
-from tests.conftest import new_lab_name
 from tests.helpers import run_pikube
+from tests.lab.conftest import SeedKubernetes
 
 pytestmark = pytest.mark.lab
 
@@ -29,14 +29,15 @@ CLUSTER_DNS = "10.96.0.10"  # kubeadm's default: the tenth address of 10.96.0.0/
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Lab]:
-    lab = Lab(new_lab_name())
-    try:
-        lab.up()
-        seedcluster.up_kubernetes(lab, say=lambda _line: None)
-        yield lab
-    finally:
-        lab.down()
+def cluster(seed_kubernetes: SeedKubernetes) -> Iterator[Lab]:
+    """The session's seed cluster (tests/lab/conftest.py), given back without the seed's
+    nginx: test_lb_install creates its own under the same name."""
+    yield seed_kubernetes.lab()
+    seed_kubernetes.clean(
+        lambda lab: kubectl(
+            lab, "delete deployment,service nginx --ignore-not-found --cascade=foreground", 300
+        )
+    )
 
 
 def kubectl(lab: Lab, args: str, timeout_s: float = 120.0) -> str:

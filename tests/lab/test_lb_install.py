@@ -32,7 +32,7 @@ from pikube.lab.kubernetes.seedcluster import KUBECTL, ssh
 from pikube.lab.lab import Lab
 from pikube.lab.network.probe import host_of_mac, read_neighbour
 from pikube.lab.services import seed_service
-from tests.conftest import new_lab_name
+from tests.lab.conftest import SeedKubernetes
 
 pytestmark = pytest.mark.lab
 
@@ -42,17 +42,18 @@ WORKERS = ("node01", "node02", "node03")
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Lab]:
-    lab = Lab(new_lab_name())
+def cluster(seed_kubernetes: SeedKubernetes) -> Iterator[Lab]:
+    """The session's seed cluster (tests/lab/conftest.py, after test_kubernetes_seed), with
+    pikube's and MetalLB's images served; discarded at the end (MetalLB and pikube installed,
+    a node powered off)."""
     try:
-        lab.up()
         image = appimage.ensure_image()
-        seedcluster.up_kubernetes(lab, say=lambda _line: None)
+        lab = seed_kubernetes.lab()
         appimage.serve_image(lab, image)
         metallb.serve_images(lab)
         yield lab
     finally:
-        lab.down()
+        seed_kubernetes.discard()
 
 
 def kubectl(lab: Lab, args: str, timeout_s: float = 120.0, stdin: str | None = None) -> str:
@@ -247,23 +248,29 @@ def test_a_bad_pool_is_refused_at_apply_naming_the_field(installed: Lab) -> None
 
 
 def test_speaker_memory_and_idle_cpu_are_measured(installed: Lab) -> None:
-    """Resident memory and CPU over 10 idle seconds of each worker's speaker process."""
-    figures = {}
+    """Resident memory and CPU over the same 10 idle seconds of each worker's speaker process."""
     clock = os.sysconf("SC_CLK_TCK")
+    speakers = {}
     for node in WORKERS:
-        (pid,) = [
+        (speakers[node],) = [
             pid
             for pid, argv in sshhosts.host_processes(installed.name, node)
             if argv[1:5] == ("-m", "pikube", "lb", "speaker")
         ]
 
-        def ticks(pid: int = pid) -> int:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])  # utime + stime
+    def ticks(pid: int) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
 
-        before, started = ticks(), time.monotonic()
-        time.sleep(10)
-        cpu = (ticks() - before) / clock / (time.monotonic() - started) * 100
+    before, started = {node: ticks(pid) for node, pid in speakers.items()}, time.monotonic()
+    time.sleep(10)
+    after, seconds = (
+        {node: ticks(pid) for node, pid in speakers.items()},
+        time.monotonic() - started,
+    )
+    figures = {}
+    for node, pid in speakers.items():
+        cpu = (after[node] - before[node]) / clock / seconds * 100
         status = Path(f"/proc/{pid}/status").read_text()
         rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
         figures[node] = {"rss_mb": round(rss_kb / 1024, 1), "idle_cpu_percent": round(cpu, 2)}
