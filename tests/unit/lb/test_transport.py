@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pikube.lb.l2 import events as ev
-from pikube.lb.membership.transport import Datagram, HeartbeatSocket
+from pikube.lb.membership.transport import HeartbeatSocket
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="SO_BINDTODEVICE needs CAP_NET_RAW")
 
@@ -33,13 +33,14 @@ def test_drain_returns_every_datagram_with_its_sender_and_arrival_time() -> None
             sender.sendto(payload, ("127.0.0.1", port))
         time.sleep(0.05)
         now = time.monotonic()
-        got = receiver.drain(now, since, Datagram)
-        assert [d.data for d in got] == payloads
-        assert all(isinstance(d, Datagram) and d.source == "127.0.0.1" for d in got)
+        got = receiver.drain(now, since, ev.Received)
+        assert [d.heartbeat for d in got] == payloads
+        assert all(isinstance(d, ev.Received) and d.source == "127.0.0.1" for d in got)
         assert all(since <= d.arrived_s <= now for d in got)
         # Stamped by the kernel on arrival, not when drained 50 ms later.
         assert got[0].arrived_s < now - 0.03
-        assert receiver.drain(time.monotonic(), now, Datagram) == []  # nothing left, no exception
+        # Nothing left, and no exception for the empty socket.
+        assert receiver.drain(time.monotonic(), now, ev.Received) == []
     finally:
         sender.close()
         receiver.close()

@@ -28,13 +28,6 @@ SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("=qq")
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    data: bytes
-    source: str  # the sender's IPv4 address
-    arrived_s: float  # on the caller's monotonic clock
-
-
 # Classic BPF for the socket: drop datagrams whose IPv4 source is this node (its own
 # broadcasts, looped back by the kernel), so they never wake the speaker.
 _SKF_NET_OFF = -0x100000
@@ -102,7 +95,7 @@ class HeartbeatSocket:
         limit: int = 256,
     ) -> list[T]:
         """Everything received so far (at most `limit` datagrams), without blocking, each made
-        by `make(data, source address, arrival time)` (a `Datagram`, or the caller's event).
+        by `make(data, source address, arrival time)` (the caller's event).
 
         `now_s` is the caller's monotonic time, `since_s` when it last drained: arrival times
         are converted from the kernel's wall-clock stamps and kept within that window, so a
