@@ -327,10 +327,17 @@ class View:
         self.newest[heartbeat.node] = stamp
         self.counters.accepted += 1
         previous = self.peers.get(heartbeat.node)
-        self.peers[heartbeat.node] = Peer(heartbeat, now_s)
         if previous is None or previous.heartbeat.epoch != heartbeat.epoch:
+            self.peers[heartbeat.node] = Peer(heartbeat, now_s)
             return Change.JOINED
+        # The same incarnation: its entry is brought up to date rather than made anew (a
+        # speaker hears every peer every interval).
         old = previous.heartbeat
+        previous.last_heard_s = now_s
+        if old is heartbeat:  # the simulation shares one value among a sender's heartbeats
+            return Change.NONE
+        previous.heartbeat = heartbeat
+        previous.interval_s = heartbeat.interval_ms / 1000.0
         if (old.claims, old.interfaces, old.leaving, old.joining) != (
             heartbeat.claims,
             heartbeat.interfaces,
