@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.l2 import events as ev
@@ -408,5 +408,5 @@ def status(core: SpeakerCore, now: float) -> dict[str, object]:
             for e in sorted(core.bridges, key=lambda e: (e.vip, e.previous_owner))
         ],
         "problems": list(core.desired.problems),
-        "counters": vars(core.view.counters),
+        "counters": asdict(core.view.counters),
     }

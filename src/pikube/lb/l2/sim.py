@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.election import Target
@@ -255,11 +255,12 @@ class Simulation:
         self._push(at, _TICK, node.name, node.epoch)
 
     def _tick(self, node: _Node) -> None:
-        assert node.core is not None
+        core = node.core
+        assert core is not None
         now = self.now
         received = self._drain(node) if node.inbox else ()
-        self._deliver(node, node.core.handle(ev.Tick(now, received)))
-        if node.core is not None:
+        self._deliver(node, core.handle(ev.Tick(now, received)))
+        if node.core is not None:  # (read again: `_deliver` may have stopped it)
             # As rng.uniform(0.85, 1.0) would draw it, without the call.
             at = now + _INTERVAL_S * (0.85 + (1.0 - 0.85) * self.rng.random())
             self._order += 1
@@ -478,7 +479,7 @@ def summary(sim: Simulation) -> str:
         )
         if core is not None:
             parts.append(
-                f"  peers {sorted(core.view.peers)} {vars(core.view.counters)} "
+                f"  peers {sorted(core.view.peers)} {asdict(core.view.counters)} "
                 f"states {[(k, life.state.value) for k, life in sorted(core.lives.items())]} "
                 f"leaving {core.leaving} rng {hash(core.rng.getstate()[1])}"
             )
