@@ -209,7 +209,10 @@ class SpeakerCore:
         cached = self._wake_cache
         if cached is None:
             cached = self._wake_cache = _targets_wake_at(self, now)
-        return min(cached, self._watch_at, self._refresh_at, self.liveness.next_at())
+        watch, refresh = self._watch_at, self._refresh_at  # the earliest, without min()
+        at = cached if cached < watch else watch
+        at = at if at < refresh else refresh
+        return min(at, self.liveness.next_at()) if self.liveness.asked else at
 
     def _link(self, now: float, name: str, up: bool, out: list[ev.Action]) -> None:
         if self.interfaces.get(name) == up:

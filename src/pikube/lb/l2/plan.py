@@ -70,14 +70,18 @@ class Plans:
     def plan(self, core: SpeakerCore, joining: bool) -> Plan:
         """The election's answer for `core` now (`joining`: this node is still listening)."""
         desired = core.desired
-        token, ips = self._configuration(desired)
+        seen, token, ips = self.last
+        if seen is not desired:
+            token, ips = self._configuration(desired)
         isdisjoint = core.speaker_ips.isdisjoint
-        held = tuple(not isdisjoint(each) for each in ips)  # some speaker ever held one
-        mine = frozenset(key for key, life in core.lives.items() if life.state in HOLDING)
+        # (Lists made into tuples: cheaper than from generators, asked at every evaluation.)
+        held = tuple([not isdisjoint(each) for each in ips])  # some speaker ever held one
+        mine = frozenset([key for key, life in core.lives.items() if life.state in HOLDING])
         peers = tuple(
-            (name, hb.leaving, hb.joining, hb.interfaces, hb.claims)
-            for name, peer in core.view.peers.items()
-            for hb in (peer.heartbeat,)
+            [
+                (name, (hb := peer.heartbeat).leaving, hb.joining, hb.interfaces, hb.claims)
+                for name, peer in core.view.peers.items()
+            ]
         )
         me = (core.settings.node, core.leaving, joining, core.up_interfaces(), mine)
         key = (token, me, held, peers)

@@ -46,6 +46,7 @@ _INF = float("inf")
 _WHOLE = Shape.WHOLE  # (an enum member's lookup costs more than a global's)
 _NOBODY: frozenset[str] = frozenset()
 _SILENT = (ev.Note, ev.Took, ev.Gave)  # actions with nothing to carry out here
+_SEND = ev.SendHeartbeat  # (a module's attribute costs more than a global)
 _SETTINGS: dict[str, CoreSettings] = {}  # per node name (immutable: shared by every run)
 # The elections' memo (`plan`) keeps more here: a few IPs, some ten thousand views of them.
 plan.PLANS.kept = 65536
@@ -213,9 +214,9 @@ class Simulation:
             if violation is not None:
                 return violation
             if (
-                self.quiesce
+                not self._segments  # (the heal: the other tests only then)
+                and self.quiesce
                 and at >= self._quiet_check_at
-                and not self._segments
                 and not self._faults
             ):
                 self._quiet_check_at = at + QUIET_CHECK_S
@@ -313,7 +314,7 @@ class Simulation:
     def _deliver(self, node: _Node, actions: list[ev.Action], at: float | None = None) -> None:
         now = self.now if at is None else at
         for action in actions:
-            if isinstance(action, ev.SendHeartbeat):  # the hot path: _blocked, _lost, _delay
+            if type(action) is _SEND:  # the hot path: _blocked, _lost, _delay
                 if not node.link_up or not action.interfaces:
                     continue
                 node.seq += 1
