@@ -60,3 +60,14 @@ def test_the_cache_is_where_the_environment_says(
     monkeypatch.delenv("PIKUBE_MYPYC_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compiled.cache_root() == tmp_path / "xdg" / "pikube" / "mypyc"
+
+
+def test_only_the_newest_builds_are_kept(tmp_path: Path) -> None:
+    for age, name in enumerate(("newest", "newer", "older", "oldest")):
+        (tmp_path / name).mkdir()
+        done = tmp_path / name / ".mypyc-built"
+        done.write_text("")
+        os.utime(done, (1000.0 - age, 1000.0 - age))
+    (tmp_path / "half-built.1.tmp").mkdir()  # not finished: never removed by another process
+    assert compiled.prune(tmp_path, keep=2) == [tmp_path / "older", tmp_path / "oldest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half-built.1.tmp", "newer", "newest"]

@@ -8,7 +8,7 @@ directory first on `PYTHONPATH` runs the very same code, compiled (docs/decision
 
 A build takes about half a minute (mypyc and gcc; setuptools drives them) and is kept under a
 key made of every source file of the package, Python's and mypy's versions: any change to the
-sources builds afresh.
+sources builds afresh (the three newest builds are kept).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ MODULES = (
     "pikube/lb/l2/sim.py",
 )
 _DONE = ".mypyc-built"
+KEPT = 3  # builds kept in the cache (about 5 MB each)
 
 
 class BuildError(RuntimeError):
@@ -91,7 +92,21 @@ def build(root: Path | None = None) -> Path:
         work.rename(tree)
     except OSError:  # built meanwhile by another process: keep that one
         shutil.rmtree(work, ignore_errors=True)
+    prune(root)
     return tree
+
+
+def prune(root: Path, keep: int = KEPT) -> list[Path]:
+    """Remove all but the `keep` newest builds (every change of a source makes one); return
+    those removed. A process still running an old one keeps its open files."""
+    builds = sorted(
+        (p for p in root.iterdir() if (p / _DONE).exists()),
+        key=lambda p: (p / _DONE).stat().st_mtime,
+        reverse=True,
+    )
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return builds[keep:]
 
 
 def is_compiled(module: object) -> bool:
