@@ -63,6 +63,8 @@ class Liveness:
 
     def confirm(self, now: float, view: View, out: list[ev.Action]) -> bool:
         """Drop late peers whose kernel did not answer in time (their link is gone): any?"""
+        if not self.asked:  # the usual case: no question is open
+            return False
         gone = self.dead(now, view.peers)
         for node in gone:
             view.drop(node)
