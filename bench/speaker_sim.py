@@ -40,7 +40,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.compiled and not compiled.is_compiled(sim):
         # Built (or found) in the cache, then this script again with that tree first on the path.
-        tree = compiled.build()
+        try:
+            tree = compiled.build()
+        except compiled.BuildError as exc:
+            sys.exit(f"--compiled: {exc}")
         if str(tree) in os.environ.get("PYTHONPATH", ""):
             sys.exit(f"{tree} is first on PYTHONPATH, yet the simulation is not compiled")
         path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH")) if p)
