@@ -5,10 +5,12 @@ pure core, which takes events and returns actions. This module only carries them
 heartbeats, link events, ARP/NDP answers and the source's desired state into events, and does
 what the actions say with the announcers, the heartbeat sockets, nftables, logs and metrics.
 
-One asyncio loop: packet handlers run inline in reader callbacks, the heartbeat tick and the
-core's timer are loop callbacks (one wake-up each, no task per packet or per interval). Tasks
-(the source, the metrics server's connections) run under a TaskGroup; a callback or task that
-raises stops the speaker with one clear message instead of vanishing.
+One asyncio loop: packet handlers run inline in reader callbacks and the core's timer is a loop
+callback (no task per packet). The heartbeat tick runs on its own thread (`pikube.lb.ticker`:
+an idle speaker's only wake-up, kept off the loop); the core is entered under one lock, and
+what it asks for is carried out in order on the loop, except a quiet tick's heartbeat. Tasks
+(the source, the metrics server's connections) run under a TaskGroup; a callback, task or tick
+that raises stops the speaker with one clear message instead of vanishing.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import contextlib
 import json
 import logging
 import os
-import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from pikube.lb.membership.transport import HeartbeatSocket
 from pikube.lb.metrics import serve
 from pikube.lb.sources import Source
 from pikube.lb.speaker_metrics import SpeakerMetrics
+from pikube.lb.ticker import Carrier, Ticker
 
 log = logging.getLogger("pikube.speaker")
 
@@ -183,8 +186,9 @@ class Speaker:
     _interfaces: dict[str, _Interface] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _failure: asyncio.Future[None] | None = None
-    _ticker: asyncio.Handle | None = None
-    _tick_guarded: Callable[[], None] | None = None
+    _ticker: Ticker | None = None
+    _carrier: Carrier = field(init=False)
+    _lock: threading.RLock = field(init=False)  # held around every entry into the core
     _timer: asyncio.TimerHandle | None = None
     _timer_at: float = float("inf")
     _drained_at: float = 0.0
@@ -198,17 +202,18 @@ class Speaker:
     def __post_init__(self) -> None:
         self.metrics = SpeakerMetrics(self.settings.node)
         self._bridges = _Bridges(self.settings.bridge_s)
-        self.metrics.registry.collectors.append(lambda: self.metrics.collect(self.core))
+        self.metrics.registry.collectors.append(self._collect)
         self._encoder = protocol.Encoder(self.settings.key)
         bind = getattr(self.source, "bind", None)
         if bind is not None:  # a source that reports back (the Kubernetes API's) reads these
             bind(self.metrics)
+        on = self._announcers
         self._handlers = {
             ev.SendHeartbeat: self._send_heartbeat,
-            ev.Claim: self._claim,
-            ev.Release: self._release,
-            ev.Announce: self._announce,
-            ev.Probe: self._probe,
+            ev.Claim: lambda a: _each(on(a.interfaces), lambda x: x.claim(a.ip)),
+            ev.Release: lambda a: _each(on(), lambda x: x.release(a.ip)),
+            ev.Announce: lambda a: _each(on(a.interfaces), lambda x: x.announce(a.ip)),
+            ev.Probe: lambda a: _each(on(a.interfaces), lambda x: x.probe(a.ip)),
             ev.ProbePeer: lambda a: _each(
                 self._announcers(a.interfaces),
                 lambda x: x.probe_peer(inet_aton(a.address), a.probes),
@@ -222,6 +227,8 @@ class Speaker:
             ev.ConflictSeen: lambda a: self.metrics.conflicts.inc(a.ip),
             ev.Note: lambda a: log.log(a.level, "%s", a.text),
         }
+        self._carrier = Carrier(self._handlers, self._after_actions, self._timer_moves, self._guard)
+        self._lock = self._carrier.lock
 
     # -- running ----------------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ class Speaker:
         """Run until `stop` is set, then hand over and return. Raises SpeakerFailed (in an
         ExceptionGroup) if a callback or task crashed."""
         loop = self._loop = asyncio.get_running_loop()
+        self._carrier.bind(loop)
         self._failure = loop.create_future()
         s = self.settings
         epoch = next_epoch(s.state_dir)
@@ -255,8 +263,8 @@ class Speaker:
                 server = await serve(
                     self.metrics.registry, s.metrics_host, s.metrics_port, status=self.status
                 )
-            self._tick_guarded = self._guard(self._tick, "heartbeat tick")
-            self._ticker = loop.call_soon(self._tick_guarded)
+            self._ticker = Ticker(s.interval_ms / 1000.0, self._tick, self._tick_crashed)
+            self._ticker.start()
             self._arm()
             log.info(
                 "speaker %s started: interfaces %s, heartbeat every %d ms, peers dead after "
@@ -271,9 +279,10 @@ class Speaker:
                 source.cancel()
                 watch.cancel()
         finally:
-            for handle in (self._ticker, self._timer):
-                if handle is not None:
-                    handle.cancel()
+            if self._ticker is not None:
+                self._ticker.stop()
+            if self._timer is not None:
+                self._timer.cancel()
             loop.remove_reader(monitor.fileno())
             monitor.close()
             if self.core is not None and self.core.bridges:
@@ -330,10 +339,15 @@ class Speaker:
     # -- events in, actions out -------------------------------------------------------------
 
     def _handle(self, event: ev.Event) -> None:
+        with self._lock:
+            core = self._core()
+            self._carrier.carry(core.handle(event), core.leaving)
+
+    def _timer_moves(self) -> bool:
+        return self._core().wake_at(self.clock()) < self._timer_at
+
+    def _after_actions(self) -> None:
         core = self._core()
-        handlers = self._handlers
-        for action in core.handle(event):
-            handlers[type(action)](action)
         if core.leaving and core.released_all:
             self._released_all.set()
         self._arm()
@@ -352,24 +366,25 @@ class Speaker:
         )
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = float("inf")
-        received = self._drain()
-        self._handle(ev.TimerFired(self.clock(), received))
+        with self._lock:
+            self._timer = None
+            self._timer_at = float("inf")
+            received = self._drain()
+            self._handle(ev.TimerFired(self.clock(), received))
 
     def _tick(self) -> None:
-        """Once per interval: read what peers sent, notice the dead, send our heartbeat.
+        """Once per interval, on the ticker's thread: read what peers sent, notice the dead,
+        send our heartbeat."""
+        with self._lock:
+            core = self._core()
+            self._carrier.carry(core.handle(ev.Tick(self.clock(), self._drain())), core.leaving)
 
-        A plain loop callback, not a task sleeping in a loop: one event-loop turn per interval.
-        Jitter only shortens the interval (as BFD does), so peers' detection still holds.
-        """
-        assert self._loop is not None
-        assert self._tick_guarded is not None
-        interval = self.settings.interval_ms / 1000.0
-        self._ticker = self._loop.call_later(
-            interval * random.uniform(0.85, 1.0), self._tick_guarded
-        )
-        self._handle(ev.Tick(self.clock(), self._drain()))
+    def _tick_crashed(self, exc: Exception) -> None:
+        def fail() -> None:
+            if self._failure is not None and not self._failure.done():
+                self._failure.set_exception(SpeakerFailed(f"heartbeat tick crashed: {exc}"))
+
+        self._carrier.call(fail)
 
     def _drain(self) -> tuple[ev.Received, ...]:
         now = self.clock()
@@ -399,22 +414,6 @@ class Speaker:
             if iface is not None and iface.heartbeat is not None and iface.heartbeat.send(data):
                 self.metrics.heartbeats_sent.inc(name)
 
-    def _claim(self, action: ev.Claim) -> None:
-        for announcer in self._announcers(action.interfaces):
-            announcer.claim(action.ip)
-
-    def _release(self, action: ev.Release) -> None:
-        for announcer in self._announcers():
-            announcer.release(action.ip)
-
-    def _announce(self, action: ev.Announce) -> None:
-        for announcer in self._announcers(action.interfaces):
-            announcer.announce(action.ip)
-
-    def _probe(self, action: ev.Probe) -> None:
-        for announcer in self._announcers(action.interfaces):
-            announcer.probe(action.ip)
-
     # -- interfaces -------------------------------------------------------------------------
 
     def _usable(self, name: str) -> bool:
@@ -439,8 +438,9 @@ class Speaker:
                 data = sock.recv(65536)
             except OSError:  # BlockingIOError when drained
                 break
-            for event in links.parse_link_events(data):
-                self._on_link_event(event)
+            with self._lock:  # interfaces open and close: not under the tick's feet
+                for event in links.parse_link_events(data):
+                    self._on_link_event(event)
 
     def _on_link_event(self, event: links.LinkEvent) -> None:
         for iface in self._interfaces.values():
@@ -467,7 +467,12 @@ class Speaker:
     # -- reporting --------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        return self._core().status(self.clock())
+        with self._lock:
+            return self._core().status(self.clock())
+
+    def _collect(self) -> None:
+        with self._lock:
+            self.metrics.collect(self.core)
 
 
 def _each(
