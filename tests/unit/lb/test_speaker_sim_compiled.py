@@ -71,3 +71,11 @@ def test_only_the_newest_builds_are_kept(tmp_path: Path) -> None:
     (tmp_path / "half-built.1.tmp").mkdir()  # not finished: never removed by another process
     assert compiled.prune(tmp_path, keep=2) == [tmp_path / "older", tmp_path / "oldest"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half-built.1.tmp", "newer", "newest"]
+
+
+def test_without_pythons_headers_the_build_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sysconfig.get_paths", lambda: {"include": str(tmp_path)})
+    with pytest.raises(compiled.BuildError, match="apt-get install python3-dev"):
+        compiled.build(tmp_path / "cache")

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pikube
@@ -72,6 +73,12 @@ def build(root: Path | None = None) -> Path:
     tree = root / source_key(package)
     if (tree / _DONE).exists():
         return tree
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        raise BuildError(
+            f"mypyc needs Python's C headers and {headers} is missing "
+            "(on Debian: apt-get install python3-dev)"
+        )
     work = root / f"{tree.name}.{os.getpid()}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(package, work / "pikube", ignore=shutil.ignore_patterns("__pycache__"))
