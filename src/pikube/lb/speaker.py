@@ -33,7 +33,7 @@ from pikube.helpers import METRICS_PORT, write_atomic
 from pikube.lb.l2 import bridge, links
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2.announcer import InterfaceAnnouncer
-from pikube.lb.l2.core import GARP_BURST_S, CoreSettings, SpeakerCore
+from pikube.lb.l2.core import GARP_BURST_S, TICK_JITTER, CoreSettings, SpeakerCore
 from pikube.lb.membership import protocol
 from pikube.lb.membership.transport import HeartbeatSocket
 from pikube.lb.metrics import serve
@@ -367,7 +367,7 @@ class Speaker:
         assert self._tick_guarded is not None
         interval = self.settings.interval_ms / 1000.0
         self._ticker = self._loop.call_later(
-            interval * random.uniform(0.85, 1.0), self._tick_guarded
+            interval * random.uniform(*TICK_JITTER), self._tick_guarded
         )
         self._handle(ev.Tick(self.clock(), self._drain()))
 

@@ -39,6 +39,10 @@ from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
+# The next tick comes interval x uniform(*TICK_JITTER) after this one (the speaker's loop and
+# the simulation's model). Jitter only shortens an interval: every margin of the detection is
+# taken from the longest gap, one interval (docs/decisions/0109).
+TICK_JITTER = (0.85, 1.0)
 _STALE, _UNCHANGED, _JOINED = protocol.Change.STALE, protocol.Change.NONE, protocol.Change.JOINED
 _INF = float("inf")
 
