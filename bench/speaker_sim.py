@@ -3,13 +3,15 @@ rate in schedules per second (goal: at least 1,000 per second), and per CPU-seco
 machine may be shared).
 
 Run: .venv/bin/python bench/speaker_sim.py [--schedules N] [--first SEED] [--jobs N] [--json]
-     [--compiled]
+     [--compiled] [--jitter LO HI]
 Each schedule (pikube.lb.l2.sim) is a cold start, one to three chaotic segments (partitions of
 every shape, flapping, loss, delay, crashes, restarts, links down and up) and a heal, run over
 the real speaker core with a virtual clock. Prints the count, the rate, and every violation
 with the schedule that produced it (its seed reproduces it); progress goes to stderr. Never
 fails on time. `--compiled` runs the same modules compiled with mypyc (built once into a cache
 directory, about 30 s: `pikube.lb.l2.compiled`, docs/decisions/0107).
+`--jitter` models speakers whose ticks come after interval x uniform(LO, HI)
+instead of the speaker's own range (docs/decisions/0109).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import sys
 import time
 
 from pikube.lb.l2 import compiled, sim
+from pikube.lb.l2.core import TICK_JITTER
 
 
-def _chunk(bounds: tuple[int, int]) -> tuple[int, float, list[str]]:
+def _chunk(work: tuple[int, int, float, float]) -> tuple[int, float, list[str]]:
+    first, end, low, high = work
     cpu = time.process_time()
-    count, found = sim.run_many(range(*bounds))
+    count, found = sim.run_many(range(first, end), jitter=(low, high))
     return count, time.process_time() - cpu, [str(v) for v in found]
 
 
@@ -37,6 +41,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes (the rate is their sum)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument("--compiled", action="store_true", help="run the mypyc-compiled modules")
+    parser.add_argument(
+        "--jitter",
+        nargs=2,
+        type=float,
+        default=TICK_JITTER,
+        metavar=("LO", "HI"),
+        help="a tick's gap, in intervals (default: the speaker's, %(default)s)",
+    )
     args = parser.parse_args()
     if args.compiled and not compiled.is_compiled(sim):
         # Built (or found) in the cache, then this script again with that tree first on the path.
@@ -50,7 +62,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONPATH": path})
     step = 250
     chunks = [
-        (start, min(start + step, args.first + args.schedules))
+        (start, min(start + step, args.first + args.schedules), *args.jitter)
         for start in range(args.first, args.first + args.schedules, step)
     ]
     started = time.perf_counter()
@@ -68,6 +80,7 @@ def main() -> None:
         "seeds": [args.first, args.first + args.schedules - 1],
         "jobs": args.jobs,
         "compiled": compiled.is_compiled(sim),
+        "jitter": list(args.jitter),
         "seconds": round(elapsed, 2),
         "schedules_per_s": round(count / elapsed, 1),
         "schedules_per_s_per_job": round(count / elapsed / args.jobs, 1),
@@ -83,7 +96,8 @@ def main() -> None:
     print(
         f"{count} schedules in {elapsed:.1f} s with {args.jobs} process(es): "
         f"{count / elapsed:.0f} schedules/s ({count / elapsed / args.jobs:.0f} per process); "
-        f"{count / cpu_s:.0f} per CPU-second (the machine may be shared)"
+        f"{count / cpu_s:.0f} per CPU-second (the machine may be shared); "
+        f"ticks every {args.jitter[0]:g}-{args.jitter[1]:g} interval"
     )
     print(f"violations: {len(violations)}")
     for line in violations[:20]:

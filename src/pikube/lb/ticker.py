@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pikube.lb.l2 import events as ev
+from pikube.lb.l2.core import TICK_JITTER
 
 log = logging.getLogger("pikube.speaker")
-
-JITTER = (0.85, 1.0)  # each interval is shortened by up to 15 %, as BFD does: never lengthened
 
 
 def runs_in_place(actions: Sequence[ev.Action], pending: bool, leaving: bool) -> bool:
@@ -45,7 +44,8 @@ def runs_in_place(actions: Sequence[ev.Action], pending: bool, leaving: bool) ->
 
 @dataclass
 class Ticker:
-    """Calls `tick` every `interval_s` x uniform(`JITTER`) on a daemon thread until stopped.
+    """Calls `tick` every `interval_s` x uniform(`TICK_JITTER`: shortened, as BFD does, never
+    lengthened) on a daemon thread until stopped.
 
     The next tick is due from the start of this one, so the time a tick takes does not stretch
     the interval. An exception stops the ticks and goes to `on_crash` (on the tick's thread).
@@ -77,7 +77,7 @@ class Ticker:
 
     def _run(self) -> None:
         clock, sleep, uniform = self.clock, time.sleep, self.rng.uniform
-        low, high = JITTER
+        low, high = TICK_JITTER
         interval, tick = self.interval_s, self.tick
         try:
             while self._running:

@@ -419,3 +419,43 @@ def test_a_leaving_node_with_no_successor_keeps_answering_until_it_stops() -> No
     assert isinstance(gave[0], ev.Gave)
     assert gave[0].reason == "leaving"
     assert core.released_all
+
+
+def test_the_end_of_joining_is_told_at_once_so_two_survivors_never_both_take_over() -> None:
+    """node03 owns the VIP and dies; node01 (which ranks first) restarted shortly before, and
+    its joining ends between two of its ticks, just before node03's death is noticed. Had
+    node02 last heard node01 say JOINING, both would take the VIP at the same instant (the
+    simulation's seed 117583, docs/decisions/0109): node01 ends its joining with a heartbeat."""
+    ann = announcement()
+    node02 = make_core("node02")
+    configured(node02, ann)
+    joined(node02)
+    node03 = Peer("node03")
+    node02.handle(ev.Tick(0.9, (node03.says(0.9, [VIP]),)))
+    assert not claims(node02, 0.9)
+    node01 = make_core("node01", now=1.0)
+    said = configured(node01, ann, now=1.0)
+    seq = 0
+
+    def told(actions: list[ev.Action], now: float) -> tuple[ev.Received, ...]:
+        nonlocal seq
+        sent = []
+        for action in of(ev.SendHeartbeat, actions):
+            assert isinstance(action, ev.SendHeartbeat)
+            seq += 1
+            sent.append(ev.Received(action.heartbeat, "198.51.100.21", now, seq))
+        return tuple(sent)
+
+    last = node03.says(1.02, [VIP])  # node03's last heartbeat: dead from 1.2 on
+    said += node01.handle(ev.Tick(1.02, (last,)))
+    node02.handle(ev.Tick(1.02, (last, *told(said, 1.02))))
+    said = node01.handle(ev.Tick(1.075, ()))  # still joining
+    node02.handle(ev.Tick(1.08, told(said, 1.075)))
+    assert node02.view.peers["node01"].heartbeat.joining
+    said = node01.handle(ev.TimerFired(DETECT_S + 1.0, ()))  # its joining ends
+    heard = told(said, 1.181)
+    # node03's death, seen by both at the same instant (before node01's next tick).
+    took01 = of(ev.Claim, node01.handle(ev.TimerFired(1.205, ())))
+    took02 = of(ev.Claim, node02.handle(ev.TimerFired(1.205, heard)))
+    assert (len(took01), len(took02)) == (1, 0)
+    assert not node02.view.peers["node01"].heartbeat.joining

@@ -3,11 +3,14 @@ schedules (the benchmark runs 100,000), and the schedules that found each fixed 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pikube.lb.l2 import sim
+from pikube.lb.l2.core import TICK_JITTER
 from pikube.lb.l2.lifecycle import packed
 
 
@@ -81,3 +84,52 @@ def test_a_stale_client_is_not_quiescent() -> None:
     other = next(name for name in simulation.nodes if name != owner.name)
     simulation.clients[0].hears(ip, simulation.now + 0.001, other)  # on its way
     assert not simulation._quiescent()
+
+
+class _Ticks(sim.Simulation):
+    """Records when each node's core ticked: (node, epoch) -> times."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.ticks: dict[tuple[str, int], list[float]] = {}
+
+    def _tick(self, node: sim._Node) -> None:
+        self.ticks.setdefault((node.name, node.epoch), []).append(self.now)
+        super()._tick(node)
+
+
+@pytest.mark.parametrize("jitter", [(0.85, 1.0), (0.9, 1.0), (0.95, 1.0), (1.0, 1.0)])
+def test_ticks_come_within_the_jitter_the_simulation_is_given(jitter: tuple[float, float]) -> None:
+    simulation = _Ticks(sim.random_schedule(641), jitter=jitter)
+    simulation.run()
+    interval = sim.SETTINGS.interval_ms / 1000.0
+    gaps = [b - a for times in simulation.ticks.values() for a, b in itertools.pairwise(times)]
+    assert len(gaps) > 50
+    low, high = jitter
+    assert all(interval * low - 1e-9 <= gap <= interval * high + 1e-9 for gap in gaps)
+    assert max(gaps) - min(gaps) >= (high - low) * interval * 0.8
+
+
+def test_the_simulation_ticks_as_the_speaker_does_unless_told() -> None:
+    assert sim.Simulation(sim.random_schedule(0)).jitter == TICK_JITTER == (0.85, 1.0)
+
+
+def test_a_joining_node_told_its_end_one_tick_late() -> None:
+    """Found at 95-100 % jitter, a race of the rules at any jitter (docs/decisions/0109): a
+    takeover in the gap between a peer's end of joining and its next heartbeat."""
+    assert sim.run(sim.random_schedule(117583), (0.95, 1.0)) is None
+
+
+@pytest.mark.xfail(strict=True, reason="the race left: a takeover within the network delay of a "
+                   "peer's end of joining (docs/decisions/0109)")  # fmt: skip
+def test_a_takeover_while_the_end_of_joining_is_on_the_wire() -> None:
+    assert sim.run(sim.random_schedule(141229)) is None
+
+
+@pytest.mark.parametrize("jitter", [(0.9, 1.0), (0.95, 1.0), (1.0, 1.0)])
+def test_narrower_jitters_keep_every_invariant(jitter: tuple[float, float]) -> None:
+    """Schedule 641 was once reported to find two owners at 90-100 % (docs/decisions/0164);
+    it does not (0109). A sample; the benchmark's --jitter runs many more."""
+    for seed in (641, *range(20)):
+        violation = sim.run(sim.random_schedule(seed), jitter)
+        assert violation is None, str(violation)

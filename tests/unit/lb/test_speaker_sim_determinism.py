@@ -19,7 +19,7 @@ import pytest
 from pikube.lb.l2 import invariants, sim
 
 SEEDS = range(300)
-DIGEST = "38509ffc1d10a62ebe0cf2adb108b66f4e8e629a487c65685d50a4ba9d9e43d5"
+DIGEST = "399ac66518c2a0e7da5d1b2cb9409866aa564aeb61ca1fe5ba0bbad45e49df9b"
 
 
 @contextmanager

@@ -39,6 +39,10 @@ from pikube.lb.l2.liveness import CONFIRM_S, Liveness
 from pikube.lb.membership import protocol
 
 GARP_BURST_S = (0.0, 0.05, 0.25, 1.0, 2.0)  # after a takeover, and after a split brain heals
+# The next tick comes interval x uniform(*TICK_JITTER) after this one (the speaker's loop and
+# the simulation's model). Jitter only shortens an interval: every margin of the detection is
+# taken from the longest gap, one interval (docs/decisions/0109).
+TICK_JITTER = (0.85, 1.0)
 _STALE, _UNCHANGED, _JOINED = protocol.Change.STALE, protocol.Change.NONE, protocol.Change.JOINED
 _INF = float("inf")
 
@@ -167,15 +171,18 @@ class SpeakerCore:
         grace_end = self.started_at + self.settings.startup_grace_s
         gone = self._expire(now, out)
         gone = self.liveness.confirm(now, self.view, out) or gone
+        # Joining ends: peers must know at once that this node is a candidate now. Until its
+        # next tick they would elect without it, and take over alongside it (decision 0109).
+        joined = self._was_joining and now >= self.joining_until
         due = (
             gone
             or changed
-            or (self._was_joining and now >= self.joining_until)
+            or joined
             or self._last_evaluated < grace_end <= now
             or any(life.deadline <= now for life in self.lives.values())
         )
         if due:
-            self._evaluate(now, out)
+            self._evaluate(now, out, heartbeat=joined)
         for life in self.lives.values():
             if life.bursts and life.bursts[0] <= now:
                 while life.bursts and life.bursts[0] <= now:

@@ -25,7 +25,7 @@ from pikube.lb.announcements import Announcement, DesiredState
 from pikube.lb.election import Target
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2 import invariants, plan
-from pikube.lb.l2.core import CoreSettings, SpeakerCore
+from pikube.lb.l2.core import TICK_JITTER, CoreSettings, SpeakerCore
 from pikube.lb.l2.lifecycle import packed
 from pikube.lb.l2.schedule import (
     INTERFACE,
@@ -97,6 +97,7 @@ _TICK, _TIMER, _SEGMENT, _FAULT, _ARP, _ANSWER = 0, 1, 2, 3, 4, 5
 class Simulation:
     schedule: Schedule
     quiesce: bool = True  # end the run once the heal is quiescent (see `_quiescent`)
+    jitter: tuple[float, float] = TICK_JITTER  # a tick's gap, in intervals (the speaker's)
     rng: random.Random = field(init=False)
     now: float = 0.0
     nodes: dict[str, _Node] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class Simulation:
             )
         )
         self.window_s = SETTINGS.detect_s
+        self._jitter_lo, self._jitter_width = self.jitter[0], self.jitter[1] - self.jitter[0]
         self._packed_ips = tuple(packed(ip) for ip in s.ips)
         self._ip_keys = {packed(ip): ip for ip in s.ips}
         self.macs = {name: bytes([2, 0, 0, 0, 0, 0x21 + i]) for i, name in enumerate(s.nodes)}
@@ -262,8 +264,8 @@ class Simulation:
         received = self._drain(node) if node.inbox else ()
         self._deliver(node, core.handle(ev.Tick(now, received)))
         if node.core is not None:  # (read again: `_deliver` may have stopped it)
-            # As rng.uniform(0.85, 1.0) would draw it, without the call.
-            at = now + _INTERVAL_S * (0.85 + (1.0 - 0.85) * self.rng.random())
+            # As rng.uniform(*self.jitter) would draw it, without the call.
+            at = now + _INTERVAL_S * (self._jitter_lo + self._jitter_width * self.rng.random())
             self._order += 1
             heapq.heappush(self._queue, (at, self._order, _TICK, node.name, node.epoch, NO_ARP))
         if node.answering:
@@ -490,19 +492,22 @@ def summary(sim: Simulation) -> str:
     return "\n".join(parts)
 
 
-def run(schedule: Schedule) -> Violation | None:
-    return Simulation(schedule).run()
+def run(schedule: Schedule, jitter: tuple[float, float] = TICK_JITTER) -> Violation | None:
+    return Simulation(schedule, jitter=jitter).run()
 
 
 def run_many(
-    seeds: range, stop: Callable[[Violation], bool] = lambda _: False
+    seeds: range,
+    stop: Callable[[Violation], bool] = lambda _: False,
+    jitter: tuple[float, float] = TICK_JITTER,
 ) -> tuple[int, list[Violation]]:
-    """Run the schedules of these seeds; (schedules run, violations found)."""
+    """Run the schedules of these seeds (ticks with this jitter); (schedules run, violations
+    found)."""
     found: list[Violation] = []
     count = 0
     for seed in seeds:
         count += 1
-        violation = run(random_schedule(seed))
+        violation = run(random_schedule(seed), jitter)
         if violation is not None:
             found.append(violation)
             if stop(violation):
