@@ -145,7 +145,13 @@ class SpeakerCore:
         return out
 
     def _tick(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
-        changed = self._receive(received, out) if received else False
+        changed = False
+        if received:
+            # The idle path first: repeats of live peers' heartbeats, in one loop (a rival's
+            # repeat may withdraw a claim: then every heartbeat takes the full path).
+            done = 0 if self.arp_rivals else self.view.heard_again(received, self.settings.key)
+            if done < len(received):
+                changed = _receive(self, received[done:], out)
         if self.view.all_on_time(now):  # an idle speaker's path: none can be late or expired
             if changed:
                 self._evaluate(now, out)
@@ -165,7 +171,7 @@ class SpeakerCore:
     def _timer(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
         # Heartbeats that arrived while this process was not scheduled count before any peer
         # is declared dead: a stall of this speaker must not look like a dead peer.
-        changed = self._receive(received, out)
+        changed = _receive(self, received, out)
         if self._watch_at <= now:
             self._watch_at = float("inf")
         grace_end = self.started_at + self.settings.startup_grace_s
@@ -237,49 +243,6 @@ class SpeakerCore:
         self._evaluate(now, out)
 
     # -- membership -------------------------------------------------------------------------
-
-    def _receive(self, received: Iterable[ev.Received], out: list[ev.Action]) -> bool:
-        changed = False
-        view = self.view
-        for item in received:
-            data = item.heartbeat
-            try:
-                if isinstance(data, bytes):
-                    change, node = view.receive_datagram(data, self.settings.key, item.arrived_s)
-                else:
-                    change, node = view.receive(data, item.arrived_s, item.seq), data.node
-            except protocol.HeartbeatError as exc:
-                view.reject(exc)
-                continue
-            if change is _STALE:
-                continue
-            if self.arp_rivals and node in self.arp_rivals:
-                # A speaker announced one of our IPs; a heartbeat of its that no longer
-                # claims it means it withdrew: clients may still follow it.
-                # Each IP on its own: the rival may rightly keep another of them.
-                rival_ips = self.arp_rivals[node]
-                withdrawn = rival_ips - view.peers[node].heartbeat.claims
-                if withdrawn:
-                    rival_ips -= withdrawn
-                    if not rival_ips:
-                        del self.arp_rivals[node]
-                    self.contested |= withdrawn
-                    changed = True
-            if change is _UNCHANGED:
-                continue
-            heartbeat = view.peers[node].heartbeat
-            if heartbeat.claims:
-                # A rival claim, perhaps withdrawn again before we evaluate: remember it.
-                self.contested |= heartbeat.claims & self.heartbeat(item.arrived_s).claims
-            self.peer_addresses[node] = item.source
-            self.speaker_ips |= heartbeat.claims
-            self.speaker_macs.add(heartbeat.mac)
-            self.mac_nodes[heartbeat.mac] = node
-            if change is _JOINED:
-                out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
-                self.rejoined = True
-            changed = True
-        return changed
 
     def _expire(self, now: float, out: list[ev.Action]) -> bool:
         for peer in self.view.peers.values():
@@ -420,3 +383,48 @@ def status(core: SpeakerCore, now: float) -> dict[str, object]:
         "problems": list(core.desired.problems),
         "counters": asdict(core.view.counters),
     }
+
+
+def _receive(core: SpeakerCore, received: Iterable[ev.Received], out: list[ev.Action]) -> bool:
+    """Apply heartbeats to the view; note joins, updates and withdrawn rivals. Changed?"""
+    changed = False
+    view = core.view
+    for item in received:
+        data = item.heartbeat
+        try:
+            if isinstance(data, bytes):
+                change, node = view.receive_datagram(data, core.settings.key, item.arrived_s)
+            else:
+                change, node = view.receive(data, item.arrived_s, item.seq), data.node
+        except protocol.HeartbeatError as exc:
+            view.reject(exc)
+            continue
+        if change is _STALE:
+            continue
+        if core.arp_rivals and node in core.arp_rivals:
+            # A speaker announced one of our IPs; a heartbeat of its that no longer
+            # claims it means it withdrew: clients may still follow it.
+            # Each IP on its own: the rival may rightly keep another of them.
+            rival_ips = core.arp_rivals[node]
+            withdrawn = rival_ips - view.peers[node].heartbeat.claims
+            if withdrawn:
+                rival_ips -= withdrawn
+                if not rival_ips:
+                    del core.arp_rivals[node]
+                core.contested |= withdrawn
+                changed = True
+        if change is _UNCHANGED:
+            continue
+        heartbeat = view.peers[node].heartbeat
+        if heartbeat.claims:
+            # A rival claim, perhaps withdrawn again before we evaluate: remember it.
+            core.contested |= heartbeat.claims & core.heartbeat(item.arrived_s).claims
+        core.peer_addresses[node] = item.source
+        core.speaker_ips |= heartbeat.claims
+        core.speaker_macs.add(heartbeat.mac)
+        core.mac_nodes[heartbeat.mac] = node
+        if change is _JOINED:
+            out.append(ev.Note(logging.INFO, f"peer {node} joined (epoch {heartbeat.epoch})"))
+            core.rejoined = True
+        changed = True
+    return changed
