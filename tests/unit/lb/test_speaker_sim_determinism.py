@@ -19,7 +19,7 @@ import pytest
 from pikube.lb.l2 import invariants, sim
 
 SEEDS = range(300)
-DIGEST = "399ac66518c2a0e7da5d1b2cb9409866aa564aeb61ca1fe5ba0bbad45e49df9b"
+DIGEST = "261f5cdb85e94d274b80a4303eec6a26caed39737b853a9177ec4c25372a6c43"
 
 
 @contextmanager
