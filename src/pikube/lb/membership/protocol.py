@@ -331,7 +331,7 @@ class View:
         newer sequence number and are authentic: those are applied here (last heard, newest
         stamp, counted) exactly as `receive_datagram` would apply them, and the first that is
         anything else, with all after it, is left to it. A speaker's idle tick receives only
-        such repeats: one flat loop, no call per datagram (docs/decisions/0166)."""
+        such repeats: one flat loop, no call per datagram (docs/decisions/0165)."""
         templates, peers, newest = self._templates, self.peers, self.newest
         keyed = _keyed(key)
         done = 0
