@@ -215,8 +215,7 @@ class Speaker:
             ev.Announce: lambda a: _each(on(a.interfaces), lambda x: x.announce(a.ip)),
             ev.Probe: lambda a: _each(on(a.interfaces), lambda x: x.probe(a.ip)),
             ev.ProbePeer: lambda a: _each(
-                self._announcers(a.interfaces),
-                lambda x: x.probe_peer(inet_aton(a.address), a.probes),
+                on(a.interfaces), lambda x: x.probe_peer(inet_aton(a.address), a.probes)
             ),
             ev.EndProbe: lambda a: _each(
                 self._announcers(), lambda x: x.watched.difference_update(a.ips)
@@ -375,9 +374,8 @@ class Speaker:
     def _tick(self) -> None:
         """Once per interval, on the ticker's thread: read what peers sent, notice the dead,
         send our heartbeat."""
-        with self._lock:
-            core = self._core()
-            self._carrier.carry(core.handle(ev.Tick(self.clock(), self._drain())), core.leaving)
+        with self._lock:  # the drain and the tick it makes, as one
+            self._handle(ev.Tick(self.clock(), self._drain()))
 
     def _tick_crashed(self, exc: Exception) -> None:
         def fail() -> None:

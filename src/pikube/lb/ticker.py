@@ -10,9 +10,9 @@ sleeps between ticks, and the loop stays asleep while nothing but heartbeats hap
 The core is still the only place that decides, and it is never entered by two threads at once:
 every entry (the tick, the loop's timer, the source, links, ARP answers, status and metrics)
 holds the speaker's lock. What the core asks for is carried out in its order on the loop, with
-one exception that keeps idle ticks off the loop: a batch of heartbeats only, when nothing the
-loop has still to carry out came before it and the speaker is not leaving, is sent at once from
-the tick's thread (`runs_in_place`).
+one exception that keeps idle ticks off the loop: a quiet tick's lone heartbeat, when nothing
+the loop has still to carry out came before it and the speaker is not leaving, is sent at once
+from the tick's thread (`runs_in_place`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ from pikube.lb.announcements import DesiredState
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2.core import SpeakerCore
 from pikube.lb.membership.protocol import Heartbeat
-from pikube.lb.speaker import SpeakerSettings, run_forever
+from pikube.lb.speaker import run_forever
 from pikube.lb.ticker import Carrier, Ticker, runs_in_place
+from tests.unit.lb.test_speaker_wiring import settings
 
 HEARTBEAT = ev.SendHeartbeat(
     Heartbeat("node01", 1, 0, 60, 3, b"\x02" * 6, ("eth0",), frozenset(), False, False),
@@ -119,17 +120,6 @@ class WaitingSource:
         while not self.done.is_set():
             await asyncio.sleep(0.01)
         raise RuntimeError(self.reason)
-
-
-def settings(tmp_path: Path) -> SpeakerSettings:
-    return SpeakerSettings(
-        node="node01",
-        key=b"k" * 32,
-        interfaces=("pk-missing0",),  # no such interface: no sockets are opened
-        metrics_port=None,
-        state_dir=tmp_path,
-        realtime=False,
-    )
 
 
 def test_a_running_speakers_quiet_ticks_never_touch_the_event_loop(

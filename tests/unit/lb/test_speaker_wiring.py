@@ -18,17 +18,21 @@ class BrokenSource:
         raise RuntimeError("the API server's watch broke")
 
 
-def test_a_crashed_source_stops_the_speaker_with_one_line_naming_it(tmp_path: Path) -> None:
-    settings = SpeakerSettings(
+def settings(state_dir: Path) -> SpeakerSettings:
+    """A speaker that opens no sockets (its one interface does not exist)."""
+    return SpeakerSettings(
         node="node01",
         key=b"k" * 32,
-        interfaces=("pk-missing0",),  # no such interface: no sockets are opened
+        interfaces=("pk-missing0",),
         metrics_port=None,
-        state_dir=tmp_path,
+        state_dir=state_dir,
         realtime=False,
     )
+
+
+def test_a_crashed_source_stops_the_speaker_with_one_line_naming_it(tmp_path: Path) -> None:
     with pytest.raises(PikubeError) as caught:
-        run_forever(settings, BrokenSource())
+        run_forever(settings(tmp_path), BrokenSource())
     assert caught.value.message == (
         "speaker node01 stopped: the configuration source crashed: the API server's watch broke"
     )

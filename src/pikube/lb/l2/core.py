@@ -146,13 +146,7 @@ class SpeakerCore:
         return out
 
     def _tick(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
-        changed = False
-        if received:
-            # The idle path first: repeats of live peers' heartbeats, in one loop (a rival's
-            # repeat may withdraw a claim: then every heartbeat takes the full path).
-            done = 0 if self.arp_rivals else self.view.heard_again(received, self.settings.key)
-            if done < len(received):
-                changed = _receive(self, received[done:], out)
+        changed = _receive(self, received, out) if received else False
         if self.view.all_on_time(now):  # an idle speaker's path: none can be late or expired
             if changed:
                 self._evaluate(now, out)

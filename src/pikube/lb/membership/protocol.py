@@ -24,7 +24,6 @@ import functools
 import hashlib
 import hmac
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -111,15 +110,6 @@ def encode(heartbeat: Heartbeat, key: bytes) -> bytes:
     return body + _tag(key, body)
 
 
-class Datagram(Protocol):
-    """What `View.heard_again` reads of a received heartbeat (the core's `Received`)."""
-
-    @property
-    def heartbeat(self) -> bytes | Heartbeat: ...
-    @property
-    def arrived_s(self) -> float: ...
-
-
 @dataclass
 class Encoder:
     """Encodes one node's heartbeats, serialising again only when more than the sequence number
@@ -138,9 +128,7 @@ class Encoder:
 
     def sign(self, seq: int) -> bytes:
         body = self._body[:_SEQ_AT] + seq.to_bytes(8, "big") + self._body[_SEQ_END:]
-        mac = _keyed(self.key).copy()  # `_tag`, inline: once per tick
-        mac.update(body)
-        return body + mac.digest()[:MAC_LEN]
+        return body + _tag(self.key, body)
 
     def encode(self, heartbeat: Heartbeat) -> bytes:
         self.set_template(heartbeat)
@@ -325,40 +313,6 @@ class View:
             self._templates[template] = (heartbeat.node, heartbeat.epoch)
             self._template_of[heartbeat.node] = template
         return change, heartbeat.node
-
-    def heard_again(self, received: Sequence[Datagram], key: bytes) -> int:
-        """How many of `received`, from the first, repeat a live peer's last heartbeat but for a
-        newer sequence number and are authentic: those are applied here (last heard, newest
-        stamp, counted) exactly as `receive_datagram` would apply them, and the first that is
-        anything else, with all after it, is left to it. A speaker's idle tick receives only
-        such repeats: one flat loop, no call per datagram (docs/decisions/0165)."""
-        templates, peers, newest = self._templates, self.peers, self.newest
-        keyed = _keyed(key)
-        done = 0
-        for item in received:
-            data = item.heartbeat
-            if type(data) is not bytes:
-                break
-            body = data[:-MAC_LEN]
-            known = templates.get(body[:_SEQ_AT] + body[_SEQ_END:])
-            if known is None:
-                break
-            node, epoch = known
-            peer = peers.get(node)
-            if peer is None or peer.heartbeat.epoch != epoch:
-                break
-            stamp = (epoch, int.from_bytes(body[_SEQ_AT:_SEQ_END], "big"))
-            if stamp <= newest[node]:
-                break
-            mac = keyed.copy()
-            mac.update(body)
-            if not hmac.compare_digest(mac.digest()[:MAC_LEN], data[-MAC_LEN:]):
-                break
-            newest[node] = stamp
-            peer.last_heard_s = item.arrived_s
-            done += 1
-        self.counters.accepted += done
-        return done
 
     def receive(self, heartbeat: Heartbeat, now_s: float, seq: int = 0) -> Change:
         """`seq`, when not 0, numbers a heartbeat whose own `seq` is 0 (the simulation shares
