@@ -60,13 +60,20 @@ def read_manifest(source: str, field: str) -> str:
     if source.startswith(("https://", "http://")):
         try:
             with urllib.request.urlopen(source, timeout=FETCH_TIMEOUT_S) as response:
-                data: bytes = response.read(4 << 20)
+                data: bytes = response.read(MANIFESTS_LIMIT_BYTES + 1)
         except (urllib.error.URLError, OSError) as exc:
             raise InvalidInput(
                 f"{field}: cannot fetch {source} ({exc}); for an offline site, put the "
                 f"file next to the spec and set {field} to its path"
             ) from None
-        return data.decode()
+        if len(data) > MANIFESTS_LIMIT_BYTES:  # refused whole, never cut short
+            raise InvalidInput(
+                f"{field}: {source} is over {MANIFESTS_LIMIT_BYTES >> 20} MiB: not a manifest"
+            )
+        try:
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{field}: {source} is not UTF-8 text: {exc}") from None
     path = Path(source).expanduser()
     try:
         # Bounded as every input file (pikube.inputs): /dev/zero is refused, not read for ever.
