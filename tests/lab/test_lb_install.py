@@ -247,8 +247,12 @@ def test_a_bad_pool_is_refused_at_apply_naming_the_field(installed: Lab) -> None
     kubectl(installed, "-n metallb-system get secret pikube-webhook-cert")
 
 
+SETTLED_S, WINDOW_S = 60.0, 30.0  # idle: a speaker past its start (informers, joining, GC)
+
+
 def test_speaker_memory_and_idle_cpu_are_measured(installed: Lab) -> None:
-    """Resident memory and CPU over the same 10 idle seconds of each worker's speaker process."""
+    """Resident memory, and CPU over the same idle 30 s of each worker's speaker process once
+    every one has run for a minute (goals: under 60 MB, under 1 % of a core)."""
     clock = os.sysconf("SC_CLK_TCK")
     speakers = {}
     for node in WORKERS:
@@ -258,24 +262,31 @@ def test_speaker_memory_and_idle_cpu_are_measured(installed: Lab) -> None:
             if argv[1:5] == ("-m", "pikube", "lb", "speaker")
         ]
 
+    def stat(pid: int) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
     def ticks(pid: int) -> int:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat(pid)
         return int(fields[11]) + int(fields[12])  # utime + stime
 
+    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    youngest_s = min(uptime_s - int(stat(pid)[19]) / clock for pid in speakers.values())
+    time.sleep(max(0.0, SETTLED_S - youngest_s))
     before, started = {node: ticks(pid) for node, pid in speakers.items()}, time.monotonic()
-    time.sleep(10)
+    time.sleep(WINDOW_S)
     after, seconds = (
         {node: ticks(pid) for node, pid in speakers.items()},
         time.monotonic() - started,
     )
-    figures = {}
+    figures: dict[str, object] = {}
     for node, pid in speakers.items():
         cpu = (after[node] - before[node]) / clock / seconds * 100
         status = Path(f"/proc/{pid}/status").read_text()
         rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
         figures[node] = {"rss_mb": round(rss_kb / 1024, 1), "idle_cpu_percent": round(cpu, 2)}
+    figures["load_average_1m"] = round(os.getloadavg()[0], 2)
     print("\nspeaker pods:", json.dumps(figures))
-    assert all(f["rss_mb"] > 0 for f in figures.values())
+    assert all(f["rss_mb"] > 0 for f in figures.values() if isinstance(f, dict))
 
 
 def test_switching_back_to_metallb_and_again_to_pikube_keeps_the_ip(installed: Lab) -> None:
