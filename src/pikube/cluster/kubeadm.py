@@ -247,9 +247,6 @@ class ApiFacts:
 
     reachable: bool = False
     nodes: Mapping[str, NodeStatus] = field(default_factory=dict)
-    # "<namespace>/<kind>/<name>" -> the pikube.dev/applied annotation (or "" without one)
-    objects: Mapping[str, str] = field(default_factory=dict)
-    flannel_ready: bool = False
 
 
 def parse_nodes(nodes_json: Mapping[str, object]) -> dict[str, NodeStatus]:
