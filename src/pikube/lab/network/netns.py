@@ -12,7 +12,10 @@ import ctypes
 import ctypes.util
 import errno
 import os
-from collections.abc import Iterable, Iterator
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +166,74 @@ def configure_interface(
                     raise
 
 
+# What a link lost when this process took it down: the kernel drops its routes and (unless
+# keep_addr_on_down) its IPv6 addresses. A Pi's network manager (NetworkManager,
+# systemd-networkd, dhcpcd) applies its configuration again when the link comes back, and so
+# does `set_link_state`. Kept per (namespace, interface), in this process.
+_TAKEN_DOWN: dict[tuple[str, str], tuple[list[tuple[str, int]], list[tuple[int, str]]]] = {}
+_RTPROT_RA = 9  # learned from a router advertisement: it comes back by itself
+_UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+CARRIER_WAIT_S = 3.0
+
+
 def set_link_state(namespace: str, ifname: str, up: bool) -> None:
+    """Take the link down (`up` False) or bring it back. Back up, it gets again the static IPv6
+    addresses and default routes it had (as a network manager does), not just the kernel's
+    IPv4 routes."""
     with route_socket(namespace) as ipr:
-        ipr.link("set", index=link_index(ipr, ifname), state="up" if up else "down")
+        index = link_index(ipr, ifname)
+        if not up:
+            _TAKEN_DOWN[(namespace, ifname)] = _static_config(ipr, index)
+        ipr.link("set", index=index, state="up" if up else "down")
+        if up:
+            six, gateways = _TAKEN_DOWN.pop((namespace, ifname), ([], []))
+            _restore(ipr, index, six, gateways)
+
+
+def _static_config(ipr: Any, index: int) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
+    six = [
+        (addr.get_attr("IFA_ADDRESS"), int(addr["prefixlen"]))
+        for addr in ipr.get_addr(family=socket.AF_INET6, index=index)
+        if not addr.get_attr("IFA_ADDRESS").lower().startswith("fe80:")
+    ]
+    gateways = [
+        (int(route["family"]), route.get_attr("RTA_GATEWAY"))
+        for route in ipr.get_default_routes(table=254)
+        if route.get_attr("RTA_OIF") == index
+        and route.get_attr("RTA_GATEWAY")
+        and route["proto"] != _RTPROT_RA
+    ]
+    return six, gateways
+
+
+def _restore(
+    ipr: Any, index: int, six: list[tuple[str, int]], gateways: list[tuple[int, str]]
+) -> None:
+    for address, prefixlen in six:
+        flags = _IFA_F_NODAD
+        _add(
+            partial(ipr.addr, "add", index=index, address=address, prefixlen=prefixlen, flags=flags)
+        )
+    for family, gateway in gateways:
+        dst = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+        _add(partial(ipr.route, "add", dst=dst, gateway=gateway, oif=index, family=family))
+
+
+def _add(request: Callable[[], object]) -> None:
+    """Make a netlink request; already there is fine, and an unreachable gateway is waited for
+    (its prefix route comes with the carrier, a moment after the link is up)."""
+    deadline = time.monotonic() + CARRIER_WAIT_S
+    while True:
+        try:
+            request()
+        except Exception as exc:  # pyroute2's NetlinkError
+            code = getattr(exc, "code", None)
+            if code in _UNREACHABLE and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            if code != errno.EEXIST:
+                raise
+        return
 
 
 def link_is_up(namespace: str, ifname: str) -> bool:
