@@ -368,14 +368,20 @@ class Speaker:
         with self._lock:
             self._timer = None
             self._timer_at = float("inf")
-            received = self._drain()
+            received = _events(self._drain())
             self._handle(ev.TimerFired(self.clock(), received))
 
     def _tick(self) -> None:
         """Once per interval, on the ticker's thread: read what peers sent, notice the dead,
-        send our heartbeat."""
+        send our heartbeat. An idle speaker's tick takes the core's short way (`quiet_tick`)."""
         with self._lock:  # the drain and the tick it makes, as one
-            self._handle(ev.Tick(self.clock(), self._drain()))
+            now, received = self.clock(), self._drain()
+            if not self._carrier.pending:  # (else our heartbeat would overtake their actions)
+                sending = self._core().quiet_tick(now, received)
+                if sending is not None:  # nothing changed that the loop's timer depends on
+                    self._send_heartbeat(sending)
+                    return
+            self._handle(ev.Tick(now, _events(received)))
 
     def _tick_crashed(self, exc: Exception) -> None:
         def fail() -> None:
@@ -384,14 +390,14 @@ class Speaker:
 
         self._carrier.call(fail)
 
-    def _drain(self) -> tuple[ev.Received, ...]:
+    def _drain(self) -> list[protocol.Datagram]:
         now = self.clock()
-        received: list[ev.Received] = []
+        received: list[protocol.Datagram] = []
         for iface in self._interfaces.values():
             if iface.heartbeat is not None:
-                received += iface.heartbeat.drain(now, self._drained_at, ev.Received)
+                received += iface.heartbeat.drain(now, self._drained_at, _datagram)
         self._drained_at = now
-        return tuple(received)
+        return received
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -471,6 +477,14 @@ class Speaker:
     def _collect(self) -> None:
         with self._lock:
             self.metrics.collect(self.core)
+
+
+def _datagram(data: bytes, source: str, arrived: float) -> protocol.Datagram:
+    return data, source, arrived
+
+
+def _events(received: list[protocol.Datagram]) -> tuple[ev.Received, ...]:
+    return tuple(ev.Received(data, source, arrived) for data, source, arrived in received)
 
 
 def _each(

@@ -125,18 +125,26 @@ class WaitingSource:
 def test_a_running_speakers_quiet_ticks_never_touch_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[tuple[str, bool]] = []  # (event, handled on the loop's thread?)
+    seen: list[tuple[str, bool]] = []  # (which way, decided on the loop's thread?)
     done = threading.Event()
-    handle = SpeakerCore.handle
+    handle, quiet_tick = SpeakerCore.handle, SpeakerCore.quiet_tick
+
+    def saw(way: str) -> None:
+        seen.append((way, threading.current_thread() is threading.main_thread()))
+        if len(seen) >= 5:
+            done.set()
 
     def spying(core: SpeakerCore, event: ev.Event) -> list[ev.Action]:
         if isinstance(event, ev.Tick):
-            seen.append(("tick", threading.current_thread() is threading.main_thread()))
-            if len(seen) >= 5:
-                done.set()
+            saw("tick")
         return handle(core, event)
 
+    def spying_quietly(core: SpeakerCore, now: float, received: Any) -> ev.SendHeartbeat | None:
+        saw("quiet tick")
+        return quiet_tick(core, now, received)
+
     monkeypatch.setattr(SpeakerCore, "handle", spying)
+    monkeypatch.setattr(SpeakerCore, "quiet_tick", spying_quietly)
     with pytest.raises(PikubeError, match="enough ticks"):
         run_forever(settings(tmp_path), WaitingSource(done, "enough ticks"))
     assert len(seen) >= 5
@@ -153,7 +161,11 @@ def test_a_crashed_tick_stops_the_speaker_with_one_line_naming_it(
             raise ValueError("the clock went backwards")
         return handle(core, event)
 
+    def broken_quietly(*_: object) -> None:
+        raise ValueError("the clock went backwards")
+
     monkeypatch.setattr(SpeakerCore, "handle", broken)
+    monkeypatch.setattr(SpeakerCore, "quiet_tick", broken_quietly)
     with pytest.raises(PikubeError) as caught:
         run_forever(settings(tmp_path), WaitingSource(threading.Event(), "never"))
     assert caught.value.message == (

@@ -145,6 +145,20 @@ class SpeakerCore:
                 out.append(self._send(now))
         return out
 
+    def quiet_tick(
+        self, now: float, received: Sequence[protocol.Datagram]
+    ) -> ev.SendHeartbeat | None:
+        """`handle(Tick(now, received))` for an idle speaker, in one pass and without events:
+        when every datagram repeats its sender's last heartbeat, every peer is on time, no
+        rival's withdrawal is awaited and the node is not leaving, the tick's one action is our
+        heartbeat, returned. Otherwise None, with nothing changed: the caller hands the same
+        datagrams to `handle`. (tests/unit/lb/test_quiet_tick.py runs both ways in lockstep.)"""
+        if self.arp_rivals or self.leaving:
+            return None
+        if not self.view.repeated(received, self.settings.key, now):
+            return None
+        return self._send(now)
+
     def _tick(self, now: float, received: Sequence[ev.Received], out: list[ev.Action]) -> None:
         changed = _receive(self, received, out) if received else False
         if self.view.all_on_time(now):  # an idle speaker's path: none can be late or expired

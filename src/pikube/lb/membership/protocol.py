@@ -24,6 +24,7 @@ import functools
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -261,6 +262,9 @@ class Counters:
     expired: int = 0
 
 
+Datagram = tuple[bytes, str, float]  # as received: the bytes, the sender's address, arrival
+
+
 @dataclass
 class View:
     """The live peers as this speaker sees them (itself excluded)."""
@@ -313,6 +317,44 @@ class View:
             self._templates[template] = (heartbeat.node, heartbeat.epoch)
             self._template_of[heartbeat.node] = template
         return change, heartbeat.node
+
+    def repeated(self, datagrams: Sequence[Datagram], key: bytes, now_s: float) -> bool:
+        """An idle speaker's batch in one pass. If every datagram repeats its sender's last
+        heartbeat with a newer sequence number (what `receive_datagram` answers `Change.NONE`
+        for, or is our own looped back) and with them every peer spoke within its last interval
+        (`all_on_time`), apply them as `receive_datagram` would and say True. Otherwise change
+        nothing and say False: the caller takes the batch the long way."""
+        newest, peers, templates, me = self.newest, self.peers, self._templates, self.self_node
+        fresh: dict[str, tuple[tuple[int, int], float]] = {}  # node: newest stamp, its arrival
+        accepted = 0
+        for data, _source, arrived in datagrams:
+            body = data[:-MAC_LEN]
+            known = templates.get(body[:_SEQ_AT] + body[_SEQ_END:])
+            if known is None or len(data) < _FIXED.size + MAC_LEN:
+                return False
+            node, epoch = known
+            if node == me:
+                continue
+            peer = peers.get(node)
+            if peer is None or peer.heartbeat.epoch != epoch:
+                return False
+            stamp = (epoch, int.from_bytes(body[_SEQ_AT:_SEQ_END], "big"))
+            seen = fresh.get(node)
+            if stamp <= (newest[node] if seen is None else seen[0]):
+                return False  # a replay: counted the long way
+            if not hmac.compare_digest(_tag(key, body), data[-MAC_LEN:]):
+                return False
+            fresh[node] = (stamp, arrived)
+            accepted += 1
+        for node, peer in peers.items():
+            seen = fresh.get(node)
+            if (peer.last_heard_s if seen is None else seen[1]) + peer.interval_s <= now_s:
+                return False
+        for node, (stamp, arrived) in fresh.items():
+            newest[node] = stamp
+            peers[node].last_heard_s = arrived
+        self.counters.accepted += accepted
+        return True
 
     def receive(self, heartbeat: Heartbeat, now_s: float, seq: int = 0) -> Change:
         """`seq`, when not 0, numbers a heartbeat whose own `seq` is 0 (the simulation shares
