@@ -1,9 +1,11 @@
 """A heartbeat as a whole Ethernet frame, built here so it can be sent on a packet socket.
 
-Owns: the Ethernet, IPv4 and UDP headers of a broadcast heartbeat, laid out exactly as the
-kernel's UDP socket would (TOS 0, DF, TTL 64, IP ID 0 as the kernel gives unconnected DF
-datagrams), so a receiver cannot tell the two apart; only the UDP checksum differs: it is 0,
-"no checksum", which RFC 768 allows over IPv4 (the Ethernet FCS still guards the frame).
+Owns: the Ethernet, IPv4 and UDP headers of a broadcast heartbeat, laid out as the kernel's
+UDP socket lays them out (TOS 0, DF, TTL 64), so a receiver takes it as the same datagram. Two
+fields differ: the UDP checksum is 0, "none", which RFC 768 allows over IPv4 (the Ethernet FCS
+still guards the frame); and the IPv4 ID is 0 where the kernel puts a hash: the ID of a
+datagram that must not be fragmented means nothing (RFC 6864), and a fixed one lets the header
+be built once.
 
 The headers depend on the interface's MAC, our address, the port and the payload's length;
 heartbeats are nearly all the same length, so they are built once and reused, and a heartbeat
