@@ -446,7 +446,12 @@ class Speaker:
                 for event in links.parse_link_events(data):
                     self._on_link_event(event)
 
-    def _on_link_event(self, event: links.LinkEvent) -> None:
+    def _on_link_event(self, event: links.LinkEvent | links.AddressEvent) -> None:
+        for iface in self._interfaces.values():  # a new address or MAC: heartbeats carry them
+            if iface.heartbeat is not None and iface.link and iface.link.index == event.index:
+                iface.heartbeat.refresh()
+        if isinstance(event, links.AddressEvent):
+            return
         for iface in self._interfaces.values():
             if iface.link is None:
                 if not event.deleted:

@@ -2,7 +2,8 @@
 
 Owns: reading an interface's state with ioctl (cheap, no dependency: the speaker must not load
 pyroute2's 12 MB), choosing the interfaces to announce on, and a netlink subscription
-(RTMGRP_LINK) that reports carrier and admin state changes the moment the kernel sees them.
+(RTMGRP_LINK) that reports carrier and admin state changes the moment the kernel sees them,
+and IPv4 address changes (RTMGRP_IPV4_IFADDR: heartbeats carry the address, decision 0166).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ IFF_NOARP = 0x80
 IFF_LOWER_UP = 0x10000
 
 RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
+_IFADDRMSG = struct.Struct("=BBBBI")
 
 # MetalLB's default exclusions (config/native/exclude-l2-config.yaml): virtual and CNI links
 # are never where a LAN client looks for a service IP.
@@ -117,17 +122,24 @@ class LinkEvent:
     deleted: bool = False
 
 
+@dataclass(frozen=True)
+class AddressEvent:
+    """An IPv4 address of the link was added or removed."""
+
+    index: int
+
+
 def link_monitor_socket() -> socket.socket:
-    """A non-blocking netlink socket subscribed to link changes."""
+    """A non-blocking netlink socket subscribed to link changes and IPv4 address changes."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    sock.bind((0, RTMGRP_LINK))
+    sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
     sock.setblocking(False)
     return sock
 
 
-def parse_link_events(data: bytes) -> list[LinkEvent]:
-    """Link events in a netlink datagram (malformed tails are ignored)."""
-    events = []
+def parse_link_events(data: bytes) -> list[LinkEvent | AddressEvent]:
+    """Link and IPv4 address events in a netlink datagram (malformed tails are ignored)."""
+    events: list[LinkEvent | AddressEvent] = []
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
         length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
@@ -141,5 +153,11 @@ def parse_link_events(data: bytes) -> list[LinkEvent]:
             events.append(
                 LinkEvent(index=index, up=up and kind == RTM_NEWLINK, deleted=kind == RTM_DELLINK)
             )
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and length >= _NLMSGHDR.size + _IFADDRMSG.size:
+            family, _prefix, _flags, _scope, index = _IFADDRMSG.unpack_from(
+                data, offset + _NLMSGHDR.size
+            )
+            if family == socket.AF_INET:
+                events.append(AddressEvent(index=index))
         offset += (length + 3) & ~3
     return events
