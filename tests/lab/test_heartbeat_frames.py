@@ -55,7 +55,7 @@ def _plain_udp(lab: Lab, host: str) -> socket.socket:
 
 
 def _received(sock: socket.socket) -> list[tuple[bytes, str]]:
-    got = []
+    got: list[tuple[bytes, str]] = []
     while True:
         try:
             data, address = sock.recvfrom(65535)
@@ -100,7 +100,7 @@ def _tap(lab: Lab, host: str) -> socket.socket:
 
 def _frames_to(tap: socket.socket, port: int) -> list[bytes]:
     time.sleep(0.1)
-    found = []
+    found: list[bytes] = []
     while True:
         try:
             frame = tap.recv(65535)

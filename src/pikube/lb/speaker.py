@@ -391,13 +391,8 @@ class Speaker:
         self._carrier.call(fail)
 
     def _drain(self) -> list[protocol.Datagram]:
-        now = self.clock()
-        received: list[protocol.Datagram] = []
-        for iface in self._interfaces.values():
-            if iface.heartbeat is not None:
-                received += iface.heartbeat.drain(now, self._drained_at, _datagram)
-        self._drained_at = now
-        return received
+        since, self._drained_at = self._drained_at, self.clock()
+        return _drain(self._interfaces.values(), self._drained_at, since)
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -486,6 +481,15 @@ class Speaker:
 
 def _datagram(data: bytes, source: str, arrived: float) -> protocol.Datagram:
     return data, source, arrived
+
+
+def _drain(interfaces: Iterable[_Interface], now: float, since: float) -> list[protocol.Datagram]:
+    """What every interface's heartbeat socket received since `since`."""
+    received: list[protocol.Datagram] = []
+    for iface in interfaces:
+        if iface.heartbeat is not None:
+            received += iface.heartbeat.drain(now, since, _datagram)
+    return received
 
 
 def _events(received: list[protocol.Datagram]) -> tuple[ev.Received, ...]:

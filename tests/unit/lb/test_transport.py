@@ -74,7 +74,7 @@ def _capture(interface: str) -> socket.socket:
 
 def _udp_checksums(tap: socket.socket, port: int, payload: bytes) -> list[int]:
     """The UDP checksums of the captured frames carrying `payload` to `port`."""
-    found = []
+    found: list[int] = []
     tap.setblocking(False)
     while True:
         try:
