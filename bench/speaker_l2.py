@@ -17,6 +17,7 @@ import json
 import select
 import socket
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -151,8 +152,11 @@ def main() -> None:
         "--interval-ms", type=int, default=None, help="heartbeat interval (default: the speaker's)"
     )
     parser.add_argument("--json", dest="json_path")
+    parser.add_argument("--name", default="benchl2", help="the lab's name (default: benchl2)")
     args = parser.parse_args()
-    lab = Lab("benchl2")
+    lab = Lab(args.name)
+    if lab.exists():  # another run's: sharing it would mix both runs' speakers and figures
+        sys.exit(f"speaker_l2: a lab named {args.name} is up (another run?); pass --name")
     lab.up()
     try:
         fleet = SpeakerFleet(lab, lab_dir(lab, "speakers"))
