@@ -25,7 +25,8 @@ class UpAlready:
 
 def test_a_lab_name_in_use_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = importlib.util.spec_from_file_location("speaker_l2_bench", BENCH)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     monkeypatch.setattr(bench, "Lab", UpAlready)
