@@ -8,6 +8,7 @@ when the session ends, any namespace or process of those labs that is still ther
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -58,15 +59,23 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
         yield target
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    """A freshly built lab, removed after the test whatever happens."""
+@contextlib.contextmanager
+def fresh_lab() -> Iterator[Lab]:
+    """A freshly built lab under a session-unique name, removed afterwards whatever happens
+    (for fixtures of any scope)."""
     the_lab = Lab(new_lab_name())
     try:
         the_lab.up()
         yield the_lab
     finally:
         the_lab.down()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """A freshly built lab, removed after the test whatever happens."""
+    with fresh_lab() as the_lab:
+        yield the_lab
 
 
 def _leftovers() -> tuple[list[str], list[int]]:

@@ -18,7 +18,7 @@ from pikube.lab import state
 from pikube.lab.lab import Lab
 from pikube.lab.services import bgp
 from pikube.lab.services.bgp import VIP4, VIP6, BgpSpeakers, Router, RouterOptions, RouterRoute
-from tests.conftest import new_lab_name
+from tests.conftest import fresh_lab
 
 pytestmark = pytest.mark.lab
 
@@ -30,12 +30,8 @@ V6 = f"{VIP6}/128"
 
 @pytest.fixture(scope="module")
 def bgp_lab() -> Iterator[Lab]:
-    lab = Lab(new_lab_name())
-    try:
-        lab.up()
+    with fresh_lab() as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 class Scenario:

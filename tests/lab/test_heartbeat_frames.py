@@ -16,7 +16,7 @@ from pikube.lab.network import netns
 from pikube.lb.l2 import events as ev
 from pikube.lb.l2 import links
 from pikube.lb.membership.transport import HeartbeatSocket
-from tests.conftest import new_lab_name
+from tests.conftest import fresh_lab
 
 pytestmark = pytest.mark.lab
 
@@ -25,12 +25,8 @@ PORT = 7950  # not the speakers' (none runs in this lab anyway)
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    the_lab = Lab(new_lab_name())
-    try:
-        the_lab.up()
+    with fresh_lab() as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def _address(lab: Lab, host: str) -> str:
